@@ -1,0 +1,30 @@
+# The README's two commands: `make run` (the default pipeline) and `make test` (the test suite).
+# Both create .venv when missing and install genzoo into it; torch comes from TORCH_SPEC.
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test gpu install clean-venv
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(TORCH_SPEC)
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
+
+test: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
+
+gpu: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" bash pipeline/gpu.sh
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,95 @@
+"""`genzoo`: the commands the DVC stages run. Options here are paths and modes only; every hyperparameter
+lives in params.yaml (flags would bypass `dvc params diff`)."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import typer
+
+from genzoo.errors import GenzooError
+from genzoo.params import PARAMS_FILE, load_params
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="Train and measure the classic generative models (see README.md).")
+data_app = typer.Typer(no_args_is_help=True, help="Fetch and prepare the data sets.")
+app.add_typer(data_app, name="data")
+
+PARAMS = typer.Option(PARAMS_FILE, "--params", help="The params file (all hyperparameters live there).")
+DATA = typer.Option(Path("data/processed"), help="Preprocessed tensors.")
+MODELS = typer.Option(Path("models"), help="Trained models, one folder each.")
+METRICS = typer.Option(Path("metrics"), help="DVC metrics, plots and pictures.")
+
+
+def expected_errors(command):
+    """Bad input and broken environments end with one clear line and an exit code, never a traceback."""
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except GenzooError as err:
+            typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(getattr(err, "exit_code", 1)) from None
+    return wrapper
+
+
+@data_app.command("download")
+@expected_errors
+def data_download(params: Path = PARAMS, out: Path = typer.Option(Path("data/raw")),
+                  offline: bool = typer.Option(False, help="Use only the local mirror folders.")):
+    """Fetch the IDX files of `data.dataset` (local mirror first, then the official mirrors); check SHA-256."""
+    from genzoo.stages import download_stage
+    download_stage(load_params(params), out, offline)
+
+
+@data_app.command("preprocess")
+@expected_errors
+def data_preprocess(params: Path = PARAMS, raw: Path = typer.Option(Path("data/raw")), out: Path = DATA):
+    """Validate the IDX files and write uint8 tensors, the seeded split and the fixed test binarization."""
+    from genzoo.stages import preprocess_stage
+    preprocess_stage(load_params(params), raw, out)
+
+
+@app.command()
+@expected_errors
+def train(model: str = typer.Argument(..., help="A registered model, or `evaluator`."), params: Path = PARAMS,
+          data: Path = DATA, models: Path = MODELS, metrics: Path = METRICS):
+    """Train one model with the shared engine (resumes from its checkpoint when one fits)."""
+    from genzoo.models import TRAINABLE
+    from genzoo.stages import train_stage
+    loaded = load_params(params)
+    if model not in TRAINABLE:
+        raise GenzooError(f"unknown model {model!r}; registered: {', '.join(TRAINABLE)}")
+    train_stage(model, loaded, data, models, metrics)
+
+
+@app.command()
+@expected_errors
+def evaluate(params: Path = PARAMS, data: Path = DATA, models: Path = MODELS, metrics: Path = METRICS):
+    """Measure every trained generative model through the frozen evaluator."""
+    from genzoo.evaluate import evaluate_stage
+    evaluate_stage(load_params(params), data, models, metrics)
+
+
+@app.command()
+@expected_errors
+def report(params: Path = PARAMS, metrics: Path = METRICS, readme: Path = typer.Option(Path("README.md"))):
+    """Render metrics/ into the README's results section and metrics/report.html."""
+    from genzoo.report import report_stage
+    report_stage(load_params(params), metrics, readme)
+
+
+@app.command()
+@expected_errors
+def bench(model: str = typer.Option("vae", help="A registered model."), params: Path = PARAMS,
+          data: Path = DATA, steps: int = typer.Option(300, help="Timed steps (after warm-up)."),
+          batch_size: list[int] = typer.Option([], "--batch-size", help="Batch sizes to time (default: params)."),
+          out: Path = typer.Option(None, help="Also write the results as JSON here.")):
+    """Time training steps of one model on this machine: steps/s and seconds per epoch."""
+    from genzoo.bench import bench_stage
+    bench_stage(model, load_params(params), data, steps, batch_size, out)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,47 @@
+"""Load the preprocessed splits, safely (weights_only) and with a hint when preprocess has not run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from genzoo.errors import DataError
+
+SPLITS = ("train", "val", "test")
+_KEYS = {"train": ("x", "y"), "val": ("x", "y", "xb"), "test": ("x", "y", "xb")}
+_HINT = "run `dvc repro preprocess` to (re)build it"
+
+
+def load_split(processed_dir: Path, split: str, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """{"x": uint8 (N,1,H,W), "y": int64 (N,)} (+ "xb", binarized uint8, for val/test), on `device`."""
+    if split not in SPLITS:
+        raise DataError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}.")
+    path = Path(processed_dir) / f"{split}.pt"
+    if not path.is_file():
+        raise DataError(f"{path}: not found; {_HINT}.")
+    try:
+        data = torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:  # torch raises many types for a corrupt zip/pickle; all mean the same here
+        raise DataError(f"{path}: unreadable ({type(exc).__name__}: {exc}); {_HINT}.") from exc
+    missing = [k for k in _KEYS[split] if not isinstance(data, dict) or k not in data]
+    if missing:
+        raise DataError(f"{path}: missing {', '.join(missing)}; it was written by another version - {_HINT}.")
+    x, y = data["x"], data["y"]
+    if x.dtype != torch.uint8 or x.ndim != 4 or y.dtype != torch.int64 or y.shape != (len(x),):
+        raise DataError(
+            f"{path}: unexpected tensors x {x.dtype} {tuple(x.shape)}, y {y.dtype} {tuple(y.shape)}; {_HINT}."
+        )
+    return data
+
+
+def load_meta(processed_dir: Path) -> dict:
+    """The meta.json that preprocess wrote (dataset, classes, counts, seeds, data hash)."""
+    path = Path(processed_dir) / "meta.json"
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DataError(f"{path}: not found; {_HINT}.") from None
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: unreadable ({exc}); {_HINT}.") from exc

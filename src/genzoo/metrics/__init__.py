@@ -1,0 +1,1 @@
+"""Measurements, each thin over torch (and torchmetrics where it has the metric), all batched on the device."""

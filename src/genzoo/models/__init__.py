@@ -1,0 +1,63 @@
+"""The model registry and the one on-disk format for trained models.
+
+The contract every model file keeps (DESIGN.md §6), so that one `fit()` trains any of them:
+
+    Config                       dataclass extending genzoo.params.TrainConfig; its fields are the model's
+                                 params.yaml section
+    Model(config, image_shape, num_classes)
+    configure_optimizers()       -> dict[str, Optimizer]
+    train_step(batch, opt)       -> dict[str, Tensor]  (detached scalars; the model owns its update order)
+    validate(batch)              -> dict[str, Tensor]  (batch means on the validation split)
+    sample(n)                    -> (n, C, H, W) floats in [0, 1]        (generative models)
+    log_likelihood(x, k)         -> (B,) log p(x) in nats, or a lower bound (likelihood models)
+
+Batches are dicts of device tensors: "x" uint8 images (B, C, H, W), "y" int64 labels, and on val/test "xb",
+the fixed binarization.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from genzoo.errors import GenzooError
+from genzoo.io import load_torch, save_torch
+from genzoo.models import evaluator, vae
+
+# The generative models: each gets a train@<name> stage (dvc.yaml's foreach list must equal these keys).
+GENERATIVE: dict[str, type[nn.Module]] = {
+    "vae": vae.Model,
+}
+
+# Everything `genzoo train` can fit: the generative models plus the frozen evaluator that measures them.
+TRAINABLE: dict[str, type[nn.Module]] = {"evaluator": evaluator.Model, **GENERATIVE}
+
+
+def build_model(name: str, config, image_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    if name not in TRAINABLE:
+        raise GenzooError(f"unknown model {name!r}; registered: {', '.join(TRAINABLE)}")
+    return TRAINABLE[name](config, tuple(image_shape), num_classes)
+
+
+def save_model(model: nn.Module, name: str, path: Path) -> Path:
+    """One file holds everything needed to rebuild the model: name, config, shapes and weights."""
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    return save_torch({"name": name, "config": dataclasses.asdict(model.config),
+                       "image_shape": list(model.image_shape), "num_classes": model.num_classes,
+                       "state": state}, path)
+
+
+def load_model(path: Path, device: str | torch.device = "cpu") -> nn.Module:
+    if not Path(path).exists():
+        raise GenzooError(f"{path}: no trained model here (run `dvc repro` for its train stage first)")
+    blob = load_torch(path)
+    name = blob["name"]
+    if name not in TRAINABLE:
+        raise GenzooError(f"{path}: holds unknown model {name!r}")
+    config = TRAINABLE[name].Config(**blob["config"])
+    model = build_model(name, config, tuple(blob["image_shape"]), blob["num_classes"])
+    model.load_state_dict(blob["state"])
+    return model.to(device).eval()

@@ -1,0 +1,201 @@
+"""params.yaml -> strict, typed dataclasses.
+
+Every command loads and checks the *whole* file before doing any work, so a typo anywhere (an unknown key, a
+wrong type, a value out of range) stops the run at once with a message naming the key and the file. Sections
+mirror the DVC stages: `run`, `data`, `engine`, `evaluate`, and one section per model (`evaluator`, `vae`, ...),
+whose schema is the model file's own `Config`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from genzoo.errors import ParamsError
+
+PARAMS_FILE = Path("params.yaml")
+
+
+def param(default: Any, *, gt: float | None = None, ge: float | None = None, le: float | None = None,
+          choices: tuple | None = None) -> Any:
+    """A dataclass field with its allowed range: `lr: float = param(1e-3, gt=0)`."""
+    checks = {"gt": gt, "ge": ge, "le": le, "choices": choices}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=checks)
+    return field(default=default, metadata=checks)
+
+
+@dataclass
+class TrainConfig:
+    """What every trainable model's section has; a model's `Config` extends it."""
+
+    epochs: int = param(10, gt=0)
+    batch_size: int = param(128, gt=0)
+    lr: float = param(1e-3, gt=0)
+    lr_schedule: str = param("constant", choices=("constant", "cosine"))
+
+
+@dataclass
+class RunParams:
+    profile: str = param("cpu", choices=("cpu", "gpu", "tiny"))
+    seed: int = param(0, ge=0)
+
+
+@dataclass
+class DataParams:
+    dataset: str = "mnist"
+    mirror: str = ""  # a local folder holding <dataset>/<file>.gz; GENZOO_DATA_MIRROR adds more
+    val_size: int = param(5000, gt=0)
+    split_seed: int = param(0, ge=0)
+    binarize_seed: int = param(0, ge=0)
+
+
+@dataclass
+class EngineParams:
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    precision: str = param("bf16", choices=("bf16", "fp32"))  # bf16 autocast applies on CUDA only
+    compile: bool = False
+    log_every: int = param(50, gt=0)
+    eval_every: int = param(1000, gt=0)
+    checkpoint_every: int = param(1000, gt=0)
+
+
+@dataclass
+class EvaluateParams:
+    n_samples: int = param(10000, gt=0)  # samples per model for mode coverage
+    iwae_k: int = param(5000, gt=0)  # importance samples for the NLL bound
+    iwae_images: int = param(10000, ge=0)  # test images scored for NLL; 0 = all
+    batch_size: int = param(500, gt=0)
+
+
+FIXED_SECTIONS = {"run": RunParams, "data": DataParams, "engine": EngineParams, "evaluate": EvaluateParams}
+
+
+@dataclass
+class Params:
+    run: RunParams
+    data: DataParams
+    engine: EngineParams
+    evaluate: EvaluateParams
+    models: dict[str, Any]  # section name -> that model's Config
+    raw: dict  # the file as read, for logging flattened params
+    source: str = "params.yaml"
+
+    def model(self, name: str) -> Any:
+        if name not in self.models:
+            raise ParamsError(f"{self.source}: no section `{name}`; known models: {', '.join(sorted(self.models))}")
+        return self.models[name]
+
+
+def load_params(path: Path = PARAMS_FILE) -> Params:
+    """Read and validate the whole params file (every section must be present and complete)."""
+    if not path.exists():
+        raise ParamsError(f"{path}: not found (run from the repository root, or pass --params)")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ParamsError(f"{path}: not valid YAML: {err}") from None
+    return parse_params(raw, source=str(path))
+
+
+def parse_params(raw: Any, source: str = "params.yaml") -> Params:
+    from genzoo.models import TRAINABLE  # late: the registry imports the model files, which import this module
+
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{source}: expected a mapping of sections, got {type(raw).__name__}")
+    schemas = {**FIXED_SECTIONS, **{name: cls.Config for name, cls in TRAINABLE.items()}}
+    unknown = sorted(set(raw) - set(schemas))
+    if unknown:
+        raise ParamsError(f"{source}: unknown section(s) {', '.join(unknown)}; known: {', '.join(sorted(schemas))}")
+    missing = sorted(set(schemas) - set(raw))
+    if missing:
+        raise ParamsError(f"{source}: missing section(s) {', '.join(missing)}")
+    sections = {name: build(schema, raw[name], f"{source}: {name}") for name, schema in schemas.items()}
+    return Params(**{k: sections[k] for k in FIXED_SECTIONS},
+                  models={k: sections[k] for k in TRAINABLE}, raw=raw, source=source)
+
+
+def build(cls: type, values: Any, where: str, require_all: bool = True) -> Any:
+    """Make `cls` from a mapping, refusing unknown or missing keys, wrong types and out-of-range values."""
+    if not isinstance(values, Mapping):
+        raise ParamsError(f"{where}: expected a mapping, got {type(values).__name__}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ParamsError(f"{where}.{unknown[0]}: unknown parameter; known: {', '.join(known)}")
+    kwargs = {}
+    for name, f in known.items():
+        key = f"{where}.{name}"
+        if name not in values:
+            if require_all:
+                raise ParamsError(f"{key}: missing (every parameter must be written out so DVC tracks it)")
+            continue
+        value = _coerce(values[name], hints[name], key)
+        _check_range(value, f.metadata, key)
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    origin = typing.get_origin(hint)
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        if not isinstance(value, list):
+            raise ParamsError(f"{key}: expected a list, got {type(value).__name__} {value!r}")
+        return [_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+    elif hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if math.isfinite(value):
+                return float(value)
+        elif isinstance(value, str):  # YAML 1.1 reads `1e-3` (no dot) as a string; accept what parses cleanly
+            try:
+                number = float(value)
+            except ValueError:
+                pass
+            else:
+                if math.isfinite(number):
+                    return number
+    elif hint is str:
+        if isinstance(value, str):
+            return value
+    else:
+        raise ParamsError(f"{key}: unsupported parameter type {hint}")
+    raise ParamsError(f"{key}: expected {getattr(hint, '__name__', hint)}, got {type(value).__name__} {value!r}")
+
+
+def _check_range(value: Any, rules: Mapping, key: str) -> None:
+    values = value if isinstance(value, list) else [value]
+    for v in values:
+        if rules.get("choices") is not None and v not in rules["choices"]:
+            raise ParamsError(f"{key}: {v!r} is not one of {', '.join(map(str, rules['choices']))}")
+        if rules.get("gt") is not None and not v > rules["gt"]:
+            raise ParamsError(f"{key}: {v!r} must be > {rules['gt']}")
+        if rules.get("ge") is not None and not v >= rules["ge"]:
+            raise ParamsError(f"{key}: {v!r} must be >= {rules['ge']}")
+        if rules.get("le") is not None and not v <= rules["le"]:
+            raise ParamsError(f"{key}: {v!r} must be <= {rules['le']}")
+
+
+def flatten(tree: Mapping, prefix: str = "") -> dict[str, Any]:
+    """{'vae': {'lr': 1e-3}} -> {'vae.lr': 1e-3}: the form MLflow and `dvc params diff` show."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat

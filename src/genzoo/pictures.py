@@ -1,0 +1,26 @@
+"""Image grids for the report, MLflow and `dvc plots show`."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import torch
+from torchvision.utils import save_image
+
+from genzoo.io import write_bytes
+
+
+def save_grid(images: torch.Tensor, path: Path, nrow: int = 10) -> Path:
+    """(N, C, H, W) floats in [0, 1] -> one PNG, written atomically."""
+    buffer = io.BytesIO()
+    save_image(images.detach().float().clamp(0, 1).cpu(), buffer, nrow=nrow, padding=2, pad_value=0.5, format="png")
+    return write_bytes(path, buffer.getvalue())
+
+
+def save_pictures(grids: dict[str, tuple[torch.Tensor, int]], folder: Path) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob("*.png"):  # a picture the new run does not make (e.g. the 2-D manifold) must go
+        if stale.stem not in grids:
+            stale.unlink()
+    return [save_grid(images, folder / f"{name}.png", nrow) for name, (images, nrow) in grids.items()]

@@ -1,0 +1,158 @@
+"""The `report` stage: one page of results rendered from `metrics/` alone (never from a model or a guess).
+
+It writes `metrics/results.md` (also spliced into README.md between the results markers) and
+`metrics/report.html` with the pictures. Each table names its profile, hardware, commit, protocol and the command
+that repeats it. `metrics/gpu/` holds the committed snapshot of the last gpu-profile run (see pipeline/gpu.sh).
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from pathlib import Path
+
+from genzoo.io import read_json, write_text
+from genzoo.models import GENERATIVE
+from genzoo.params import Params
+
+START, END = "<!-- genzoo:results:start -->", "<!-- genzoo:results:end -->"
+COMMANDS = {"cpu": "make run", "gpu": "make gpu", "tiny": "dvc exp run -S profile=tiny"}
+
+# The papers' numbers to put beside ours: (paper, what they report).
+ANCHORS = {
+    "evaluator": ("DESIGN.md §4 target", "test accuracy >= 99.3 %"),
+    "vae": ("Kingma & Welling 2014 (NLL from Burda et al. 2016)", "test NLL 86.76 nats; gpu target <= 86.0"),
+}
+
+
+def _fmt(value, digits: int = 2) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def profile_section(folder: Path, title: str, link_prefix: str) -> list[str]:
+    """Markdown for one profile's run, read from `folder` (metrics/ or metrics/gpu/)."""
+    evaluate = read_json(folder / "evaluate.json")
+    evaluator = read_json(folder / "evaluator.json")
+    prov = evaluate["provenance"]
+    run_file = folder / "run.json"
+    command = read_json(run_file)["command"] if run_file.exists() else COMMANDS.get(prov["profile"], "dvc repro")
+    dirty = " (uncommitted changes)" if prov.get("dirty") else ""
+    lines = [f"### {title}", "",
+             f"Profile `{prov['profile']}` · hardware: {prov['device']} · commit `{prov['commit'][:10]}`{dirty} · "
+             f"data `{prov['dataset']}` (hash `{prov['data_hash'][:12]}`) · command: `{command}`", "",
+             f"Protocol: NLL = {evaluate['protocol']['nll']}; mode coverage = {evaluate['protocol']['mode_coverage']}.",
+             "", "| model | test NLL (nats) | bits/dim | test ELBO | classes hit | KL to uniform | "
+             "train time | paper |", "|---|---|---|---|---|---|---|---|"]
+    for name, scores in evaluate["models"].items():
+        train = read_json(folder / f"{name}.json")
+        nll = scores.get("test_nll")
+        nll_text = f"{nll:.2f} ± {scores['test_nll_stderr']:.2f} (k={scores['test_k']})" if nll is not None else "—"
+        paper = ANCHORS.get(name, ("", ""))
+        lines.append(f"| {name} | {nll_text} | {_fmt(scores.get('test_bits_per_dim'), 4)} | "
+                     f"{_fmt(scores.get('test_elbo'))} | {scores['classes_hit']}/{len(scores['histogram'])} | "
+                     f"{scores['kl_to_uniform']:.4f} | {train['train_seconds']:.0f} s ({train['epochs']} epochs) | "
+                     f"{paper[1]} ({paper[0]}) |")
+    real = evaluate["real_test"]
+    lines.append(f"| real test digits (floor) | — | — | — | {real['classes_hit']}/{len(real['histogram'])} | "
+                 f"{real['kl_to_uniform']:.4f} | — | — |")
+    accuracy = evaluator["test"]["accuracy"] * 100
+    lines += ["", f"Evaluator (frozen CNN behind every metric): test accuracy **{accuracy:.2f} %** after "
+              f"{evaluator['epochs']} epochs ({evaluator['train_seconds']:.0f} s); "
+              f"{ANCHORS['evaluator'][1]} ({ANCHORS['evaluator'][0]}).", ""]
+    bench_file = folder / "bench.json"
+    if bench_file.exists():
+        lines += ["| benchmark | device | batch | steps/s | s/epoch |", "|---|---|---|---|---|"]
+        lines += [f"| {r['model']} training | {r['device']} | {r['batch_size']} | {r['steps_per_s']} | "
+                  f"{r['seconds_per_epoch']} |" for r in read_json(bench_file)["results"]]
+        lines.append("")
+    for name in evaluate["models"]:
+        pictures = sorted((folder / "figures" / name).glob("*.png"))
+        if pictures:
+            lines.append(" ".join(f"![{name} {p.stem}]({link_prefix}figures/{name}/{p.name})" for p in pictures))
+            lines.append("")
+    return lines
+
+
+def render(metrics: Path) -> str:
+    lines = []
+    if (metrics / "evaluate.json").exists():
+        lines += profile_section(metrics, "This checkout's run", f"{metrics.as_posix()}/")
+    gpu = metrics / "gpu"
+    if (gpu / "evaluate.json").exists():
+        lines += profile_section(gpu, "GPU profile (committed snapshot)", f"{gpu.as_posix()}/")
+    else:
+        lines += ["### GPU profile", "", "Pending: no gpu-profile run is committed yet (`make gpu` on a GPU "
+                  "machine writes `metrics/gpu/`).", ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def to_html(markdown: str, metrics: Path) -> str:
+    """A small, dependency-free rendering of the results markdown (headings, tables, images, paragraphs)."""
+    body, table = [], []
+
+    def inline(text: str) -> str:
+        text = html.escape(text)
+        text = re.sub(r"!\[([^\]]*)\]\(([^)]+)\)", lambda m: f'<img alt="{m[1]}" src="{_relative(m[2], metrics)}">',
+                      text)
+        text = re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", text)
+        return re.sub(r"`([^`]+)`", r"<code>\1</code>", text)
+
+    def flush() -> None:
+        if table:
+            rows = [r for r in table if not set(r.replace("|", "").strip()) <= {"-"}]
+            cells = [[c.strip() for c in r.strip("|").split("|")] for r in rows]
+            head = "".join(f"<th>{inline(c)}</th>" for c in cells[0])
+            rest = "".join("<tr>" + "".join(f"<td>{inline(c)}</td>" for c in r) + "</tr>" for r in cells[1:])
+            body.append(f"<table><tr>{head}</tr>{rest}</table>")
+            table.clear()
+
+    for line in markdown.splitlines():
+        if line.startswith("|"):
+            table.append(line)
+            continue
+        flush()
+        if line.startswith("### "):
+            body.append(f"<h2>{inline(line[4:])}</h2>")
+        elif line.strip():
+            body.append(f"<p>{inline(line)}</p>")
+    flush()
+    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse}"
+             "td,th{border:1px solid #ccc;padding:4px 8px}img{margin:4px;image-rendering:pixelated;width:300px}")
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>genzoo results</title><style>{style}</style>"
+            f"</head><body><h1>genzoo results</h1>{''.join(body)}</body></html>\n")
+
+
+def _relative(src: str, metrics: Path) -> str:
+    """README links are relative to the repository root; the HTML page lives in metrics/."""
+    prefix = f"{metrics.as_posix()}/"
+    return src[len(prefix):] if src.startswith(prefix) else src
+
+
+def splice_readme(readme: Path, section: str) -> bool:
+    """Replace the README's results section in place; False (and no change) when the markers are missing."""
+    if not readme.exists():
+        return False
+    text = readme.read_text()
+    if START not in text or END not in text:
+        return False
+    before, rest = text.split(START, 1)
+    _, after = rest.split(END, 1)
+    write_text(readme, f"{before}{START}\n{section}{END}{after}")
+    return True
+
+
+def report_stage(params: Params, metrics: Path, readme: Path) -> str:
+    missing = [n for n in GENERATIVE if not (metrics / f"{n}.json").exists()]
+    if missing:
+        print(f"warning: no metrics yet for {', '.join(missing)}")
+    section = render(metrics)
+    write_text(metrics / "results.md", section)
+    write_text(metrics / "report.html", to_html(section, metrics))
+    if not splice_readme(readme, section):
+        print(f"warning: {readme} has no {START} ... {END} markers; left unchanged")
+    print(f"wrote {metrics / 'results.md'} and {metrics / 'report.html'}")
+    return section

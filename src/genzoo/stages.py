@@ -1,0 +1,82 @@
+"""The bodies of the pipeline stages `download`, `preprocess` and `train@<model>`: parameters in, files out.
+
+The CLI only parses paths and modes and calls these; each reads params.yaml through `genzoo.params`, so a bad
+parameter stops it before any work.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+
+from genzoo.data.download import download, mirror_folders
+from genzoo.data.loading import load_meta, load_split
+from genzoo.data.preprocess import preprocess
+from genzoo.models import build_model, save_model
+from genzoo.models.blocks import to_unit
+from genzoo.params import Params
+from genzoo.pictures import save_pictures
+from genzoo.tracking import StageRun, provenance, write_metrics, write_plot
+from genzoo.training import describe_device, fit, resolve_device, validate
+
+CHECKPOINTS = Path("models/.checkpoints")  # not a DVC output: DVC deletes outputs before a stage re-runs
+
+
+def download_stage(params: Params, out: Path, offline: bool) -> None:
+    files = download(params.data.dataset, out / params.data.dataset, mirror_folders(params.data.mirror),
+                     use_network=not offline)
+    print(f"{params.data.dataset}: {len(files)} files verified in {out / params.data.dataset}")
+
+
+def preprocess_stage(params: Params, raw: Path, out: Path) -> None:
+    meta = preprocess(raw / params.data.dataset, out, dataset=params.data.dataset, val_size=params.data.val_size,
+                      split_seed=params.data.split_seed, binarize_seed=params.data.binarize_seed)
+    print(f"{meta['dataset']}: {meta['counts']} -> {out}")
+
+
+def fingerprint(name: str, config, params: Params, data_hash: str) -> str:
+    """Identifies what a checkpoint was made with; a checkpoint of other params is never resumed."""
+    key = {"model": name, "config": dataclasses.asdict(config), "data": data_hash, "seed": params.run.seed,
+           "precision": params.engine.precision}
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+
+
+def train_stage(name: str, params: Params, data: Path, models: Path, metrics: Path) -> dict:
+    """Fit one registered model, then write its weights, metrics, loss curves and pictures."""
+    config = params.model(name)
+    meta = load_meta(data)
+    device = resolve_device(params.engine.device)
+    train, val, test = (load_split(data, split) for split in ("train", "val", "test"))
+    model = build_model(name, config, tuple(meta["image_shape"]), len(meta["classes"]))
+    stage = "train_evaluator" if name == "evaluator" else f"train@{name}"  # the DVC stage names
+    info = provenance(stage, params, describe_device(device), data)
+    checkpoint = CHECKPOINTS / f"{name}.pt"
+    with StageRun(stage, params, ["run", "data", "engine", name],
+                  {k: info[k] for k in ("profile", "device", "commit", "dirty", "data_hash")}) as run:
+        result = fit(model, train, config=config, engine=params.engine, seed=params.run.seed, val=val,
+                     checkpoint=checkpoint, fingerprint=fingerprint(name, config, params, meta["data_hash"]),
+                     on_log=run.log_metrics)
+        weights = save_model(model, name, models / name / "model.pt")
+        test_metrics = validate(model, {k: v.to(device) for k, v in test.items()}, 4 * config.batch_size)
+        run.log_metrics(result.steps, {f"test/{k}": v for k, v in test_metrics.items()})
+        figures = metrics / "figures" / name
+        if hasattr(model, "pictures"):
+            torch.manual_seed(params.run.seed)
+            save_pictures(model.pictures(to_unit(test["x"][:100]).to(device)), figures)
+        last = {k: v for row in result.history for k, v in row.items() if k != "step"}  # last value of each
+        summary = {"model": name, "test": test_metrics, "final": last, "steps": result.steps,
+                   "epochs": config.epochs, "train_seconds": round(result.seconds, 2),
+                   "seconds_per_epoch": round(result.seconds / max(config.epochs, 1), 3)
+                   if result.resumed_from == 0 else None,
+                   "resumed_from": result.resumed_from, "provenance": info}
+        write_metrics(metrics / f"{name}.json", summary)
+        write_plot(metrics / "plots" / f"{name}_train.csv", result.history, "train/")
+        write_plot(metrics / "plots" / f"{name}_val.csv", result.history, "val/")
+        run.log_artifacts(figures, "figures")
+        run.log_artifacts(weights, "model")
+    checkpoint.unlink(missing_ok=True)  # the finished model is saved: the checkpoint has done its job
+    return summary

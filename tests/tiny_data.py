@@ -1,0 +1,60 @@
+"""Test helper: a deterministic tiny IDX dataset in a mirror folder, so no test needs the real MNIST.
+
+The images are learnable on purpose: class c is a bright bar, horizontal for c < 5 and vertical otherwise,
+at one of five positions, with small jitter and mild noise, so a tiny CNN separates the classes in a few
+steps and a VAE has real structure to model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import torch
+
+from genzoo.data.download import FILES
+from genzoo.data.idx import idx_bytes, write_idx
+
+N_CLASSES = 10
+
+
+def tiny_images(labels: torch.Tensor, size: int, gen: torch.Generator) -> torch.Tensor:
+    """uint8 (N, size, size): one jittered bar per image whose orientation and position encode the label."""
+    n = len(labels)
+    pos = ((labels % 5).float() + 0.5) * size / 5  # bar centre across its orientation
+    centre = pos + torch.randint(-1, 2, (n,), generator=gen)  # +-1 pixel jitter
+    length = size * (0.55 + 0.2 * torch.rand(n, generator=gen))  # 55-75 % of the side
+    start = (size - length) * torch.rand(n, generator=gen)
+    brightness = 180 + 75 * torch.rand(n, generator=gen)
+    grid = torch.arange(size).float() + 0.5
+    across = (grid[None, :] - centre[:, None]).abs() <= 1.0  # (N, size): 2 pixels thick
+    along = (grid[None, :] >= start[:, None]) & (grid[None, :] <= (start + length)[:, None])  # (N, size)
+    bar = across[:, :, None] & along[:, None, :]  # (N, rows, cols): a horizontal bar at row `centre`
+    vertical = labels >= 5
+    bar[vertical] = bar[vertical].transpose(1, 2)
+    noise = 12 * torch.randn(n, size, size, generator=gen)
+    images = bar.float() * brightness[:, None, None] + noise
+    return images.round().clamp(0, 255).to(torch.uint8)
+
+
+def tiny_split(n: int, size: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Balanced labels in a seeded order, and their images."""
+    labels = (torch.arange(n) % N_CLASSES)[torch.randperm(n, generator=gen)].to(torch.uint8)
+    return tiny_images(labels.long(), size, gen), labels
+
+
+def write_tiny_mirror(
+    root: Path, name: str = "tiny", n_train: int = 300, n_test: int = 100, size: int = 28, seed: int = 0
+) -> Path:
+    """Write root/<name>/<file>.gz and root/<name>/SHA256SUMS; return root, the mirror folder."""
+    gen = torch.Generator().manual_seed(seed)
+    x_train, y_train = tiny_split(n_train, size, gen)
+    x_test, y_test = tiny_split(n_test, size, gen)
+    folder = Path(root) / name
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for file, tensor in zip(FILES, (x_train, y_train, x_test, y_test), strict=True):
+        write_idx(folder / f"{file}.gz", tensor)
+        lines.append(f"{hashlib.sha256(idx_bytes(tensor)).hexdigest()}  {file}\n")
+    (folder / "SHA256SUMS").write_text("".join(lines))
+    return Path(root)
