@@ -21,11 +21,13 @@ from genzoo.training import describe_device, fit, resolve_device
 WARMUP_STEPS = 30
 
 
-def time_training(name: str, params: Params, train: dict, meta: dict, batch_size: int, steps: int) -> dict:
+def time_training(name: str, params: Params, train: dict, meta: dict, batch_size: int, steps: int,
+                  cuda_graphs: bool) -> dict:
     device = resolve_device(params.engine.device)
     config = dataclasses.replace(params.model(name), batch_size=batch_size, epochs=1)
-    engine = dataclasses.replace(params.engine, log_every=10**9, eval_every=10**9, checkpoint_every=10**9)
-    model = build_model(name, config, tuple(meta["image_shape"]), len(meta["classes"]))
+    engine = dataclasses.replace(params.engine, log_every=10**9, eval_every=10**9, checkpoint_every=10**9,
+                                 cuda_graphs=cuda_graphs)
+    model = build_model(name, config, tuple(meta["image_shape"]), len(meta["classes"]), params.run.seed)
     n = len(train["x"])
 
     def run(count: int) -> float:
@@ -39,18 +41,22 @@ def time_training(name: str, params: Params, train: dict, meta: dict, batch_size
     return {"model": name, "device": describe_device(device), "batch_size": batch_size, "steps": steps,
             "steps_per_s": round(steps_per_s, 1), "images_per_s": round(steps_per_s * batch_size),
             "seconds_per_epoch": round(n // batch_size / steps_per_s, 3), "train_images": n,
-            "precision": params.engine.precision, "compile": params.engine.compile}
+            "precision": params.engine.precision, "compile": params.engine.compile,
+            "cuda_graphs": cuda_graphs and device.type == "cuda"}
 
 
-def bench_stage(name: str, params: Params, data: Path, steps: int, batch_sizes: list[int], out: Path | None) -> list:
+def bench_stage(name: str, params: Params, data: Path, steps: int, batch_sizes: list[int], out: Path | None,
+                compare_eager: bool = False) -> list:
+    """`compare_eager` also times the same loop without CUDA graphs (plain eager PyTorch, data still on the device)."""
     meta = load_meta(data)
     train = load_split(data, "train")
-    rows = [time_training(name, params, train, meta, bs, steps)
-            for bs in (batch_sizes or [params.model(name).batch_size])]
-    print(f"{'model':<10} {'device':<28} {'batch':>6} {'steps/s':>9} {'images/s':>10} {'s/epoch':>8}")
+    modes = [params.engine.cuda_graphs] + ([False] if compare_eager and params.engine.cuda_graphs else [])
+    rows = [time_training(name, params, train, meta, bs, steps, graphs)
+            for bs in (batch_sizes or [params.model(name).batch_size]) for graphs in modes]
+    print(f"{'model':<10} {'device':<28} {'graphs':>6} {'batch':>6} {'steps/s':>9} {'images/s':>10} {'s/epoch':>8}")
     for r in rows:
-        print(f"{r['model']:<10} {r['device']:<28} {r['batch_size']:>6} {r['steps_per_s']:>9} "
-              f"{r['images_per_s']:>10} {r['seconds_per_epoch']:>8}")
+        print(f"{r['model']:<10} {r['device']:<28} {str(r['cuda_graphs']):>6} {r['batch_size']:>6} "
+              f"{r['steps_per_s']:>9} {r['images_per_s']:>10} {r['seconds_per_epoch']:>8}")
     if out is not None:
         write_json(out, {"results": rows, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
     return rows

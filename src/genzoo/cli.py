@@ -85,10 +85,11 @@ def report(params: Path = PARAMS, metrics: Path = METRICS, readme: Path = typer.
 def bench(model: str = typer.Option("vae", help="A registered model."), params: Path = PARAMS,
           data: Path = DATA, steps: int = typer.Option(300, help="Timed steps (after warm-up)."),
           batch_size: list[int] = typer.Option([], "--batch-size", help="Batch sizes to time (default: params)."),
-          out: Path = typer.Option(None, help="Also write the results as JSON here.")):
+          out: Path = typer.Option(None, help="Also write the results as JSON here."),
+          compare_eager: bool = typer.Option(False, help="Also time plain eager steps (no CUDA graphs).")):
     """Time training steps of one model on this machine: steps/s and seconds per epoch."""
     from genzoo.bench import bench_stage
-    bench_stage(model, load_params(params), data, steps, batch_size, out)
+    bench_stage(model, load_params(params), data, steps, batch_size, out, compare_eager)
 
 
 def main() -> None:

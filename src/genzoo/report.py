@@ -65,9 +65,11 @@ def profile_section(folder: Path, title: str, link_prefix: str) -> list[str]:
               f"{ANCHORS['evaluator'][1]} ({ANCHORS['evaluator'][0]}).", ""]
     bench_file = folder / "bench.json"
     if bench_file.exists():
-        lines += ["| benchmark | device | batch | steps/s | s/epoch |", "|---|---|---|---|---|"]
-        lines += [f"| {r['model']} training | {r['device']} | {r['batch_size']} | {r['steps_per_s']} | "
-                  f"{r['seconds_per_epoch']} |" for r in read_json(bench_file)["results"]]
+        lines += ["`genzoo bench` (training loop, data on the device; eager = the same loop without CUDA graphs):",
+                  "", "| benchmark | device | CUDA graphs | batch | steps/s | s/epoch |", "|---|---|---|---|---|---|"]
+        lines += [f"| {r['model']} training | {r['device']} | {'yes' if r.get('cuda_graphs') else 'no (eager)'} | "
+                  f"{r['batch_size']} | {r['steps_per_s']} | {r['seconds_per_epoch']} |"
+                  for r in read_json(bench_file)["results"]]
         lines.append("")
     for name in evaluate["models"]:
         pictures = sorted((folder / "figures" / name).glob("*.png"))
@@ -80,10 +82,11 @@ def profile_section(folder: Path, title: str, link_prefix: str) -> list[str]:
 def render(metrics: Path) -> str:
     lines = []
     if (metrics / "evaluate.json").exists():
-        lines += profile_section(metrics, "This checkout's run", f"{metrics.as_posix()}/")
+        lines += profile_section(metrics, "Default pipeline (the last `dvc repro` of this checkout)",
+                                 f"{metrics.as_posix()}/")
     gpu = metrics / "gpu"
     if (gpu / "evaluate.json").exists():
-        lines += profile_section(gpu, "GPU profile (committed snapshot)", f"{gpu.as_posix()}/")
+        lines += profile_section(gpu, "GPU profile (snapshot of the last `make gpu`)", f"{gpu.as_posix()}/")
     else:
         lines += ["### GPU profile", "", "Pending: no gpu-profile run is committed yet (`make gpu` on a GPU "
                   "machine writes `metrics/gpu/`).", ""]

@@ -51,7 +51,7 @@ def train_stage(name: str, params: Params, data: Path, models: Path, metrics: Pa
     meta = load_meta(data)
     device = resolve_device(params.engine.device)
     train, val, test = (load_split(data, split) for split in ("train", "val", "test"))
-    model = build_model(name, config, tuple(meta["image_shape"]), len(meta["classes"]))
+    model = build_model(name, config, tuple(meta["image_shape"]), len(meta["classes"]), params.run.seed)
     stage = "train_evaluator" if name == "evaluator" else f"train@{name}"  # the DVC stage names
     info = provenance(stage, params, describe_device(device), data)
     checkpoint = CHECKPOINTS / f"{name}.pt"

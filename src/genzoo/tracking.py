@@ -26,8 +26,13 @@ from genzoo.params import Params, flatten
 EXPERIMENT = "genzoo"
 
 
+# What decides a result; DVC's own bookkeeping (dvc.lock, outputs) changes during every run and is not "dirty".
+SOURCES = ("src", "pipeline", "dvc.yaml", "params.yaml", "pyproject.toml")
+
+
 def git_state(root: Path = Path(".")) -> dict[str, Any]:
-    """The commit the results belong to, and whether uncommitted edits may have touched them."""
+    """The commit the results belong to, and whether uncommitted edits to code or params may have touched them
+    (an experiment's `-S` overrides count: they are in params.yaml and in the logged params)."""
     def git(*args: str) -> str | None:
         try:
             out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10)
@@ -36,7 +41,7 @@ def git_state(root: Path = Path(".")) -> dict[str, Any]:
         return out.stdout.strip() if out.returncode == 0 else None
 
     commit = git("rev-parse", "HEAD")
-    status = git("status", "--porcelain", "--untracked-files=no")
+    status = git("status", "--porcelain", "--untracked-files=no", "--", *SOURCES)
     return {"commit": commit or "unknown", "dirty": bool(status) if status is not None else None}
 
 

@@ -36,10 +36,13 @@ GENERATIVE: dict[str, type[nn.Module]] = {
 TRAINABLE: dict[str, type[nn.Module]] = {"evaluator": evaluator.Model, **GENERATIVE}
 
 
-def build_model(name: str, config, image_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+def build_model(name: str, config, image_shape: tuple[int, ...], num_classes: int, seed: int = 0) -> nn.Module:
+    """A fresh model whose initial weights depend on `seed` alone (the global RNG stream is left as it was)."""
     if name not in TRAINABLE:
         raise GenzooError(f"unknown model {name!r}; registered: {', '.join(TRAINABLE)}")
-    return TRAINABLE[name](config, tuple(image_shape), num_classes)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return TRAINABLE[name](config, tuple(image_shape), num_classes)
 
 
 def save_model(model: nn.Module, name: str, path: Path) -> Path:

@@ -1,0 +1,104 @@
+"""params.yaml: composed from pipeline/conf, and strictly checked before any work."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import ROOT, composed
+from typer.testing import CliRunner
+
+from genzoo.cli import app
+from genzoo.errors import ParamsError
+from genzoo.params import flatten, load_params, parse_params
+
+
+def test_committed_params_are_the_default_composition(tmp_path):
+    """params.yaml is generated, never hand-edited: it must equal what `dvc exp run` would compose."""
+    assert yaml.safe_load((ROOT / "params.yaml").read_text()) == composed(tmp_path)
+    assert load_params(ROOT / "params.yaml").run.profile == "cpu"
+
+
+@pytest.mark.parametrize("profile", ["cpu", "gpu", "tiny"])
+def test_every_profile_composes_to_valid_params(tmp_path, profile):
+    params = parse_params(composed(tmp_path, f"profile={profile}"))
+    assert params.run.profile == profile
+
+
+def test_profiles_differ_where_they_should(tmp_path):
+    cpu, gpu = composed(tmp_path, "profile=cpu"), composed(tmp_path, "profile=gpu")
+    assert gpu["vae"]["epochs"] > cpu["vae"]["epochs"]
+    assert gpu["evaluate"]["iwae_k"] == 5000
+    assert gpu["data"] == cpu["data"]
+
+
+def test_override_reaches_the_params(tmp_path):
+    assert composed(tmp_path, "vae.lr=2e-3")["vae"]["lr"] == pytest.approx(2e-3)
+
+
+def _broken(raw: dict, section: str, key: str, value) -> dict:
+    raw = copy.deepcopy(raw)
+    raw[section][key] = value
+    return raw
+
+
+@pytest.mark.parametrize(("section", "key", "value", "message"), [
+    ("vae", "lr_typo", 1.0, "vae.lr_typo: unknown parameter"),
+    ("vae", "lr", "fast", "vae.lr: expected float, got str 'fast'"),
+    ("vae", "epochs", 1.5, "vae.epochs: expected int"),
+    ("vae", "epochs", True, "vae.epochs: expected int, got bool"),
+    ("vae", "hidden", 400, "vae.hidden: expected a list"),
+    ("vae", "hidden", [400, "wide"], "vae.hidden[1]: expected int"),
+    ("vae", "lr", 0.0, "vae.lr: 0.0 must be > 0"),
+    ("vae", "lr", float("nan"), "vae.lr: expected float"),
+    ("vae", "latent_dim", 0, "vae.latent_dim: 0 must be > 0"),
+    ("engine", "precision", "fp8", "engine.precision: 'fp8' is not one of bf16, fp32"),
+    ("evaluator", "dropout", 1.5, "evaluator.dropout: 1.5 must be <= 1"),
+    ("run", "profile", "huge", "run.profile: 'huge' is not one of"),
+])
+def test_bad_values_are_refused_with_key_and_file(tiny_raw_params, section, key, value, message):
+    with pytest.raises(ParamsError) as err:
+        parse_params(_broken(tiny_raw_params, section, key, value), source="params.yaml")
+    assert message in str(err.value)
+    assert str(err.value).startswith("params.yaml: ")
+
+
+def test_missing_key_and_unknown_section_are_refused(tiny_raw_params):
+    raw = copy.deepcopy(tiny_raw_params)
+    del raw["vae"]["lr"]
+    with pytest.raises(ParamsError, match=r"vae\.lr: missing"):
+        parse_params(raw)
+    with pytest.raises(ParamsError, match="unknown section.*vea"):
+        parse_params({**tiny_raw_params, "vea": {}})
+    with pytest.raises(ParamsError, match="missing section.*vae"):
+        parse_params({k: v for k, v in tiny_raw_params.items() if k != "vae"})
+
+
+def test_yaml_exponent_without_dot_is_read_as_float(tiny_raw_params):
+    """PyYAML reads `1e-3` as a string (YAML 1.1); a float field accepts it when it parses cleanly."""
+    assert parse_params(_broken(tiny_raw_params, "vae", "lr", "1e-3")).model("vae").lr == pytest.approx(1e-3)
+
+
+def test_flatten_gives_dotted_keys():
+    assert flatten({"vae": {"lr": 0.1, "hidden": [1, 2]}, "run": {"seed": 0}}) == {
+        "vae.lr": 0.1, "vae.hidden": [1, 2], "run.seed": 0}
+
+
+def test_cli_reports_bad_params_in_one_line_without_work(tmp_path, tiny_raw_params, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(_broken(tiny_raw_params, "vae", "batch_size", -4)))
+    result = CliRunner().invoke(app, ["train", "vae", "--params", str(bad), "--data", str(tmp_path / "none")])
+    assert result.exit_code == 1
+    assert "vae.batch_size: -4 must be > 0" in result.output
+    assert f"{bad}" in result.output
+    assert "Traceback" not in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.yaml"]  # nothing was written
+
+
+def test_cli_reports_missing_params_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["evaluate", "--params", str(Path("nope.yaml"))])
+    assert result.exit_code == 1 and "nope.yaml: not found" in result.output

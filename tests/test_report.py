@@ -1,0 +1,70 @@
+"""The report renders metrics/ only, and keeps the README's results section in sync."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+
+from genzoo.report import END, START, render, splice_readme, to_html
+
+
+def write_metrics(folder: Path, nll: float = 91.234) -> Path:
+    prov = {"profile": "cpu", "device": "cpu (2 cores)", "commit": "0123456789abcdef", "dirty": False,
+            "dataset": "mnist", "data_hash": "c65580678af93f1e"}
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "evaluate.json").write_text(json.dumps({
+        "models": {"vae": {"test_nll": nll, "test_nll_stderr": 0.5, "test_k": 500, "test_bits_per_dim": 0.17,
+                           "test_elbo": -95.0, "classes_hit": 9, "kl_to_uniform": 0.2, "histogram": [0.1] * 10}},
+        "real_test": {"classes_hit": 10, "kl_to_uniform": 0.001, "histogram": [0.1] * 10},
+        "protocol": {"nll": "IWAE bound, k=500", "mode_coverage": "10000 samples"}, "provenance": prov}))
+    (folder / "evaluator.json").write_text(json.dumps({"test": {"accuracy": 0.9912}, "epochs": 2,
+                                                        "train_seconds": 70.0}))
+    (folder / "vae.json").write_text(json.dumps({"train_seconds": 40.2, "epochs": 10}))
+    (folder / "figures" / "vae").mkdir(parents=True)
+    (folder / "figures" / "vae" / "samples.png").write_bytes(b"png")
+    return folder
+
+
+def test_render_reads_every_number_from_metrics(tmp_path):
+    text = render(write_metrics(tmp_path / "metrics"))
+    assert "| vae | 91.23 ± 0.50 (k=500) | 0.1700 | -95.00 | 9/10 | 0.2000 | 40 s (10 epochs) |" in text
+    assert "99.12 %" in text and "`0123456789`" in text and "cpu (2 cores)" in text
+    assert f"![vae samples]({tmp_path.as_posix()}/metrics/figures/vae/samples.png)" in text
+    assert "GPU profile" in text and "Pending" in text  # no snapshot yet: said, not invented
+
+
+def test_render_adds_the_gpu_snapshot_when_present(tmp_path):
+    metrics = write_metrics(tmp_path / "metrics")
+    write_metrics(metrics / "gpu", nll=85.5)
+    (metrics / "gpu" / "run.json").write_text(json.dumps({"command": "make gpu"}))
+    text = render(metrics)
+    assert "85.50 ± 0.50" in text and "command: `make gpu`" in text and "Pending" not in text
+
+
+def test_html_has_tables_and_relative_images(tmp_path):
+    metrics = write_metrics(tmp_path / "metrics")
+    page = to_html(render(metrics), metrics)
+    assert "<table>" in page and "<td>vae</td>" in page
+    assert '<img alt="vae samples" src="figures/vae/samples.png">' in page
+
+
+def test_splice_replaces_only_the_marked_section(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# title\nintro\n{START}\nold\n{END}\nfooter\n")
+    assert splice_readme(readme, "new table\n")
+    assert readme.read_text() == f"# title\nintro\n{START}\nnew table\n{END}\nfooter\n"
+    plain = tmp_path / "PLAIN.md"
+    plain.write_text("no markers\n")
+    assert not splice_readme(plain, "x") and plain.read_text() == "no markers\n"
+
+
+def test_committed_readme_shows_the_committed_metrics(monkeypatch):
+    """The README's results section must be exactly what `genzoo report` renders from the metrics/ beside it."""
+    monkeypatch.chdir(ROOT)
+    if not Path("metrics/evaluate.json").exists():
+        pytest.skip("no committed results yet")
+    section = Path("README.md").read_text().split(START, 1)[1].split(END, 1)[0]
+    assert section.strip() == render(Path("metrics")).strip() == Path("metrics/results.md").read_text().strip()

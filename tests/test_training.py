@@ -1,0 +1,160 @@
+"""The shared engine: seeding, exact resume, the NaN guard, SIGTERM, logging."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+from dataclasses import dataclass
+
+import pytest
+import torch
+from torch import nn
+
+from genzoo.data.loading import load_split
+from genzoo.errors import GenzooError, TrainingError
+from genzoo.models import build_model
+from genzoo.params import EngineParams, TrainConfig
+from genzoo.training import Interrupted, fit, resolve_device
+
+ENGINE = EngineParams(device="cpu", precision="fp32", log_every=2, eval_every=4, checkpoint_every=4)
+
+
+def tiny_vae(tiny_params):
+    return build_model("vae", tiny_params.model("vae"), (1, 28, 28), 10)
+
+
+def weights(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def assert_same_weights(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), f"{k} differs"
+
+
+def run(tiny_params, data, checkpoint=None, stop_after=None, fingerprint="f", epochs=2, log=None):
+    config = dataclasses.replace(tiny_params.model("vae"), epochs=epochs)
+    model = tiny_vae(tiny_params)
+    result = fit(model, data["train"], config=config, engine=ENGINE, seed=3, val=data["val"],
+                 checkpoint=checkpoint, fingerprint=fingerprint, stop_after=stop_after, on_log=log, progress=False)
+    return model, result
+
+
+@pytest.fixture(scope="module")
+def data(tiny_processed):
+    return {split: load_split(tiny_processed, split) for split in ("train", "val")}
+
+
+def test_same_seed_same_weights(tiny_params, data):
+    a, _ = run(tiny_params, data)
+    b, _ = run(tiny_params, data)
+    assert_same_weights(weights(a), weights(b))
+
+
+def test_resume_after_interruption_equals_uninterrupted_run(tiny_params, data, tmp_path):
+    """Stop after 7 steps (not a checkpoint multiple), resume from that checkpoint: the same final weights."""
+    straight, full = run(tiny_params, data)
+    ckpt = tmp_path / "ckpt.pt"
+    _, partial = run(tiny_params, data, checkpoint=ckpt, stop_after=7)
+    assert partial.steps == 7 and ckpt.exists()
+    resumed, rest = run(tiny_params, data, checkpoint=ckpt)
+    assert rest.resumed_from == 7 and rest.steps == full.steps
+    assert_same_weights(weights(straight), weights(resumed))
+    assert [r["step"] for r in rest.history] == [r["step"] for r in full.history]  # the log survives resume
+
+
+def test_checkpoint_of_other_params_is_not_resumed(tiny_params, data, tmp_path):
+    ckpt = tmp_path / "ckpt.pt"
+    run(tiny_params, data, checkpoint=ckpt, stop_after=4, fingerprint="old")
+    _, result = run(tiny_params, data, checkpoint=ckpt, fingerprint="new")
+    assert result.resumed_from == 0
+
+
+def test_unreadable_checkpoint_is_ignored(tiny_params, data, tmp_path):
+    ckpt = tmp_path / "ckpt.pt"
+    ckpt.write_bytes(b"not a checkpoint")
+    _, result = run(tiny_params, data, checkpoint=ckpt)
+    assert result.resumed_from == 0
+
+
+@dataclass
+class ToyConfig(TrainConfig):
+    nan_at: int = 5  # the step whose loss (and weights) turn NaN
+    sigterm_at: int = 0
+
+
+class Toy(nn.Module):
+    """A linear model that misbehaves on cue, to test what the engine does about it."""
+
+    Config = ToyConfig
+
+    def __init__(self, config: ToyConfig):
+        super().__init__()
+        self.config, self.layer, self.calls = config, nn.Linear(4, 1), 0
+
+    def configure_optimizers(self):
+        return {"model": torch.optim.SGD(self.parameters(), lr=self.config.lr)}
+
+    def train_step(self, batch, opt):
+        self.calls += 1
+        if self.calls == self.config.sigterm_at:
+            os.kill(os.getpid(), signal.SIGTERM)
+        loss = self.layer(batch["x"].float()).pow(2).mean()
+        if self.calls >= self.config.nan_at:
+            loss = loss * float("nan")
+        opt["model"].zero_grad()
+        loss.backward()
+        opt["model"].step()
+        return {"loss": loss.detach()}
+
+
+TOY_DATA = {"x": torch.arange(64.0).view(16, 4) / 64}
+
+
+def test_nan_loss_stops_with_clear_error_and_keeps_last_good_checkpoint(tmp_path):
+    ckpt = tmp_path / "ckpt.pt"
+    engine = dataclasses.replace(ENGINE, log_every=1, checkpoint_every=2)
+    model = Toy(ToyConfig(epochs=10, batch_size=4, lr=0.1, nan_at=6))
+    with pytest.raises(TrainingError, match=r"train/loss became nan by step 6.*last good checkpoint"):
+        fit(model, TOY_DATA, config=model.config, engine=engine, seed=0, checkpoint=ckpt, progress=False)
+    saved = torch.load(ckpt, weights_only=True)
+    assert saved["step"] == 4
+    assert all(torch.isfinite(v).all() for v in saved["model"].values())
+
+
+def test_sigterm_saves_a_checkpoint_then_resume_finishes(tmp_path):
+    ckpt = tmp_path / "ckpt.pt"
+    config = ToyConfig(epochs=3, batch_size=4, lr=0.1, nan_at=10**9, sigterm_at=5)
+    with pytest.raises(Interrupted, match="SIGTERM at step 5/12"):
+        fit(Toy(config), TOY_DATA, config=config, engine=ENGINE, seed=0, checkpoint=ckpt, progress=False)
+    assert torch.load(ckpt, weights_only=True)["step"] == 5
+    calm = dataclasses.replace(config, sigterm_at=0)
+    result = fit(Toy(calm), TOY_DATA, config=calm, engine=ENGINE, seed=0, checkpoint=ckpt, progress=False)
+    assert (result.resumed_from, result.steps) == (5, 12)
+
+
+def test_logs_every_n_steps_with_means_and_validation(tiny_params, data):
+    rows = []
+    _, result = run(tiny_params, data, log=lambda step, row: rows.append((step, row)))
+    train_steps = [s for s, r in rows if "train/loss" in r]
+    val_steps = [s for s, r in rows if "val/elbo" in r]
+    assert train_steps == sorted(set(range(2, result.steps + 1, 2)) | {result.steps})
+    assert val_steps == sorted(set(range(4, result.steps + 1, 4)) | {result.steps})  # and once at the end
+    assert all(r["train/loss"] > 0 for s, r in rows if "train/loss" in r)
+
+
+def test_training_lowers_the_loss(tiny_params, data):
+    _, result = run(tiny_params, data, epochs=6)
+    losses = [r["train/loss"] for r in result.history if "train/loss" in r]
+    assert losses[-1] < losses[0]
+
+
+def test_device_names_are_checked():
+    assert resolve_device("cpu").type == "cpu"
+    with pytest.raises(GenzooError, match="not a device"):
+        resolve_device("gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(GenzooError, match="no CUDA device"):
+            resolve_device("cuda")
