@@ -26,6 +26,7 @@ CHUNK_ELEMENTS = 1 << 26  # decoder outputs held at once by log_likelihood (256 
 class Config(TrainConfig):
     latent_dim: int = param(20, gt=0)
     hidden: list[int] = param([400], gt=0)  # encoder widths; the decoder mirrors them
+    kl_warmup_steps: int = param(0, ge=0)  # KL weight ramps 0 -> 1 over these steps (Sønderby et al. 2016); 0 = off
 
 
 class Model(nn.Module):
@@ -37,6 +38,7 @@ class Model(nn.Module):
         pixels = math.prod(image_shape)
         self.encoder = mlp([pixels, *config.hidden, 2 * config.latent_dim])  # -> (mean, log-variance)
         self.decoder = mlp([config.latent_dim, *reversed(config.hidden), pixels])  # -> Bernoulli logits
+        self.register_buffer("steps", torch.zeros((), dtype=torch.long))  # on the device: CUDA-graph safe
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mean, logvar = self.encoder(x.flatten(1)).chunk(2, dim=-1)  # (B, L) each
@@ -60,11 +62,15 @@ class Model(nn.Module):
 
     def train_step(self, batch: dict[str, torch.Tensor], opt: dict) -> dict[str, torch.Tensor]:
         terms = self.elbo(binarize(batch["x"]))
-        loss = -terms["elbo"].mean()
+        rec, kl = terms["rec"].mean(), terms["kl"].mean()
+        weight = 1.0
+        if self.config.kl_warmup_steps:
+            self.steps += 1
+            weight = (self.steps.float() / self.config.kl_warmup_steps).clamp(max=1.0)
         opt["model"].zero_grad(set_to_none=True)
-        loss.backward()
+        (kl * weight - rec).backward()
         opt["model"].step()
-        return {"loss": loss.detach(), "rec": -terms["rec"].mean().detach(), "kl": terms["kl"].mean().detach()}
+        return {"loss": (kl - rec).detach(), "rec": -rec.detach(), "kl": kl.detach()}  # loss = -ELBO, unweighted
 
     @torch.no_grad()
     def validate(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
