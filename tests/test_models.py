@@ -116,6 +116,18 @@ def test_iwae_chunking_does_not_change_the_bound(tiny_params, monkeypatch):
     torch.testing.assert_close(whole, chunked, atol=0.3, rtol=0)  # Monte Carlo noise only
 
 
+def test_vae_kl_warmup_counts_steps_on_the_device(tiny_params):
+    import dataclasses
+
+    config = dataclasses.replace(tiny_params.model("vae"), kl_warmup_steps=10)
+    model = build_model("vae", config, SHAPE, CLASSES)
+    opt = model.configure_optimizers()
+    for _ in range(3):
+        losses = model.train_step(batch(), opt)
+    assert int(model.steps) == 3  # a buffer: saved, resumed and CUDA-graph safe
+    assert losses["loss"] == pytest.approx((losses["kl"] + losses["rec"]).item())  # logged loss is -ELBO, unweighted
+
+
 def test_vae_pictures_include_the_manifold_only_for_a_2d_latent(tiny_params):
     model = tiny_model("vae", tiny_params).eval()
     assert model.config.latent_dim == 2

@@ -17,7 +17,7 @@ def write_metrics(folder: Path, nll: float = 91.234) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "evaluate.json").write_text(json.dumps({
         "models": {"vae": {"test_nll": nll, "test_nll_stderr": 0.5, "test_k": 500, "test_bits_per_dim": 0.17,
-                           "test_elbo": -95.0, "classes_hit": 9, "kl_to_uniform": 0.2, "histogram": [0.1] * 10}},
+                           "test_elbo": -95.0, "test_images": 1000, "classes_hit": 9, "kl_to_uniform": 0.2, "histogram": [0.1] * 10}},
         "real_test": {"classes_hit": 10, "kl_to_uniform": 0.001, "histogram": [0.1] * 10},
         "protocol": {"nll": "IWAE bound, k=500", "mode_coverage": "10000 samples"}, "provenance": prov}))
     (folder / "evaluator.json").write_text(json.dumps({"test": {"accuracy": 0.9912}, "epochs": 2,
@@ -31,6 +31,7 @@ def write_metrics(folder: Path, nll: float = 91.234) -> Path:
 def test_render_reads_every_number_from_metrics(tmp_path):
     text = render(write_metrics(tmp_path / "metrics"))
     assert "| vae | 91.23 ± 0.50 (k=500) | 0.1700 | -95.00 | 9/10 | 0.2000 | 40 s (10 epochs) |" in text
+    assert "on 1000 test images" in text
     assert "99.12 %" in text and "`0123456789`" in text and "cpu (2 cores)" in text
     assert f"![vae samples]({tmp_path.as_posix()}/metrics/figures/vae/samples.png)" in text
     assert "GPU profile" in text and "Pending" in text  # no snapshot yet: said, not invented

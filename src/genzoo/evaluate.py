@@ -64,8 +64,9 @@ def evaluate_stage(params: Params, data: Path, models: Path, metrics: Path) -> d
             print(f"{name}: " + ", ".join(f"{k}={v:.4g}" for k, v in scores.items() if isinstance(v, (int, float))))
         results["protocol"] = {
             "mode_coverage": f"evaluator classes of {params.evaluate.n_samples} samples; hit = at least 1%",
-            "nll": f"IWAE bound, k={params.evaluate.iwae_k}, on the first {params.evaluate.iwae_images or 'all'} "
-                   f"test images of the fixed binarization (seed {params.data.binarize_seed})",
+            "nll": f"IWAE bound, k={params.evaluate.iwae_k}, on "
+                   + (f"the first {params.evaluate.iwae_images}" if params.evaluate.iwae_images else "all")
+                   + f" test images of the fixed binarization (seed {params.data.binarize_seed})",
         }
         results["provenance"] = info
         write_metrics(metrics / "evaluate.json", results)

@@ -6,13 +6,14 @@ import io
 from pathlib import Path
 
 import torch
-from torchvision.utils import save_image
 
 from genzoo.io import write_bytes
 
 
 def save_grid(images: torch.Tensor, path: Path, nrow: int = 10) -> Path:
     """(N, C, H, W) floats in [0, 1] -> one PNG, written atomically."""
+    from torchvision.utils import save_image  # imports all of torchvision (~2 s): only when drawing
+
     buffer = io.BytesIO()
     save_image(images.detach().float().clamp(0, 1).cpu(), buffer, nrow=nrow, padding=2, pad_value=0.5, format="png")
     return write_bytes(path, buffer.getvalue())

@@ -33,6 +33,11 @@ def _fmt(value, digits: int = 2) -> str:
     return str(value)
 
 
+def _nll_images(evaluate: dict) -> str:
+    counts = sorted({s["test_images"] for s in evaluate["models"].values() if "test_images" in s})
+    return " / ".join(map(str, counts)) or "no"
+
+
 def profile_section(folder: Path, title: str, link_prefix: str) -> list[str]:
     """Markdown for one profile's run, read from `folder` (metrics/ or metrics/gpu/)."""
     evaluate = read_json(folder / "evaluate.json")
@@ -44,7 +49,9 @@ def profile_section(folder: Path, title: str, link_prefix: str) -> list[str]:
     lines = [f"### {title}", "",
              f"Profile `{prov['profile']}` · hardware: {prov['device']} · commit `{prov['commit'][:10]}`{dirty} · "
              f"data `{prov['dataset']}` (hash `{prov['data_hash'][:12]}`) · command: `{command}`", "",
-             f"Protocol: NLL = {evaluate['protocol']['nll']}; mode coverage = {evaluate['protocol']['mode_coverage']}.",
+             f"Protocol: test NLL = the IWAE bound (an upper bound on the true NLL; k in the table) on "
+             f"{_nll_images(evaluate)} test images of the fixed seeded binarization; mode coverage = "
+             f"{evaluate['protocol']['mode_coverage']}.",
              "", "| model | test NLL (nats) | bits/dim | test ELBO | classes hit | KL to uniform | "
              "train time | paper |", "|---|---|---|---|---|---|---|---|"]
     for name, scores in evaluate["models"].items():

@@ -1,8 +1,9 @@
 """Where results go: MLflow (one run per stage run) and the DVC metrics/plots files. Only this module imports
 mlflow, so the models, the engine and the tests never need a tracking server.
 
-MLflow writes to `mlflow.db` (SQLite) beside params.yaml unless MLFLOW_TRACKING_URI says otherwise (a server, or
-an absolute path when experiments run in DVC's temporary queue folders); GENZOO_MLFLOW=off turns it off.
+MLflow writes to `mlflow.db` (SQLite) and `mlruns/` (artifacts) at the repository root unless MLFLOW_TRACKING_URI
+says otherwise; GENZOO_MLFLOW=off turns it off. The root is DVC_ROOT, which DVC sets for every stage and points at
+the main repository even for queued experiments that run in temporary copies, so their runs are kept too.
 """
 
 from __future__ import annotations
@@ -75,10 +76,14 @@ class StageRun:
             logging.getLogger(noisy).setLevel(logging.WARNING)
         import mlflow  # slow to import: only stages that track pay for it
 
-        uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path('mlflow.db').resolve()}"
+        root = Path(os.environ.get("DVC_ROOT", ".")).resolve()
+        uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{root / 'mlflow.db'}"
         mlflow.set_tracking_uri(uri)
         if mlflow.get_experiment_by_name(EXPERIMENT) is None:
-            location = None if "MLFLOW_TRACKING_URI" in os.environ else Path("mlruns").resolve().as_uri()
+            if uri.startswith("sqlite:///"):  # artifacts beside the database, not in whatever folder ran first
+                location = (Path(uri.removeprefix("sqlite:///")).parent / "mlruns").resolve().as_uri()
+            else:
+                location = None  # a tracking server decides
             mlflow.create_experiment(EXPERIMENT, artifact_location=location)
         mlflow.set_experiment(EXPERIMENT)
         mlflow.start_run(run_name=self.stage, tags={"stage": self.stage, **self.tags})

@@ -1,0 +1,251 @@
+"""End to end: the real DVC pipeline (dvc.yaml + pipeline/conf + the `genzoo` commands) on the `tiny` profile.
+
+One module-scoped fixture copies the pipeline into a fresh git + DVC repository whose conf defaults to the `tiny`
+profile and a tiny synthetic IDX dataset (tests/tiny_data.py), and runs `dvc repro` once; the tests then check
+what it produced, that it is stable, that `dvc exp run -S` composes params with Hydra and tracks in MLflow, that
+outputs round-trip through a DVC remote, and that a bad parameter stops a command with one clear line.
+CPU only, no network.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+import sqlite3
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+from tiny_data import write_tiny_mirror
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent  # the venv running pytest: its dvc and genzoo run the stages
+STAGES = ("download", "preprocess", "train_evaluator", "train@vae", "evaluate", "report")
+START, END = "<!-- genzoo:results:start -->", "<!-- genzoo:results:end -->"
+UP_TO_DATE = "Data and pipelines are up to date."
+
+
+def _tail(text: str, lines: int = 40) -> str:
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def ran_stages(output: str) -> list[str]:
+    """The stages DVC says it ran, in order ("Running stage 'train@vae':")."""
+    return re.findall(r"Running stage '([^']+)'", output)
+
+
+@dataclass
+class Pipeline:
+    base: Path  # holds repo/, mirror/, mlflow.db, remote/ and scratch folders
+    repo: Path
+    env: dict[str, str]
+    db: Path
+    repro: subprocess.CompletedProcess | None = None  # the fixture's one `dvc repro`
+
+    def run(self, *args: str, cwd: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
+        """Run a command in the repo (or `cwd`); with `check`, a non-zero exit fails with its output's tail."""
+        result = subprocess.run(list(args), cwd=cwd or self.repo, env=self.env, capture_output=True, text=True,
+                                timeout=600)
+        if check and result.returncode != 0:
+            raise AssertionError(f"`{' '.join(args)}` exited with {result.returncode}\n--- stdout (tail) ---\n"
+                                 f"{_tail(result.stdout)}\n--- stderr (tail) ---\n{_tail(result.stderr)}")
+        return result
+
+    def runs(self, stage: str) -> dict[str, dict[str, str]]:
+        """MLflow runs of one stage in experiment `genzoo`: run id -> {status, flattened params}."""
+        if not self.db.exists():
+            return {}
+        with sqlite3.connect(self.db) as con:
+            rows = con.execute(
+                "SELECT r.run_uuid, r.status FROM runs r JOIN experiments e ON e.experiment_id = r.experiment_id "
+                "JOIN tags t ON t.run_uuid = r.run_uuid WHERE e.name = 'genzoo' AND t.key = 'stage' AND t.value = ?",
+                (stage,)).fetchall()
+            out = {}
+            for run_id, status in rows:
+                params = dict(con.execute("SELECT key, value FROM params WHERE run_uuid = ?", (run_id,)).fetchall())
+                out[run_id] = {"status": status, **params}
+        return out
+
+
+def _substitute(text: str, pattern: str, replacement: str, where: str) -> str:
+    new, count = re.subn(pattern, replacement, text, flags=re.MULTILINE)
+    assert count == 1, f"{where}: expected exactly one match of {pattern!r}, found {count}; update this fixture"
+    return new
+
+
+def _env(base: Path, mirror: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DVC_", "MLFLOW_"))}  # no outer run's state
+    env.update({
+        "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+        "GENZOO_DATA_MIRROR": str(mirror),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{(base / 'mlflow.db').resolve()}",
+        "GENZOO_MLFLOW": "on",  # conftest turns it off for the unit tests
+        "DVC_NO_ANALYTICS": "1",
+        "DVC_SITE_CACHE_DIR": str(base / "dvc-site"),  # not the machine-wide /var/tmp/dvc
+        "DVC_GLOBAL_CONFIG_DIR": str(base / "dvc-global"),  # no user remotes or settings leak in
+        "DVC_SYSTEM_CONFIG_DIR": str(base / "dvc-system"),
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_CONFIG_GLOBAL": os.devnull,  # no signing hooks, templates or default branches from the user
+        "CUDA_VISIBLE_DEVICES": "",  # CPU only, whatever the machine (engine.device: auto)
+        "TQDM_DISABLE": "1",
+    })
+    return env
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory) -> Pipeline:
+    for tool in ("dvc", "genzoo"):
+        assert (BIN / tool).exists(), f"{BIN / tool} not found: run pytest with the venv's python (make test)"
+    base = tmp_path_factory.mktemp("pipeline")
+    repo = base / "repo"
+    repo.mkdir()
+    skip = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
+    for name in ("dvc.yaml", "README.md", ".dvcignore", ".gitignore"):  # .gitignore keeps mlruns/ out of git
+        if (ROOT / name).exists():
+            shutil.copy2(ROOT / name, repo / name)
+    for folder in ("pipeline", "src", "metrics/gpu"):
+        shutil.copytree(ROOT / folder, repo / folder, ignore=skip)
+
+    # The README's results section starts empty, so the report stage must be what fills it.
+    readme = (repo / "README.md").read_text()
+    assert START in readme and END in readme, "README.md lost its results markers"
+    before, rest = readme.split(START, 1)
+    (repo / "README.md").write_text(f"{before}{START}\n{END}{rest.split(END, 1)[1]}")
+
+    # Default to the tiny profile (it keeps 50 images for validation) and the tiny dataset (300 training images).
+    conf = repo / "pipeline" / "conf" / "config.yaml"
+    text = conf.read_text()
+    text = _substitute(text, r"^(\s*-\s*profile:\s*)cpu\b", r"\g<1>tiny", str(conf))
+    text = _substitute(text, r"^(\s*dataset:\s*)mnist\b", r"\g<1>tiny", str(conf))
+    conf.write_text(text)
+
+    mirror = write_tiny_mirror(base / "mirror", name="tiny", n_train=300, n_test=100)
+    env = _env(base, mirror)
+    pipe = Pipeline(base=base, repo=repo, env=env, db=base / "mlflow.db")
+    pipe.run(str(BIN / "python"), "pipeline/compose.py")
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    assert (params["run"]["profile"], params["data"]["dataset"]) == ("tiny", "tiny"), params
+
+    pipe.run("git", "init", "-q")
+    pipe.run("git", "config", "user.name", "genzoo tests")
+    pipe.run("git", "config", "user.email", "tests@genzoo.invalid")
+    pipe.run("git", "config", "commit.gpgsign", "false")
+    pipe.run("dvc", "init", "-q")
+    pipe.run("dvc", "config", "hydra.enabled", "true")
+    pipe.run("dvc", "config", "hydra.config_dir", "pipeline/conf")
+    pipe.run("git", "add", "-A")
+    pipe.run("git", "commit", "-q", "-m", "tiny pipeline")
+
+    pipe.repro = pipe.run("dvc", "repro")
+    return pipe
+
+
+def test_repro_produces_every_output(pipeline):
+    repo = pipeline.repo
+    out = pipeline.repro.stdout
+    assert sorted(ran_stages(out)) == sorted(STAGES), f"stages run: {ran_stages(out)}\n{_tail(out)}"
+    for path in ("models/evaluator/model.pt", "models/vae/model.pt", "metrics/evaluator.json", "metrics/vae.json",
+                 "metrics/evaluate.json", "metrics/plots/vae_train.csv", "metrics/figures/vae/samples.png",
+                 "metrics/results.md", "metrics/report.html"):
+        assert (repo / path).is_file() and (repo / path).stat().st_size > 0, f"{path} missing or empty"
+
+    evaluate = json.loads((repo / "metrics/evaluate.json").read_text())
+    vae = evaluate["models"]["vae"]
+    assert math.isfinite(vae["test_nll"]) and vae["test_nll"] > 0, f"vae test_nll = {vae['test_nll']!r}"
+    assert isinstance(vae["classes_hit"], int) and not isinstance(vae["classes_hit"], bool), vae["classes_hit"]
+    assert evaluate["provenance"]["profile"] == "tiny" and evaluate["provenance"]["dataset"] == "tiny"
+
+    header = (repo / "metrics/plots/vae_train.csv").read_text().splitlines()[0].split(",")
+    assert header[0] == "step", f"vae_train.csv header: {header}"
+    assert (repo / "metrics/figures/vae/samples.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    results = (repo / "metrics/results.md").read_text()
+    readme = (repo / "README.md").read_text()
+    section = readme.split(START, 1)[1].split(END, 1)[0]
+    assert section.strip(), "README results section is still empty after the report stage"
+    assert section.strip() == results.strip(), "README results section differs from metrics/results.md"
+    assert "<html" in (repo / "metrics/report.html").read_text().lower()
+
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    assert set(lock["stages"]) == set(STAGES), f"dvc.lock stages: {sorted(lock['stages'])}"
+
+
+def test_second_repro_changes_nothing(pipeline):
+    again = pipeline.run("dvc", "repro")
+    assert not ran_stages(again.stdout), f"a second repro re-ran {ran_stages(again.stdout)}"
+    assert UP_TO_DATE in again.stdout, _tail(again.stdout)
+    status = pipeline.run("dvc", "status")
+    assert UP_TO_DATE in status.stdout, f"dvc status is not clean:\n{status.stdout}"
+
+
+def test_dag_draws_every_stage(pipeline):
+    dag = pipeline.run("dvc", "dag").stdout
+    for stage in STAGES:
+        assert stage in dag, f"{stage} missing from `dvc dag`:\n{dag}"
+
+
+def test_experiment_composes_params_and_tracks_a_new_run(pipeline):
+    repo = pipeline.repo
+    vae_runs, evaluator_runs = pipeline.runs("train@vae"), pipeline.runs("train_evaluator")
+    assert len(vae_runs) >= 1 and len(evaluator_runs) >= 1, "the repro left no MLflow runs"
+    params_before = yaml.safe_load((repo / "params.yaml").read_text())
+
+    exp = pipeline.run("dvc", "exp", "run", "-S", "vae.lr=0.002")
+    ran = ran_stages(exp.stdout)
+    assert ran == ["train@vae", "evaluate", "report"], f"exp run ran {ran}\n{_tail(exp.stdout)}"
+
+    # Hydra recomposed params.yaml from the repo's conf: only vae.lr differs.
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    assert params["vae"]["lr"] == pytest.approx(0.002)
+    params_before["vae"]["lr"] = params["vae"]["lr"]
+    assert params == params_before, "dvc exp run -S changed more than vae.lr"
+
+    name = re.search(r"Reproducing experiment '([^']+)'", exp.stdout)
+    assert name, f"no experiment name in the exp run output:\n{_tail(exp.stdout)}"
+    listed = pipeline.run("dvc", "exp", "show", "--json").stdout
+    assert name[1] in listed, f"experiment {name[1]} missing from `dvc exp show --json`"
+    assert json.loads((repo / "metrics/vae.json").read_text())["provenance"]["dvc_experiment"] == name[1]
+
+    new = {k: v for k, v in pipeline.runs("train@vae").items() if k not in vae_runs}
+    assert len(new) == 1, f"expected one new MLflow run of train@vae, got {len(new)}"
+    (run,) = new.values()
+    assert run["vae.lr"] == "0.002" and run["status"] == "FINISHED", run
+    assert pipeline.runs("train_evaluator").keys() == evaluator_runs.keys(), "train_evaluator ran again"
+
+
+def test_outputs_round_trip_through_a_remote(pipeline):
+    repo = pipeline.repo
+    pipeline.run("dvc", "remote", "add", "-d", "local", str(pipeline.base / "remote"))
+    pipeline.run("dvc", "push")
+    weights = (repo / "models/vae/model.pt").read_bytes()
+    shutil.rmtree(repo / "models" / "vae")
+    shutil.rmtree(repo / ".dvc" / "cache")
+    pipeline.run("dvc", "pull")
+    assert (repo / "models/vae/model.pt").read_bytes() == weights, "pulled weights differ from the pushed ones"
+    status = pipeline.run("dvc", "status")
+    assert UP_TO_DATE in status.stdout, f"dvc status after pull:\n{status.stdout}"
+
+
+def test_bad_param_stops_with_one_clear_line(pipeline):
+    scratch = pipeline.base / "bad-params"
+    scratch.mkdir()
+    params = yaml.safe_load((pipeline.repo / "params.yaml").read_text())
+    params["vae"]["lr_typo"] = 1
+    (scratch / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    runs = pipeline.runs("train@vae")
+
+    result = pipeline.run("genzoo", "train", "vae", cwd=scratch, check=False)
+    assert result.returncode != 0, f"genzoo train accepted vae.lr_typo:\n{_tail(result.stdout)}"
+    assert "Traceback" not in result.stderr, _tail(result.stderr)
+    errors = [line for line in result.stderr.splitlines() if "vae.lr_typo" in line]
+    assert len(errors) == 1 and "params.yaml" in errors[0], f"stderr:\n{result.stderr}"
+    assert sorted(p.name for p in scratch.iterdir()) == ["params.yaml"], "work started before the check"
+    assert pipeline.runs("train@vae").keys() == runs.keys(), "a rejected command opened an MLflow run"
