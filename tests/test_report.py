@@ -32,7 +32,7 @@ def test_render_reads_every_number_from_metrics(tmp_path):
     text = render(write_metrics(tmp_path / "metrics"))
     assert "| vae | 91.23 ± 0.50 (k=500) | 0.1700 | -95.00 | 9/10 | 0.2000 | 40 s (10 epochs) |" in text
     assert "on 1000 test images" in text
-    assert "99.12 %" in text and "`0123456789`" in text and "cpu (2 cores)" in text
+    assert "99.12 %" in text and "86.76 nats" in text and "`0123456789`" in text and "cpu (2 cores)" in text
     assert f"![vae samples]({tmp_path.as_posix()}/metrics/figures/vae/samples.png)" in text
     assert "GPU profile" in text and "Pending" in text  # no snapshot yet: said, not invented
 
