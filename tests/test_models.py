@@ -131,12 +131,13 @@ def test_vae_kl_warmup_counts_steps_on_the_device(tiny_params):
 def test_vae_pictures_include_the_manifold_only_for_a_2d_latent(tiny_params):
     model = tiny_model("vae", tiny_params).eval()
     assert model.config.latent_dim == 2
-    grids = model.pictures(torch.rand(60, *SHAPE))
+    data = {"test": torch.rand(60, *SHAPE), "train": batch(20)["x"]}
+    grids = model.pictures(data)
     assert set(grids) == {"samples", "reconstructions", "manifold"}
     assert grids["manifold"][0].shape == (400, *SHAPE)
     model.config.latent_dim = 3
     wide = build_model("vae", model.config, SHAPE, CLASSES)
-    assert "manifold" not in wide.eval().pictures(torch.rand(60, *SHAPE))
+    assert "manifold" not in wide.eval().pictures(data)
 
 
 def test_evaluator_features_and_random_shift(tiny_params):

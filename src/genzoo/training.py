@@ -144,7 +144,7 @@ def fit(model: nn.Module, train: dict[str, torch.Tensor], *, config: TrainConfig
     train = {k: v.to(device) for k, v in train.items()}
     val = {k: v.to(device) for k, v in val.items()} if val is not None else None
     n = len(train["x"])
-    batch_size = min(config.batch_size, n)
+    batch_size = min(config.batch_size * getattr(model, "batches_per_step", 1), n)  # rows one step consumes
     steps_per_epoch = n // batch_size  # drop the ragged last batch: every step sees a full batch
     total = config.epochs * steps_per_epoch
     opts = model.configure_optimizers()
@@ -224,7 +224,7 @@ def fit(model: nn.Module, train: dict[str, torch.Tensor], *, config: TrainConfig
                 sums = {}
                 bar.set_postfix({k.split("/")[-1]: f"{v:.4g}" for k, v in row.items()}, refresh=False)
             if val is not None and (done % engine.eval_every == 0 or done == total):
-                log(done, {f"val/{k}": v for k, v in validate(model, val, 4 * batch_size).items()})
+                log(done, {f"val/{k}": v for k, v in validate(model, val, 4 * config.batch_size).items()})
             if done % engine.checkpoint_every == 0 and done < total:
                 _require_finite(model, done, checkpoint)
                 save(done)

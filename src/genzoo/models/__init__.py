@@ -10,6 +10,10 @@ The contract every model file keeps (DESIGN.md §6), so that one `fit()` trains 
     validate(batch)              -> dict[str, Tensor]  (batch means on the validation split)
     sample(n)                    -> (n, C, H, W) floats in [0, 1]        (generative models)
     log_likelihood(x, k)         -> (B,) log p(x) in nats, or a lower bound (likelihood models)
+    pictures(data)               -> {name: (images, nrow)} for the report; data = {"test": 100 test images in
+                                    [0, 1], "train": the uint8 training split} (optional)
+    batches_per_step             class attribute, default 1: a step that needs k minibatches (a GAN's k
+                                    discriminator updates) gets one batch of k * batch_size rows
 
 Batches are dicts of device tensors: "x" uint8 images (B, C, H, W), "y" int64 labels, and on val/test "xb",
 the fixed binarization.

@@ -107,14 +107,14 @@ class Model(nn.Module):
         return torch.sigmoid(self.decode(mean)).view(-1, *self.image_shape)
 
     @torch.no_grad()
-    def pictures(self, real01: torch.Tensor) -> dict[str, tuple[torch.Tensor, int]]:
+    def pictures(self, data: dict[str, torch.Tensor]) -> dict[str, tuple[torch.Tensor, int]]:
         """Named image grids for the report: samples, reconstructions and, for a 2-D latent, the manifold."""
         grids = {"samples": (self.sample(100), 10)}
-        real = real01[:50]
+        real = data["test"][:50]
         pairs = torch.stack([real, self.reconstruct(real)], dim=1).flatten(0, 1)  # real, recon, real, ...
         grids["reconstructions"] = (pairs, 10)
         if self.config.latent_dim == 2:
             ticks = torch.distributions.Normal(0, 1).icdf(torch.linspace(0.05, 0.95, 20))
-            z = torch.cartesian_prod(ticks, ticks).flip(-1).to(real01.device)  # rows vary z2, columns z1
+            z = torch.cartesian_prod(ticks, ticks).flip(-1).to(real.device)  # rows vary z2, columns z1
             grids["manifold"] = (torch.sigmoid(self.decode(z)).view(-1, *self.image_shape), 20)
         return grids
