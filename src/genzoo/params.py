@@ -62,6 +62,7 @@ class EngineParams:
     precision: str = param("bf16", choices=("bf16", "fp32"))  # bf16 autocast applies on CUDA only
     compile: bool = False
     cuda_graphs: bool = True  # replay each training step as one CUDA graph (CUDA only; ignored on CPU)
+    monitor_samples: int = param(1000, ge=0)  # samples classified by the evaluator at each eval step (0 = off)
     log_every: int = param(50, gt=0)
     eval_every: int = param(1000, gt=0)
     checkpoint_every: int = param(1000, gt=0)

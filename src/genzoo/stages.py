@@ -16,7 +16,8 @@ import torch
 from genzoo.data.download import download, mirror_folders
 from genzoo.data.loading import load_meta, load_split
 from genzoo.data.preprocess import preprocess
-from genzoo.models import build_model, save_model
+from genzoo.metrics.modes import sample_modes
+from genzoo.models import build_model, load_model, save_model
 from genzoo.models.blocks import to_unit
 from genzoo.params import Params
 from genzoo.pictures import save_pictures
@@ -45,6 +46,18 @@ def fingerprint(name: str, config, params: Params, data_hash: str) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
 
+def _mode_monitor(model, params: Params, models: Path, device, num_classes: int):
+    """For generative models: the frozen evaluator's class histogram of samples at every eval step."""
+    evaluator_file = models / "evaluator" / "model.pt"
+    if not hasattr(model, "sample") or params.engine.monitor_samples == 0:
+        return None
+    if not evaluator_file.exists():
+        print(f"note: {evaluator_file} not found, so no class histograms during training (train the evaluator first)")
+        return None
+    evaluator = load_model(evaluator_file, device)
+    return lambda m: sample_modes(m, evaluator, params.engine.monitor_samples, num_classes)
+
+
 def train_stage(name: str, params: Params, data: Path, models: Path, metrics: Path) -> dict:
     """Fit one registered model, then write its weights, metrics, loss curves and pictures."""
     config = params.model(name)
@@ -55,14 +68,16 @@ def train_stage(name: str, params: Params, data: Path, models: Path, metrics: Pa
     stage = "train_evaluator" if name == "evaluator" else f"train@{name}"  # the DVC stage names
     info = provenance(stage, params, describe_device(device), data)
     checkpoint = CHECKPOINTS / f"{name}.pt"
+    monitor = _mode_monitor(model, params, models, device, len(meta["classes"]))
     with StageRun(stage, params, ["run", "data", "engine", name],
                   {k: info[k] for k in ("profile", "device", "commit", "dirty", "data_hash")}) as run:
         result = fit(model, train, config=config, engine=params.engine, seed=params.run.seed, val=val,
                      checkpoint=checkpoint, fingerprint=fingerprint(name, config, params, meta["data_hash"]),
-                     on_log=run.log_metrics)
+                     on_log=run.log_metrics, monitor=monitor)
         weights = save_model(model, name, models / name / "model.pt")
         test_metrics = validate(model, {k: v.to(device) for k, v in test.items()}, 4 * config.batch_size)
         run.log_metrics(result.steps, {f"test/{k}": v for k, v in test_metrics.items()})
+        model.eval()
         figures = metrics / "figures" / name
         if hasattr(model, "pictures"):
             torch.manual_seed(params.run.seed)
@@ -77,6 +92,8 @@ def train_stage(name: str, params: Params, data: Path, models: Path, metrics: Pa
         write_metrics(metrics / f"{name}.json", summary)
         write_plot(metrics / "plots" / f"{name}_train.csv", result.history, "train/")
         write_plot(metrics / "plots" / f"{name}_val.csv", result.history, "val/")
+        if monitor is not None:
+            write_plot(metrics / "plots" / f"{name}_modes.csv", result.history, "modes/")
         run.log_artifacts(figures, "figures")
         run.log_artifacts(weights, "model")
     checkpoint.unlink(missing_ok=True)  # the finished model is saved: the checkpoint has done its job

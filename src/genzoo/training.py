@@ -133,11 +133,13 @@ class GraphedStep:
 def fit(model: nn.Module, train: dict[str, torch.Tensor], *, config: TrainConfig, engine: EngineParams,
         seed: int, val: dict[str, torch.Tensor] | None = None, checkpoint: Path | None = None,
         fingerprint: str = "", on_log: LogFn | None = None, stop_after: int | None = None,
-        progress: bool = True) -> FitResult:
+        monitor: Callable[[nn.Module], dict[str, float]] | None = None, progress: bool = True) -> FitResult:
     """Train `model` on `train` for `config.epochs` epochs; see the module docstring for what it guarantees.
 
     `fingerprint` identifies the run (params + data hash): a checkpoint with another fingerprint is stale and is
     ignored. `stop_after` ends the call early after that global step, as an interruption would (for tests).
+    `monitor(model)` runs beside validation (model in eval mode, training RNG untouched) and its numbers are
+    logged as they are, e.g. the evaluator's class histogram of samples, so mode collapse shows while it happens.
     """
     device = resolve_device(engine.device)
     model.to(device).train()
@@ -223,8 +225,11 @@ def fit(model: nn.Module, train: dict[str, torch.Tensor], *, config: TrainConfig
                 log(done, row)
                 sums = {}
                 bar.set_postfix({k.split("/")[-1]: f"{v:.4g}" for k, v in row.items()}, refresh=False)
-            if val is not None and (done % engine.eval_every == 0 or done == total):
-                log(done, {f"val/{k}": v for k, v in validate(model, val, 4 * config.batch_size).items()})
+            if done % engine.eval_every == 0 or done == total:
+                if val is not None:
+                    log(done, {f"val/{k}": v for k, v in validate(model, val, 4 * config.batch_size).items()})
+                if monitor is not None:
+                    log(done, _isolated(monitor, model))
             if done % engine.checkpoint_every == 0 and done < total:
                 _require_finite(model, done, checkpoint)
                 save(done)
@@ -249,22 +254,30 @@ def _last_train_step(history: list[dict[str, float]]) -> int:
     return int(steps[-1]) if steps else 0
 
 
-@torch.no_grad()
 def validate(model: nn.Module, data: dict[str, torch.Tensor], batch_size: int) -> dict[str, float]:
     """Mean of `model.validate` over the whole split, with the training RNG stream left untouched."""
-    devices = [data["x"].device] if data["x"].is_cuda else []
-    model.eval()
-    totals: dict[str, torch.Tensor] = {}
-    n = len(data["x"])
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(0)
+    def mean_over_split(model: nn.Module) -> dict[str, float]:
+        totals: dict[str, torch.Tensor] = {}
+        n = len(data["x"])
         for start in range(0, n, batch_size):
             batch = {k: v[start:start + batch_size] for k, v in data.items()}
             for name, value in model.validate(batch).items():
                 weighted = value.float() * len(batch["x"])
                 totals[name] = totals[name] + weighted if name in totals else weighted
+        return {k: v.item() / n for k, v in totals.items()}
+
+    return _isolated(mean_over_split, model)
+
+
+def _isolated(fn: Callable[[nn.Module], dict[str, float]], model: nn.Module) -> dict[str, float]:
+    """Run `fn(model)` in eval mode without touching the training RNG stream (so resume stays exact)."""
+    device = next(model.parameters()).device
+    model.eval()
+    with torch.no_grad(), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(0)
+        result = fn(model)
     model.train()
-    return {k: v.item() / n for k, v in totals.items()}
+    return result
 
 
 def _permutation(n: int, seed: int, epoch: int, device: torch.device) -> torch.Tensor:

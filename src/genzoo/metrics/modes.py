@@ -18,3 +18,11 @@ def mode_coverage(histogram: torch.Tensor, threshold: float = 0.01) -> dict[str,
     nonzero = histogram[histogram > 0]
     kl = float((nonzero * (nonzero * k).log()).sum())
     return {"classes_hit": int((histogram >= threshold).sum()), "kl_to_uniform": kl}
+
+
+@torch.no_grad()
+def sample_modes(model, evaluator, n: int, num_classes: int) -> dict[str, float]:
+    """The evaluator's view of `n` fresh samples: logged during training, so mode collapse is seen as it happens."""
+    histogram = class_histogram(evaluator.predict(model.sample(n)), num_classes)
+    return {**{f"modes/{k}": float(v) for k, v in mode_coverage(histogram).items()},
+            **{f"modes/class_{c}": float(h) for c, h in enumerate(histogram)}}
