@@ -133,11 +133,24 @@ def test_vae_pictures_include_the_manifold_only_for_a_2d_latent(tiny_params):
     assert model.config.latent_dim == 2
     data = {"test": torch.rand(60, *SHAPE), "train": batch(20)["x"]}
     grids = model.pictures(data)
-    assert set(grids) == {"samples", "reconstructions", "manifold"}
+    assert set(grids) == {"samples", "reconstructions", "inverted_interpolation", "manifold"}
     assert grids["manifold"][0].shape == (400, *SHAPE)
     model.config.latent_dim = 3
     wide = build_model("vae", model.config, SHAPE, CLASSES)
     assert "manifold" not in wide.eval().pictures(data)
+
+
+@pytest.mark.parametrize("name", [n for n, cls in GENERATIVE.items() if hasattr(cls, "pictures")])
+def test_pictures_are_named_grids_of_unit_range_images(name, tiny_params):
+    """What the train stage hands every model: 100 test images, their labels and the uint8 training split."""
+    seed_everything(0)
+    data = {"test": torch.rand(100, *SHAPE), "test_y": torch.arange(100) % CLASSES, "train": batch(40)["x"]}
+    grids = tiny_model(name, tiny_params).eval().pictures(data)
+    assert grids
+    for picture, (images, nrow) in grids.items():
+        assert re.fullmatch(r"[a-z0-9_]+", picture) and nrow >= 1
+        assert images.ndim == 4 and images.shape[1] in (1, 3) and len(images) >= 1
+        assert torch.isfinite(images).all() and images.min() >= 0 and images.max() <= 1
 
 
 def test_evaluator_features_and_random_shift(tiny_params):

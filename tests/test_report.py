@@ -18,7 +18,9 @@ def write_metrics(folder: Path, nll: float = 91.234) -> Path:
     (folder / "evaluate.json").write_text(json.dumps({
         "models": {"vae": {"test_nll": nll, "test_nll_stderr": 0.5, "test_k": 500, "test_bits_per_dim": 0.17,
                            "test_elbo": -95.0, "test_images": 1000, "classes_hit": 9, "kl_to_uniform": 0.2, "histogram": [0.1] * 10}},
-        "real_test": {"classes_hit": 10, "kl_to_uniform": 0.001, "histogram": [0.1] * 10},
+        "real_test": {"classes_hit": 10, "kl_to_uniform": 0.001, "histogram": [0.1] * 10, "fd": 0.5, "kid": 1e-4,
+                      "kid_std": 2e-4, "precision": 0.75, "recall": 0.76, "parzen_ll": 230.04, "parzen_stderr": 2.0,
+                      "parzen_sigma": 0.17},
         "protocol": {"nll": "IWAE bound, k=500", "mode_coverage": "10000 samples"}, "provenance": prov}))
     (folder / "evaluator.json").write_text(json.dumps({"test": {"accuracy": 0.9912}, "epochs": 2,
                                                         "train_seconds": 70.0}))
@@ -30,9 +32,12 @@ def write_metrics(folder: Path, nll: float = 91.234) -> Path:
 
 def test_render_reads_every_number_from_metrics(tmp_path):
     text = render(write_metrics(tmp_path / "metrics"))
-    assert "| vae | 91.23 ± 0.50 (k=500) | 0.1700 | -95.00 | 9/10 | 0.2000 | 40 s (10 epochs) |" in text
+    assert "| vae | 91.23 ± 0.50 (k=500) | 0.1700 | -95.00 | 40 s (10 epochs) | 86.76" in text
+    assert "| vae | — | — | — | — | — | 9/10 | 0.2000 | — |" in text  # a run from before the suite: blank
+    assert ("| real training digits (floor) | 0.50 | 0.10 ± 0.20 | 0.750 | 0.760 | 230.0 ± 2.0 (σ=0.17) | 10/10 | "
+            "0.0010 | — |") in text
     assert "on 1000 test images" in text
-    assert "99.12 %" in text and "86.76 nats" in text and "`0123456789`" in text and "cpu (2 cores)" in text
+    assert "99.12 %" in text and "86.76 (VAE" in text and "`0123456789`" in text and "cpu (2 cores)" in text
     assert f"![vae samples]({tmp_path.as_posix()}/metrics/figures/vae/samples.png)" in text
     assert "GPU profile" in text and "Pending" in text  # no snapshot yet: said, not invented
 
@@ -48,7 +53,7 @@ def test_render_adds_the_gpu_snapshot_when_present(tmp_path):
 def test_html_has_tables_and_relative_images(tmp_path):
     metrics = write_metrics(tmp_path / "metrics")
     page = to_html(render(metrics), metrics)
-    assert "<table>" in page and "<td>vae</td>" in page
+    assert "<table>" in page and "<td>vae</td>" in page and "<th>FD-evaluator ↓</th>" in page
     assert '<img alt="vae samples" src="figures/vae/samples.png">' in page
 
 

@@ -66,6 +66,14 @@ def train(model: str = typer.Argument(..., help="A registered model, or `evaluat
 
 @app.command()
 @expected_errors
+def saturation(params: Path = PARAMS, data: Path = DATA, metrics: Path = METRICS):
+    """Train a GAN briefly with each generator loss; record G's gradient norm (minimax saturates early)."""
+    from genzoo.saturation import saturation_stage
+    saturation_stage(load_params(params), data, metrics)
+
+
+@app.command()
+@expected_errors
 def evaluate(params: Path = PARAMS, data: Path = DATA, models: Path = MODELS, metrics: Path = METRICS):
     """Measure every trained generative model through the frozen evaluator."""
     from genzoo.evaluate import evaluate_stage

@@ -1,7 +1,13 @@
 """The `evaluate` stage: every trained generative model measured the same way, through the frozen evaluator.
 
-For now: mode coverage of `evaluate.n_samples` samples (the evaluator's class histogram), test ELBO and the test
-NLL bound for likelihood models, and the same coverage measured on real test digits as the floor to compare with.
+The metric suite for each sampling model, beside the real-data floor (the same metric between real training and
+real test digits, i.e. what a perfect model would score with this many samples):
+- FD-evaluator and KID: Fréchet distance and kernel distance of the evaluator's penultimate features of
+  `n_samples` samples against the test set (the evaluator stands in for Inception: "FD", not "FID").
+- precision / recall (Kynkäänniemi et al. 2019) on the same features.
+- mode coverage: the evaluator's class histogram of the samples.
+- Parzen-window log-likelihood of test digits (Goodfellow et al. 2014), sigma chosen on validation digits.
+- for likelihood models also the test ELBO and the test NLL (IWAE bound) on the fixed binarized test set.
 """
 
 from __future__ import annotations
@@ -12,10 +18,13 @@ from pathlib import Path
 
 import torch
 
-from genzoo.data.loading import load_meta, load_split
+from genzoo.data.loading import labelled_subset, load_meta, load_split
 from genzoo.io import write_text
+from genzoo.metrics.frechet import features, frechet_distance, kernel_inception_distance
 from genzoo.metrics.likelihood import test_elbo, test_nll
 from genzoo.metrics.modes import class_histogram, mode_coverage
+from genzoo.metrics.parzen import parzen_score
+from genzoo.metrics.precision_recall import precision_recall
 from genzoo.models import GENERATIVE, load_model
 from genzoo.models.blocks import to_unit
 from genzoo.params import Params
@@ -29,43 +38,86 @@ def predict(evaluator, images01: torch.Tensor, batch_size: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def score_model(model, evaluator, test: dict[str, torch.Tensor], params: Params, num_classes: int) -> dict:
+def draw_samples(model, n: int, batch_size: int, seed: int) -> torch.Tensor:
+    torch.manual_seed(seed)
+    return torch.cat([model.sample(min(batch_size, n - i)) for i in range(0, n, batch_size)])
+
+
+class Reference:
+    """The real images every model is compared with, and their evaluator features, computed once."""
+
+    def __init__(self, evaluator, test: dict, val: dict, params: Params):
+        cfg = params.evaluate
+        self.evaluator, self.cfg, self.seed = evaluator, cfg, params.run.seed
+        self.test01 = to_unit(test["x"])
+        self.test_features = features(evaluator, self.test01, cfg.batch_size)
+        self.parzen_val = to_unit(val["x"][:cfg.parzen_val_points])
+        self.parzen_test = self.test01[:cfg.parzen_test_points]
+
+    def score(self, images01: torch.Tensor, num_classes: int) -> dict:
+        """The sample metrics of `images01` (N, C, H, W) in [0, 1] against the real test digits."""
+        cfg = self.cfg
+        fake = features(self.evaluator, images01, cfg.batch_size)
+        kid_mean, kid_std = kernel_inception_distance(self.test_features, fake, cfg.kid_subsets, cfg.kid_subset_size,
+                                                      seed=self.seed)
+        histogram = class_histogram(predict(self.evaluator, images01, cfg.batch_size), num_classes)
+        parzen = parzen_score(images01[:cfg.parzen_samples], self.parzen_val, self.parzen_test)
+        return {"fd": frechet_distance(self.test_features, fake), "kid": kid_mean, "kid_std": kid_std,
+                **precision_recall(self.test_features, fake, k=cfg.pr_k), **mode_coverage(histogram),
+                **parzen, "histogram": [round(float(h), 5) for h in histogram]}
+
+
+def score_likelihood(model, test: dict[str, torch.Tensor], params: Params) -> dict:
     cfg = params.evaluate
+    scores = {}
     torch.manual_seed(params.run.seed)
-    samples = torch.cat([model.sample(min(cfg.batch_size, cfg.n_samples - i))
-                         for i in range(0, cfg.n_samples, cfg.batch_size)])
-    histogram = class_histogram(predict(evaluator, samples, cfg.batch_size), num_classes)
-    scores = {**mode_coverage(histogram), "histogram": [round(float(h), 5) for h in histogram]}
     if hasattr(model, "elbo"):
         scores["test_elbo"] = test_elbo(model, test["xb"], cfg.batch_size)
     if hasattr(model, "log_likelihood"):
         images = test["xb"] if cfg.iwae_images == 0 else test["xb"][:cfg.iwae_images]
-        nll_batch = max(1, min(cfg.batch_size, 100))
-        scores.update({f"test_{k}": v for k, v in test_nll(model, images, cfg.iwae_k, nll_batch).items()})
+        scores.update({f"test_{k}": v for k, v in test_nll(model, images, cfg.iwae_k, min(cfg.batch_size, 100)).items()})
     return scores
 
 
 def evaluate_stage(params: Params, data: Path, models: Path, metrics: Path) -> dict:
     device = resolve_device(params.engine.device)
     torch.backends.cuda.matmul.allow_tf32 = False  # likelihoods are sums over 784 pixels: keep full fp32
+    cfg = params.evaluate
     meta = load_meta(data)
     num_classes = len(meta["classes"])
-    test = load_split(data, "test", device)
+    train, val, test = (load_split(data, split, device) for split in ("train", "val", "test"))
     evaluator = load_model(models / "evaluator" / "model.pt", device)
     info = provenance("evaluate", params, describe_device(device), data)
-    real = class_histogram(predict(evaluator, to_unit(test["x"]), params.evaluate.batch_size), num_classes)
-    results = {"real_test": {**mode_coverage(real), "histogram": [round(float(h), 5) for h in real]}, "models": {}}
+    reference = Reference(evaluator, test, val, params)
+    labelled = labelled_subset(train["y"], params.data.labelled_per_class, params.data.labelled_seed).to(device)
+    # The floor: real training digits scored exactly like samples (as many of them as a model gets to draw).
+    generator = torch.Generator(device="cpu").manual_seed(params.run.seed)
+    subset = torch.randperm(len(train["x"]), generator=generator)[:cfg.n_samples].to(device)
+    results = {"real_test": reference.score(to_unit(train["x"][subset]), num_classes), "models": {}}
     with StageRun("evaluate", params, ["run", "evaluate"], {k: info[k] for k in ("profile", "device", "commit")}) as run:
         for name in GENERATIVE:
-            path = models / name / "model.pt"
-            scores = score_model(load_model(path, device), evaluator, test, params, num_classes)
+            model = load_model(models / name / "model.pt", device)
+            scores = reference.score(draw_samples(model, cfg.n_samples, cfg.batch_size, params.run.seed), num_classes)
+            scores.update(score_likelihood(model, test, params))
+            if hasattr(model, "extra_scores"):
+                torch.manual_seed(params.run.seed)
+                scores.update(model.extra_scores({"train": train, "val": val, "test": test, "labelled": labelled},
+                                                 evaluator))
             results["models"][name] = scores
-            run.log_metrics(0, {f"{name}/{k}": v for k, v in scores.items() if isinstance(v, (int, float))})
-            print(f"{name}: " + ", ".join(f"{k}={v:.4g}" for k, v in scores.items() if isinstance(v, (int, float))))
+            numbers = {k: v for k, v in scores.items() if isinstance(v, (int, float))}
+            run.log_metrics(0, {f"{name}/{k}": v for k, v in numbers.items()})
+            print(f"{name}: " + ", ".join(f"{k}={v:.4g}" for k, v in numbers.items()))
         results["protocol"] = {
-            "mode_coverage": f"evaluator classes of {params.evaluate.n_samples} samples; hit = at least 1%",
-            "nll": f"IWAE bound, k={params.evaluate.iwae_k}, on "
-                   + (f"the first {params.evaluate.iwae_images}" if params.evaluate.iwae_images else "all")
+            "samples": f"{cfg.n_samples} samples per model against the {len(test['x'])} test digits; the floor "
+                       f"scores {cfg.n_samples} real training digits the same way",
+            "features": "the frozen evaluator's penultimate layer (FD-evaluator, not Inception FID)",
+            "kid": f"polynomial-kernel MMD, {cfg.kid_subsets} subsets of {cfg.kid_subset_size}",
+            "precision_recall": f"k-NN manifolds, k={cfg.pr_k} (Kynkäänniemi et al. 2019)",
+            "parzen": f"Gaussian window on {cfg.parzen_samples} samples, sigma chosen on {cfg.parzen_val_points} "
+                      f"validation digits, mean log-likelihood of {cfg.parzen_test_points} test digits (nats)",
+            "mode_coverage": "evaluator classes of the samples; a class is hit by at least 1%",
+            "nll": f"IWAE bound, k={cfg.iwae_k}, on "
+                   + (f"the first {cfg.iwae_images}" if cfg.iwae_images else "all")
                    + f" test images of the fixed binarization (seed {params.data.binarize_seed})",
         }
         results["provenance"] = info
@@ -75,11 +127,11 @@ def evaluate_stage(params: Params, data: Path, models: Path, metrics: Path) -> d
 
 
 def _histogram_csv(results: dict, classes: list[str]) -> str:
-    """Long format (source, class, fraction): one bar chart per model in `dvc plots show`."""
+    """Wide format (class, real_test, <model>...): one bar chart per source in `dvc plots show`."""
+    sources = {"real_test": results["real_test"], **results["models"]}
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["source", "class", "fraction"])
-    sources = {"real_test": results["real_test"], **results["models"]}
-    for source, scores in sources.items():
-        writer.writerows([source, c, f] for c, f in zip(classes, scores["histogram"]))
+    writer.writerow(["class", *sources])
+    for i, name in enumerate(classes):
+        writer.writerow([name, *(scores["histogram"][i] for scores in sources.values())])
     return buffer.getvalue()

@@ -54,6 +54,8 @@ class DataParams:
     val_size: int = param(5000, gt=0)
     split_seed: int = param(0, ge=0)
     binarize_seed: int = param(0, ge=0)
+    labelled_per_class: int = param(10, gt=0)  # the labels semi-supervised models may use (100 for MNIST)
+    labelled_seed: int = param(0, ge=0)  # which ones: one seeded draw shared by every model
 
 
 @dataclass
@@ -74,9 +76,22 @@ class EvaluateParams:
     iwae_k: int = param(5000, gt=0)  # importance samples for the NLL bound
     iwae_images: int = param(10000, ge=0)  # test images scored for NLL; 0 = all
     batch_size: int = param(500, gt=0)
+    kid_subsets: int = param(100, gt=0)
+    kid_subset_size: int = param(1000, gt=1)
+    pr_k: int = param(3, gt=0)  # neighbours defining the k-NN manifolds of precision/recall
+    parzen_samples: int = param(10000, gt=0)  # samples the Parzen window is fitted on (GAN 2014: 10k)
+    parzen_val_points: int = param(1000, gt=0)  # validation images that pick sigma
+    parzen_test_points: int = param(10000, gt=0)  # test images scored
 
 
-FIXED_SECTIONS = {"run": RunParams, "data": DataParams, "engine": EngineParams, "evaluate": EvaluateParams}
+@dataclass
+class SaturationParams:
+    model: str = param("gan", choices=("gan", "dcgan"))  # the GAN whose generator losses are compared
+    steps: int = param(300, gt=0)  # training steps recorded for each loss
+
+
+FIXED_SECTIONS = {"run": RunParams, "data": DataParams, "engine": EngineParams, "evaluate": EvaluateParams,
+                  "saturation": SaturationParams}
 
 
 @dataclass
@@ -85,6 +100,7 @@ class Params:
     data: DataParams
     engine: EngineParams
     evaluate: EvaluateParams
+    saturation: SaturationParams
     models: dict[str, Any]  # section name -> that model's Config
     raw: dict  # the file as read, for logging flattened params
     source: str = "params.yaml"

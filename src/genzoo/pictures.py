@@ -25,3 +25,15 @@ def save_pictures(grids: dict[str, tuple[torch.Tensor, int]], folder: Path) -> l
         if stale.stem not in grids:
             stale.unlink()
     return [save_grid(images, folder / f"{name}.png", nrow) for name, (images, nrow) in grids.items()]
+
+
+def figure_to_image(fig) -> torch.Tensor:
+    """A matplotlib figure -> (1, 3, H, W) floats in [0, 1], so a plot (e.g. a 2-D code scatter) can be one of
+    a model's `pictures` (shown with nrow=1). The figure is closed."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig.canvas.draw()
+    rgba = np.asarray(fig.canvas.buffer_rgba())
+    plt.close(fig)
+    return torch.from_numpy(rgba[..., :3].copy()).permute(2, 0, 1).unsqueeze(0).float() / 255.0

@@ -81,8 +81,8 @@ def train_stage(name: str, params: Params, data: Path, models: Path, metrics: Pa
         figures = metrics / "figures" / name
         if hasattr(model, "pictures"):
             torch.manual_seed(params.run.seed)
-            save_pictures(model.pictures({"test": to_unit(test["x"][:100]).to(device),
-                                          "train": train["x"].to(device)}), figures)
+            shown = {"test": to_unit(test["x"][:100]), "test_y": test["y"][:100], "train": train["x"]}
+            save_pictures(model.pictures({k: v.to(device) for k, v in shown.items()}), figures)
         last = {k: v for row in result.history for k, v in row.items() if k != "step"}  # last value of each
         summary = {"model": name, "test": test_metrics, "final": last, "steps": result.steps,
                    "epochs": config.epochs, "train_seconds": round(result.seconds, 2),

@@ -45,3 +45,17 @@ def load_meta(processed_dir: Path) -> dict:
         raise DataError(f"{path}: not found; {_HINT}.") from None
     except (OSError, ValueError) as exc:
         raise DataError(f"{path}: unreadable ({exc}); {_HINT}.") from exc
+
+
+def labelled_subset(y: torch.Tensor, per_class: int, seed: int) -> torch.Tensor:
+    """Indices of `per_class` training images of each class, drawn with `seed`: the few labels that the
+    semi-supervised models (autoencoder codes, Triple-GAN) may use. Sorted; the same for every model."""
+    generator = torch.Generator().manual_seed(seed)
+    labels = y.cpu()
+    chosen = []
+    for c in labels.unique(sorted=True).tolist():
+        members = (labels == c).nonzero().flatten()
+        if len(members) < per_class:
+            raise DataError(f"class {c} has {len(members)} training images, fewer than the {per_class} labels asked")
+        chosen.append(members[torch.randperm(len(members), generator=generator)[:per_class]])
+    return torch.cat(chosen).sort().values

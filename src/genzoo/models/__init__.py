@@ -11,8 +11,11 @@ The contract every model file keeps (DESIGN.md §6), so that one `fit()` trains 
     sample(n)                    -> (n, C, H, W) floats in [0, 1]        (generative models)
     log_likelihood(x, k)         -> (B,) log p(x) in nats, or a lower bound (likelihood models)
     pictures(data)               -> {name: (images, nrow)} for the report; data = {"test": 100 test images in
-                                    [0, 1], "train": the uint8 training split} (optional)
-    batches_per_step             class attribute, default 1: a step that needs k minibatches (a GAN's k
+                                    [0, 1], "train": the uint8 training split, "test_y": the labels of those test images} (optional)
+    extra_scores(data, evaluator) -> {name: float} model-specific metrics for the evaluate stage (optional);
+                                    data = {"train", "val", "test": split dicts on the device, "labelled": the
+                                    indices of the shared few-label training subset}
+    batches_per_step             attribute, default 1: a step that needs k minibatches (a GAN's k
                                     discriminator updates) gets one batch of k * batch_size rows
 
 Batches are dicts of device tensors: "x" uint8 images (B, C, H, W), "y" int64 labels, and on val/test "xb",
@@ -29,11 +32,13 @@ from torch import nn
 
 from genzoo.errors import GenzooError
 from genzoo.io import load_torch, save_torch
-from genzoo.models import evaluator, vae
+from genzoo.models import dcgan, evaluator, gan, vae
 
 # The generative models: each gets a train@<name> stage (dvc.yaml's foreach list must equal these keys).
 GENERATIVE: dict[str, type[nn.Module]] = {
     "vae": vae.Model,
+    "gan": gan.Model,
+    "dcgan": dcgan.Model,
 }
 
 # Everything `genzoo train` can fit: the generative models plus the frozen evaluator that measures them.

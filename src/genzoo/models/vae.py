@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genzoo.inversion import interpolation_grid
 from genzoo.models.blocks import adam, binarize, mlp
 from genzoo.params import TrainConfig, param
 
@@ -108,11 +109,14 @@ class Model(nn.Module):
 
     @torch.no_grad()
     def pictures(self, data: dict[str, torch.Tensor]) -> dict[str, tuple[torch.Tensor, int]]:
-        """Named image grids for the report: samples, reconstructions and, for a 2-D latent, the manifold."""
+        """Named image grids for the report: samples, reconstructions, walks between encoded real digits and, for
+        a 2-D latent, the manifold."""
         grids = {"samples": (self.sample(100), 10)}
         real = data["test"][:50]
         pairs = torch.stack([real, self.reconstruct(real)], dim=1).flatten(0, 1)  # real, recon, real, ...
         grids["reconstructions"] = (pairs, 10)
+        walk_ends = data["test"][:8].view(4, 2, *self.image_shape)  # encoder means of real pairs, decoded in between
+        grids["inverted_interpolation"] = (interpolation_grid(self, walk_ends, steps=8), 10)
         if self.config.latent_dim == 2:
             ticks = torch.distributions.Normal(0, 1).icdf(torch.linspace(0.05, 0.95, 20))
             z = torch.cartesian_prod(ticks, ticks).flip(-1).to(real.device)  # rows vary z2, columns z1
