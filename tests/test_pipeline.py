@@ -24,11 +24,14 @@ import pytest
 import yaml
 from tiny_data import write_tiny_mirror
 
+from genzoo.models import GENERATIVE
+
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent  # the venv running pytest: its dvc and genzoo run the stages
-STAGES = ("download", "preprocess", "train_evaluator", "train@vae", "evaluate", "report")
+STAGES = ("download", "preprocess", "train_evaluator", *(f"train@{name}" for name in GENERATIVE), "gan_saturation",
+          "evaluate", "report")
 START, END = "<!-- genzoo:results:start -->", "<!-- genzoo:results:end -->"
 UP_TO_DATE = "Data and pipelines are up to date."
 
@@ -158,6 +161,12 @@ def test_repro_produces_every_output(pipeline):
         assert (repo / path).is_file() and (repo / path).stat().st_size > 0, f"{path} missing or empty"
 
     evaluate = json.loads((repo / "metrics/evaluate.json").read_text())
+    for name in GENERATIVE:  # every registered model trained, pictured and measured by the whole suite
+        for path in (f"models/{name}/model.pt", f"metrics/{name}.json", f"metrics/figures/{name}/samples.png"):
+            assert (repo / path).is_file(), f"{path} missing"
+        scores = evaluate["models"][name]
+        assert all(math.isfinite(scores[k]) for k in ("fd", "kid", "precision", "recall", "parzen_ll")), scores
+    assert (repo / "metrics/plots/gan_saturation.csv").is_file()
     vae = evaluate["models"]["vae"]
     assert math.isfinite(vae["test_nll"]) and vae["test_nll"] > 0, f"vae test_nll = {vae['test_nll']!r}"
     assert isinstance(vae["classes_hit"], int) and not isinstance(vae["classes_hit"], bool), vae["classes_hit"]

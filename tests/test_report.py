@@ -74,3 +74,11 @@ def test_committed_readme_shows_the_committed_metrics(monkeypatch):
         pytest.skip("no committed results yet")
     section = Path("README.md").read_text().split(START, 1)[1].split(END, 1)[0]
     assert section.strip() == render(Path("metrics")).strip() == Path("metrics/results.md").read_text().strip()
+
+
+def test_targets_say_met_or_not_from_the_measured_value(tmp_path):
+    met = render(write_metrics(tmp_path / "a", nll=85.5))
+    assert "| vae | test NLL ≤ 86.0 nats | 85.50 | met |" in met
+    missed = render(write_metrics(tmp_path / "b", nll=91.234))
+    assert "| vae | test NLL ≤ 86.0 nats | 91.23 | not met |" in missed
+    assert "Parzen LL ≥ 240" not in missed  # no gan in these metrics: no row

@@ -74,7 +74,9 @@ def score_likelihood(model, test: dict[str, torch.Tensor], params: Params) -> di
     if hasattr(model, "elbo"):
         scores["test_elbo"] = test_elbo(model, test["xb"], cfg.batch_size)
     if hasattr(model, "log_likelihood"):
-        images = test["xb"] if cfg.iwae_images == 0 else test["xb"][:cfg.iwae_images]
+        exact = getattr(model, "exact_likelihood", False)  # autoregressive models: exact and cheap, all images
+        images = test["xb"] if cfg.iwae_images == 0 or exact else test["xb"][:cfg.iwae_images]
+        scores["nll_kind"] = "exact" if exact else "iwae"
         scores.update({f"test_{k}": v for k, v in test_nll(model, images, cfg.iwae_k, min(cfg.batch_size, 100)).items()})
     return scores
 

@@ -32,13 +32,17 @@ from torch import nn
 
 from genzoo.errors import GenzooError
 from genzoo.io import load_torch, save_torch
-from genzoo.models import dcgan, evaluator, gan, vae
+from genzoo.models import aae, dcgan, evaluator, flow_vae, gan, pixelcnn, pixelrnn, vae
 
 # The generative models: each gets a train@<name> stage (dvc.yaml's foreach list must equal these keys).
 GENERATIVE: dict[str, type[nn.Module]] = {
     "vae": vae.Model,
     "gan": gan.Model,
     "dcgan": dcgan.Model,
+    "aae": aae.Model,
+    "flow_vae": flow_vae.Model,
+    "pixelcnn": pixelcnn.Model,
+    "pixelrnn": pixelrnn.Model,
 }
 
 # Everything `genzoo train` can fit: the generative models plus the frozen evaluator that measures them.
