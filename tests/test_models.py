@@ -77,7 +77,7 @@ def test_save_load_round_trip_gives_identical_outputs(name, tiny_params, tmp_pat
     assert loaded.config == model.config
 
 
-@pytest.mark.parametrize("name", GENERATIVE)
+@pytest.mark.parametrize("name", [n for n, cls in GENERATIVE.items() if hasattr(cls, "sample")])
 def test_samples_are_images_in_unit_range(name, tiny_params):
     samples = tiny_model(name, tiny_params).eval().sample(6)
     assert samples.shape == (6, *SHAPE)

@@ -99,7 +99,10 @@ def evaluate_stage(params: Params, data: Path, models: Path, metrics: Path) -> d
     with StageRun("evaluate", params, ["run", "evaluate"], {k: info[k] for k in ("profile", "device", "commit")}) as run:
         for name in GENERATIVE:
             model = load_model(models / name / "model.pt", device)
-            scores = reference.score(draw_samples(model, cfg.n_samples, cfg.batch_size, params.run.seed), num_classes)
+            scores = {}
+            if hasattr(model, "sample"):
+                samples = draw_samples(model, cfg.n_samples, cfg.batch_size, params.run.seed)
+                scores = reference.score(samples, num_classes)
             scores.update(score_likelihood(model, test, params))
             if hasattr(model, "extra_scores"):
                 torch.manual_seed(params.run.seed)
