@@ -133,7 +133,7 @@ def evaluate_stage(params: Params, data: Path, models: Path, metrics: Path) -> d
 
 def _histogram_csv(results: dict, classes: list[str]) -> str:
     """Wide format (class, real_test, <model>...): one bar chart per source in `dvc plots show`."""
-    sources = {"real_test": results["real_test"], **results["models"]}
+    sources = {"real_test": results["real_test"], **{k: s for k, s in results["models"].items() if "histogram" in s}}
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["class", *sources])

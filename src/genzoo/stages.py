@@ -92,8 +92,8 @@ def train_stage(name: str, params: Params, data: Path, models: Path, metrics: Pa
         write_metrics(metrics / f"{name}.json", summary)
         write_plot(metrics / "plots" / f"{name}_train.csv", result.history, "train/")
         write_plot(metrics / "plots" / f"{name}_val.csv", result.history, "val/")
-        if monitor is not None:
-            write_plot(metrics / "plots" / f"{name}_modes.csv", result.history, "modes/")
+        if name != "evaluator":  # a DVC plot of every train stage; only a header for a model that cannot sample
+            write_plot(metrics / "plots" / f"{name}_modes.csv", result.history if monitor else [], "modes/")
         run.log_artifacts(figures, "figures")
         run.log_artifacts(weights, "model")
     checkpoint.unlink(missing_ok=True)  # the finished model is saved: the checkpoint has done its job

@@ -32,11 +32,14 @@ from torch import nn
 
 from genzoo.errors import GenzooError
 from genzoo.io import load_torch, save_torch
-from genzoo.models import aae, dcgan, evaluator, flow_vae, gan, pixelcnn, pixelrnn, vae
+from genzoo.models import aae, autoencoder, cvae, dcgan, evaluator, flow_vae, gan, pixelcnn, pixelrnn, vae
 
-# The generative models: each gets a train@<name> stage (dvc.yaml's foreach list must equal these keys).
+# The models of the zoo: each gets a train@<name> stage (dvc.yaml's foreach list must equal these keys).
+# Most sample; the autoencoder does not (the evaluate stage scores it through `extra_scores` only).
 GENERATIVE: dict[str, type[nn.Module]] = {
+    "autoencoder": autoencoder.Model,
     "vae": vae.Model,
+    "cvae": cvae.Model,
     "gan": gan.Model,
     "dcgan": dcgan.Model,
     "aae": aae.Model,
