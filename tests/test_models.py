@@ -18,7 +18,13 @@ SHAPE, CLASSES = (1, 28, 28), 10
 
 
 def tiny_model(name, tiny_params, seed=0):
-    return build_model(name, tiny_params.model(name), SHAPE, CLASSES, seed)
+    model = build_model(name, tiny_params.model(name), SHAPE, CLASSES, seed)
+    if getattr(model, "needs_evaluator", False):  # a fresh tiny evaluator stands in for the trained one
+        model.attach_evaluator(build_model("evaluator", tiny_params.model("evaluator"), SHAPE, CLASSES).eval())
+    if hasattr(model, "attach_labelled"):  # semi-supervised: a few labelled images beside the unlabelled batches
+        labelled = batch(20, seed=99)
+        model.attach_labelled(labelled["x"], labelled["y"])
+    return model
 
 
 def batch(n=8, seed=0):
@@ -26,6 +32,27 @@ def batch(n=8, seed=0):
     gen = torch.Generator().manual_seed(1000 + seed)
     x = (torch.rand(n, *SHAPE, generator=gen) * 255).to(torch.uint8)
     return {"x": x, "y": torch.arange(n) % CLASSES, "xb": (torch.rand(n, *SHAPE, generator=gen) < 0.3).to(torch.uint8)}
+
+
+def model_batch(model, n=8, seed=0, split="train"):
+    """A batch of the data the model learns from: base images, or its derived set built from them."""
+    dataset = getattr(model, "dataset", None)
+    if dataset is None:
+        return batch(n, seed)
+    from genzoo.data.derived import build
+
+    return build(dataset, batch(2 * n, seed), seed=0, split=split)
+
+
+def model_output(model, b):
+    """What a model makes, for comparisons: samples, translations, or (evaluator) logits."""
+    if hasattr(model, "sample"):
+        return model.sample(4)
+    if hasattr(model, "all_targets"):  # StarGAN: every target domain of the batch, stacked
+        return torch.cat(list(model.all_targets(b).values()))
+    if hasattr(model, "translate"):
+        return model.translate(b)
+    return model(b["x"].float() / 255)
 
 
 @pytest.mark.parametrize("name", TRAINABLE)
@@ -41,7 +68,7 @@ def test_one_step_changes_the_weights_and_returns_finite_scalars(name, tiny_para
     seed_everything(0)
     model = tiny_model(name, tiny_params).train()
     before = {k: v.clone() for k, v in model.named_parameters()}
-    losses = model.train_step(batch(), model.configure_optimizers())
+    losses = model.train_step(model_batch(model), model.configure_optimizers())
     assert losses and all(v.ndim == 0 and torch.isfinite(v) and not v.requires_grad for v in losses.values())
     changed = [k for k, v in model.named_parameters() if not torch.equal(before[k], v)]
     assert changed == list(before), f"not updated: {set(before) - set(changed)}"
@@ -53,10 +80,10 @@ def test_a_few_steps_on_a_tiny_tensor_stay_finite(name, tiny_params):
     model = tiny_model(name, tiny_params).train()
     opt = model.configure_optimizers()
     for step in range(5):
-        losses = model.train_step(batch(seed=step), opt)
+        losses = model.train_step(model_batch(model, seed=step), opt)
     assert all(torch.isfinite(v) for v in losses.values())
     assert all(torch.isfinite(p).all() for p in model.parameters())
-    values = model.validate(batch())
+    values = model.validate(model_batch(model, split="val"))
     assert values and all(torch.isfinite(v) for v in values.values())
 
 
@@ -64,15 +91,15 @@ def test_a_few_steps_on_a_tiny_tensor_stay_finite(name, tiny_params):
 def test_save_load_round_trip_gives_identical_outputs(name, tiny_params, tmp_path):
     seed_everything(0)
     model = tiny_model(name, tiny_params)
-    model.train_step(batch(), model.configure_optimizers())  # move BatchNorm statistics off their defaults
+    model.train_step(model_batch(model), model.configure_optimizers())  # move BatchNorm statistics off defaults
     model.eval()
     path = save_model(model, name, tmp_path / "model.pt")
     loaded = load_model(path)
-    x = batch()["x"].float() / 255
+    b = model_batch(model, split="test")
     torch.manual_seed(1)
-    expected = model.sample(4) if hasattr(model, "sample") else model(x)
+    expected = model_output(model, b)
     torch.manual_seed(1)
-    got = loaded.sample(4) if hasattr(loaded, "sample") else loaded(x)
+    got = model_output(loaded, b)
     assert torch.equal(expected, got)
     assert loaded.config == model.config
 
@@ -144,8 +171,12 @@ def test_vae_pictures_include_the_manifold_only_for_a_2d_latent(tiny_params):
 def test_pictures_are_named_grids_of_unit_range_images(name, tiny_params):
     """What the train stage hands every model: 100 test images, their labels and the uint8 training split."""
     seed_everything(0)
-    data = {"test": torch.rand(100, *SHAPE), "test_y": torch.arange(100) % CLASSES, "train": batch(40)["x"]}
-    grids = tiny_model(name, tiny_params).eval().pictures(data)
+    model = tiny_model(name, tiny_params).eval()
+    if getattr(model, "dataset", None) is None:
+        data = {"test": torch.rand(100, *SHAPE), "test_y": torch.arange(100) % CLASSES, "train": batch(40)["x"]}
+    else:  # a derived set: its first test rows, every key, as stored
+        data = model_batch(model, n=20, split="test")
+    grids = model.pictures(data)
     assert grids
     for picture, (images, nrow) in grids.items():
         assert re.fullmatch(r"[a-z0-9_]+", picture) and nrow >= 1
@@ -166,7 +197,12 @@ def test_evaluator_features_and_random_shift(tiny_params):
 def test_registry_matches_dvc_yaml_and_every_profile():
     """A model in the registry but not in the pipeline (or the reverse) would silently never be trained."""
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
-    assert stages["train"]["foreach"] == list(GENERATIVE)
+    derived = [name for name, cls in GENERATIVE.items() if getattr(cls, "dataset", None)]
+    assert list(stages["train"]["foreach"]) == [name for name in GENERATIVE if name not in derived]
+    assert list(stages["train_translation"]["foreach"]) == derived
+    for stage in ("train", "train_translation"):  # name -> the model file its stage depends on
+        for name, file in stages[stage]["foreach"].items():
+            assert GENERATIVE[name].__module__ == f"genzoo.models.{file}", (stage, name, file)
     for name in GENERATIVE:
         assert f"models/{name}" in stages["evaluate"]["deps"]
         assert f"metrics/{name}.json" in stages["report"]["deps"]

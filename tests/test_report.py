@@ -82,3 +82,23 @@ def test_targets_say_met_or_not_from_the_measured_value(tmp_path):
     missed = render(write_metrics(tmp_path / "b", nll=91.234))
     assert "| vae | test NLL ≤ 86.0 nats | 91.23 | not met |" in missed
     assert "Parzen LL ≥ 240" not in missed  # no gan in these metrics: no row
+
+
+def test_application_stages_render_their_tables_and_targets(tmp_path):
+    metrics = write_metrics(tmp_path / "metrics")
+    (metrics / "anogan.json").write_text(json.dumps({
+        "protocol": "one-vs-rest", "classes": [0, 1],
+        "auroc": {"anogan": {"0": 0.9, "1": 0.996}, "vae": {"0": 0.98, "1": 0.99}, "autoencoder": {"0": 0.95, "1": 0.99}},
+        "mean_auroc": {"anogan": 0.948, "vae": 0.985, "autoencoder": 0.97}, "anchors_mean_auroc": {"deep_svdd": 0.948},
+        "inversion_steps": 100, "seconds": {"device": "cpu", "images": 500, "inversion_mean": 12.5,
+                                            "single_extrapolated_s": 100.0, "speedup": 8.0, "single_images": 5}}))
+    (metrics / "triplegan.json").write_text(json.dumps({
+        "labelled": 100, "seeds": [0, 1], "steps": 1100, "baseline_note": "labels only",
+        "triplegan": {"test_error": [0.05, 0.07], "mean": 0.06, "std": 0.0141},
+        "baseline": {"test_error": [0.15, 0.16], "mean": 0.155, "std": 0.007}}))
+    text = render(metrics)
+    assert "| 1 | 0.996 | 0.990 | 0.990 |" in text and "| **mean over 2** | **0.948** |" in text
+    assert "| anogan | AnoGAN mean AUROC ≥ 0.95 | 0.948 | not met |" in text
+    assert "| Triple-GAN's C | 6.00 ± 1.41 % (5.00, 7.00) |" in text
+    assert "| triplegan | Triple-GAN mean test error ≤ 1.0 % | 6.000 | not met |" in text
+    assert "×8.0" in text

@@ -18,6 +18,7 @@ app.add_typer(data_app, name="data")
 
 PARAMS = typer.Option(PARAMS_FILE, "--params", help="The params file (all hyperparameters live there).")
 DATA = typer.Option(Path("data/processed"), help="Preprocessed tensors.")
+DERIVED = typer.Option(Path("data/derived"), help="Derived sets (translation models).")
 MODELS = typer.Option(Path("models"), help="Trained models, one folder each.")
 METRICS = typer.Option(Path("metrics"), help="DVC metrics, plots and pictures.")
 
@@ -51,17 +52,28 @@ def data_preprocess(params: Path = PARAMS, raw: Path = typer.Option(Path("data/r
     preprocess_stage(load_params(params), raw, out)
 
 
+@data_app.command("derive")
+@expected_errors
+def data_derive(params: Path = PARAMS, data: Path = DATA, out: Path = DERIVED,
+                figures: Path = typer.Option(Path("metrics/figures/derived"), help="Preview grids.")):
+    """Build the derived sets of the translation models (paired, superres, unpaired, multidomain, synthetic)."""
+    from genzoo.stages import derive_stage
+    derive_stage(load_params(params), data, out, figures)
+
+
 @app.command()
 @expected_errors
 def train(model: str = typer.Argument(..., help="A registered model, or `evaluator`."), params: Path = PARAMS,
-          data: Path = DATA, models: Path = MODELS, metrics: Path = METRICS):
+          data: Path = DATA, models: Path = MODELS, metrics: Path = METRICS, derived: Path = DERIVED):
     """Train one model with the shared engine (resumes from its checkpoint when one fits)."""
-    from genzoo.models import TRAINABLE
+    from genzoo.models import GENERATIVE
     from genzoo.stages import train_stage
     loaded = load_params(params)
-    if model not in TRAINABLE:
-        raise GenzooError(f"unknown model {model!r}; registered: {', '.join(TRAINABLE)}")
-    train_stage(model, loaded, data, models, metrics)
+    trainable = ["evaluator", *GENERATIVE]
+    if model not in trainable:
+        raise GenzooError(f"unknown model {model!r}; `genzoo train` fits: {', '.join(trainable)} "
+                          "(Triple-GAN has its own command: `genzoo triplegan`)")
+    train_stage(model, loaded, data, models, metrics, derived)
 
 
 @app.command()
@@ -74,10 +86,36 @@ def saturation(params: Path = PARAMS, data: Path = DATA, metrics: Path = METRICS
 
 @app.command()
 @expected_errors
-def evaluate(params: Path = PARAMS, data: Path = DATA, models: Path = MODELS, metrics: Path = METRICS):
+def toy(params: Path = PARAMS, metrics: Path = METRICS):
+    """The GAN paper's theory on a 1-D mixture: D vs D*, the value of the game vs -log 4, saturation."""
+    from genzoo.toy import gan_toy_stage
+    gan_toy_stage(load_params(params), metrics)
+
+
+@app.command()
+@expected_errors
+def anogan(params: Path = PARAMS, data: Path = DATA, models: Path = typer.Option(Path("models/anogan")),
+           metrics: Path = METRICS):
+    """AnoGAN (Schlegl et al. 2017): one-class GANs, batched latent inversion of the test set, AUROC per class."""
+    from genzoo.anogan import anogan_stage
+    anogan_stage(load_params(params), data, models, metrics)
+
+
+@app.command()
+@expected_errors
+def triplegan(params: Path = PARAMS, data: Path = DATA, models: Path = MODELS, metrics: Path = METRICS):
+    """Triple-GAN (Li et al. 2017) with the shared 100 labels, one run per seed, beside C trained on the labels alone."""
+    from genzoo.triplegan import triplegan_stage
+    triplegan_stage(load_params(params), data, models, metrics)
+
+
+@app.command()
+@expected_errors
+def evaluate(params: Path = PARAMS, data: Path = DATA, models: Path = MODELS, metrics: Path = METRICS,
+             derived: Path = DERIVED):
     """Measure every trained generative model through the frozen evaluator."""
     from genzoo.evaluate import evaluate_stage
-    evaluate_stage(load_params(params), data, models, metrics)
+    evaluate_stage(load_params(params), data, models, metrics, derived)
 
 
 @app.command()

@@ -28,6 +28,7 @@ from genzoo.metrics.precision_recall import precision_recall
 from genzoo.models import GENERATIVE, load_model
 from genzoo.models.blocks import to_unit
 from genzoo.params import Params
+from genzoo.stages import model_splits
 from genzoo.tracking import StageRun, provenance, write_metrics
 from genzoo.training import describe_device, resolve_device
 
@@ -81,7 +82,7 @@ def score_likelihood(model, test: dict[str, torch.Tensor], params: Params) -> di
     return scores
 
 
-def evaluate_stage(params: Params, data: Path, models: Path, metrics: Path) -> dict:
+def evaluate_stage(params: Params, data: Path, models: Path, metrics: Path, derived: Path = Path("data/derived")) -> dict:
     device = resolve_device(params.engine.device)
     torch.backends.cuda.matmul.allow_tf32 = False  # likelihoods are sums over 784 pixels: keep full fp32
     cfg = params.evaluate
@@ -106,8 +107,11 @@ def evaluate_stage(params: Params, data: Path, models: Path, metrics: Path) -> d
             scores.update(score_likelihood(model, test, params))
             if hasattr(model, "extra_scores"):
                 torch.manual_seed(params.run.seed)
-                scores.update(model.extra_scores({"train": train, "val": val, "test": test, "labelled": labelled},
-                                                 evaluator))
+                if getattr(model, "dataset", None) is None:
+                    own = {"train": train, "val": val, "test": test, "labelled": labelled}
+                else:  # a translation model is scored on its own derived set
+                    own = model_splits(type(model), data, derived, device)
+                scores.update(model.extra_scores(own, evaluator))
             results["models"][name] = scores
             numbers = {k: v for k, v in scores.items() if isinstance(v, (int, float))}
             run.log_metrics(0, {f"{name}/{k}": v for k, v in numbers.items()})

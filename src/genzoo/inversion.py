@@ -12,21 +12,33 @@ import torch
 from torch import nn
 
 
+Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (generated, target) images -> (B,) per image
+
+
+def mse(generated: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-image mean squared error ‖G(z) - x‖² / D: the default loss of `invert`. (B, ...) -> (B,)."""
+    return (generated.flatten(1).float() - target.flatten(1).float()).pow(2).mean(1)
+
+
 def invert(generate: Callable[[torch.Tensor], torch.Tensor], images01: torch.Tensor, z0: torch.Tensor,
-           steps: int, lr: float, clamp: tuple[float, float] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Adam on z for the whole batch at once: minimize each image's mean squared error ‖G(z) - x‖² / D.
+           steps: int, lr: float, clamp: tuple[float, float] | None = None,
+           loss: Loss = mse) -> tuple[torch.Tensor, torch.Tensor]:
+    """Adam on z for the whole batch at once: minimize each image's `loss(G(z), x)` (default: its MSE).
 
     `generate` maps (B, L) codes to (B, C, H, W) images in [0, 1]; only z is optimized (gradients are taken
-    with respect to z alone, so the generator's weights and their .grad stay untouched). Each image's loss
-    depends on its own z only, so the batch size changes nothing per image. `clamp` keeps z inside the prior's
-    support (e.g. (-1, 1) for a uniform prior). Returns (z*, per-image final MSE), both detached, shape (B, L), (B,).
+    with respect to z alone, so the generator's weights and their .grad stay untouched). `loss` maps
+    (generated, target) image batches to one loss per image (B,); AnoGAN passes its residual + discrimination
+    loss. The batch's objective is the sum of the per-image losses and Adam works element-wise, so each image's
+    z follows its own path and the batch size changes nothing per image, provided `generate` and `loss` treat
+    images independently (eval-mode BatchNorm, no batch statistics). `clamp` keeps z inside the prior's support
+    (e.g. (-1, 1) for a uniform prior). Returns (z*, per-image final loss), both detached, shapes (B, L), (B,).
     """
-    target = images01.detach().flatten(1).float()
+    target = images01.detach().float()
     z = z0.detach().clone().float().requires_grad_(True)
     opt = torch.optim.Adam([z], lr=lr)
     with torch.enable_grad():
         for _ in range(steps):
-            per_image = (generate(z).flatten(1).float() - target).pow(2).mean(1)  # (B,)
+            per_image = loss(generate(z), target)  # (B,)
             (grad,) = torch.autograd.grad(per_image.sum(), [z])
             z.grad = grad
             opt.step()
@@ -34,8 +46,8 @@ def invert(generate: Callable[[torch.Tensor], torch.Tensor], images01: torch.Ten
                 with torch.no_grad():
                     z.clamp_(*clamp)
     with torch.no_grad():
-        error = (generate(z).flatten(1).float() - target).pow(2).mean(1)
-    return z.detach(), error
+        final = loss(generate(z), target).float()
+    return z.detach(), final
 
 
 def interpolate(z_a: torch.Tensor, z_b: torch.Tensor, steps: int) -> torch.Tensor:

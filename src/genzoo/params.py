@@ -56,6 +56,7 @@ class DataParams:
     binarize_seed: int = param(0, ge=0)
     labelled_per_class: int = param(10, gt=0)  # the labels semi-supervised models may use (100 for MNIST)
     labelled_seed: int = param(0, ge=0)  # which ones: one seeded draw shared by every model
+    derive_seed: int = param(0, ge=0)  # the derived sets of the translation models (strokes, colours, fonts)
 
 
 @dataclass
@@ -90,8 +91,51 @@ class SaturationParams:
     steps: int = param(300, gt=0)  # training steps recorded for each loss
 
 
+@dataclass
+class AnoganParams:
+    """The `anogan` stage (Schlegl et al. 2017, one-vs-rest protocol of Ruff et al. 2018)."""
+
+    classes: list[int] = param(list(range(10)), ge=0)  # the normal classes, one one-class task each
+    gan_epochs: int = param(100, gt=0)  # epochs over one class (~6k images): the `dcgan` section, these epochs
+    vae_epochs: int = param(100, gt=0)  # the `vae` section's architecture, trained on class c
+    ae_epochs: int = param(100, gt=0)  # the `autoencoder` section's architecture, trained on class c
+    inversion_steps: int = param(500, gt=0)  # Γ: the paper's 500 backpropagation steps on z
+    inversion_lr: float = param(0.05, gt=0)  # Adam's step on z
+    lam: float = param(0.1, ge=0, le=1)  # λ: weight of the discrimination loss (the paper's 0.1)
+    vae_samples: int = param(10, gt=0)  # Monte Carlo samples averaged in the VAE's -ELBO score
+    test_images: int = param(0, ge=0)  # test images scored (a seeded subset); 0 = all
+    chunk: int = param(10000, gt=0)  # images inverted at once (memory)
+    bench_single: int = param(20, ge=0)  # images inverted one at a time to time the unbatched loop (0 = skip)
+    figure_images: int = param(8, gt=0)  # normal and anomalous test digits in each class's figure
+
+
+
+@dataclass
+class ToyParams:
+    """The `gan_toy` stage: the GAN paper's theory on a 1-D mixture of Gaussians (seconds on a CPU)."""
+
+    means: list[float] = param([2.5, 4.5])  # the mixture's components, away from 0 where an untrained G puts its mass
+    stds: list[float] = param([0.5, 0.5], gt=0)
+    weights: list[float] = param([0.5, 0.5], gt=0)  # normalized to sum 1
+    steps: int = param(3000, gt=0)  # training steps (one D update then one G update each)
+    snapshots: list[int] = param([0, 100, 500, 3000], ge=0)  # steps drawn in the Figure 1 panels (0 = untrained)
+    noise: str = param("normal", choices=("normal", "uniform"))  # z in one dimension: N(0, 1) or U(-1, 1)
+    d_steps: int = param(1, gt=0)  # D updates per G update
+    batch_size: int = param(256, gt=1)
+    lr: float = param(0.001, gt=0)  # Adam, β = (0.5, 0.999), both nets; cosine-annealed to 0 over `steps`
+    gen_widths: list[int] = param([32, 32], gt=0)  # hidden layers of G: 1 -> ... -> 1
+    disc_widths: list[int] = param([64, 64], gt=0)  # hidden layers of D: 1 -> ... -> logit
+    d_converge_steps: int = param(2000, gt=0)  # Adam steps of D alone (fixed G) for the max-over-D check
+    early_steps: int = param(50, gt=0)  # the window the early gradient norms average over
+    log_every: int = param(50, gt=0)  # steps between rows of the V / C(G) / JSD curve
+    grid_min: float = param(-2.0)
+    grid_max: float = param(8.0)
+    grid_points: int = param(300, gt=1)  # bins on [grid_min, grid_max]
+    seed: int = param(0, ge=0)
+
+
 FIXED_SECTIONS = {"run": RunParams, "data": DataParams, "engine": EngineParams, "evaluate": EvaluateParams,
-                  "saturation": SaturationParams}
+                  "saturation": SaturationParams, "anogan": AnoganParams, "gan_toy": ToyParams}
 
 
 @dataclass
@@ -101,6 +145,8 @@ class Params:
     engine: EngineParams
     evaluate: EvaluateParams
     saturation: SaturationParams
+    anogan: AnoganParams
+    gan_toy: ToyParams
     models: dict[str, Any]  # section name -> that model's Config
     raw: dict  # the file as read, for logging flattened params
     source: str = "params.yaml"

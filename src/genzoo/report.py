@@ -28,6 +28,7 @@ ANCHORS = {
     "pixelcnn": {"nll": "81.30 (van den Oord et al. 2016, Table 4)"},
     "pixelrnn": {"nll": "80.54 Row LSTM / 79.20 Diagonal BiLSTM (van den Oord et al. 2016)"},
     "flow_vae": {"nll": "K=10/20/40/80: 87.5/86.5/85.7/85.1 (Rezende & Mohamed 2015, Table 2)"},
+    "flow_vae_deep": {"nll": "K=10/20/40/80: 87.5/86.5/85.7/85.1 (Rezende & Mohamed 2015, Table 2)"},
 }
 
 
@@ -41,12 +42,37 @@ TARGETS = [
     ("vae", "test NLL ≤ 86.0 nats", lambda s: s.get("test_nll"), lambda v, _: v <= 86.0),
     ("gan", "Parzen LL ≥ 240 nats", lambda s: s.get("parzen_ll"), lambda v, _: v >= 240),
     ("aae", "Parzen LL ≥ 340 nats", lambda s: s.get("parzen_ll"), lambda v, _: v >= 340),
-    ("flow_vae", "test NLL ≤ 85.0 nats", lambda s: s.get("test_nll"), lambda v, _: v <= 85.0),
+    ("flow_vae_deep", "test NLL ≤ 85.0 nats", lambda s: s.get("test_nll"), lambda v, _: v <= 85.0),
     ("pixelcnn", "test NLL ≤ 81.0 nats", lambda s: s.get("test_nll"), lambda v, _: v <= 81.0),
     ("pixelrnn", "test NLL ≤ 80.5 nats (Row LSTM)", lambda s: s.get("test_nll"), lambda v, _: v <= 80.5),
     ("dcgan", "all 10 classes hit", lambda s: s.get("classes_hit"), lambda v, _: v == 10),
     ("dcgan", "FD-evaluator below the VAE's", lambda s: s.get("fd"),
      lambda v, models: "vae" in models and v < models["vae"]["fd"]),
+    ("pix2pix", "evaluator accuracy on translated test edges ≥ 98 %", lambda s: s.get("accuracy"),
+     lambda v, _: v >= 0.98),
+    ("enhancenet_mse", "MSE training beats bicubic on PSNR (dB)", lambda s: s.get("psnr"),
+     lambda v, models: v > models["enhancenet_mse"]["bicubic_psnr"]),
+    ("enhancenet", "perceptual beats MSE on FD-evaluator", lambda s: s.get("fd"),
+     lambda v, models: "enhancenet_mse" in models and v < models["enhancenet_mse"]["fd"]),
+    ("enhancenet", "perceptual beats MSE on evaluator accuracy", lambda s: s.get("accuracy"),
+     lambda v, models: "enhancenet_mse" in models and v > models["enhancenet_mse"]["accuracy"]),
+    ("pix2pix", "cGAN + L1 vs the L1-only ablation: lower FD-evaluator", lambda s: s.get("fd"),
+     lambda v, models: "pix2pix_l1" in models and v < models["pix2pix_l1"]["fd"]),
+    ("cyclegan", "label preserved on G(thin test) ≥ 97 %", lambda s: s.get("accuracy_ab"), lambda v, _: v >= 0.97),
+    ("stargan", "target attribute reached ≥ 95 % (worst single target)", lambda s: s.get("single_reached_min"),
+     lambda v, _: v >= 0.95),
+    ("stargan", "digit kept ≥ 95 % (worst single target)", lambda s: s.get("single_digit_min"), lambda v, _: v >= 0.95),
+    ("stargan", "colour and stroke both reached ≥ 95 % (worst unlabelled combination)",
+     lambda s: s.get("combo_reached_min"), lambda v, _: v >= 0.95),
+    ("simgan", "real-test error of a classifier on refined vs raw synthetic digits: ≥ 30 % lower",
+     lambda s: s.get("error_reduction"), lambda v, _: v >= 0.30),
+]
+
+# Targets of the stages with files of their own: (file, what, measured value, met?).
+STAGE_TARGETS = [
+    ("anogan.json", "AnoGAN mean AUROC ≥ 0.95", lambda s: s["mean_auroc"]["anogan"], lambda v: v >= 0.95),
+    ("triplegan.json", "Triple-GAN mean test error ≤ 1.0 %", lambda s: 100 * s["triplegan"]["mean"],
+     lambda v: v <= 1.0),
 ]
 
 
@@ -59,15 +85,22 @@ def _model_scores(evaluate: dict) -> list[str]:
     """The model-specific scores (`extra_scores`): few-label accuracies, conditional agreement and NLL, ..."""
     rows = []
     for name, s in evaluate["models"].items():
-        extra = {k: v for k, v in s.items() if k not in SUITE_KEYS and not k.startswith("parzen")}
+        own_fd = "histogram" not in s  # a translation model's FD is against its truth, not in the sample table
+        extra = {k: v for k, v in s.items() if (k not in SUITE_KEYS or (own_fd and k == "fd"))
+                 and not k.startswith("parzen")
+                 and not re.search(r"_(reached|digit)$", k)}  # StarGAN's per-target rates: evaluate.json
         if extra:
             rows.append(f"| {name} | " + ", ".join(f"{k} = {_fmt(v, 4)}" for k, v in extra.items()) + " |")
     return ["| model | its own scores |", "|---|---|", *rows, ""] if rows else []
 
 
-def _targets(evaluate: dict) -> list[str]:
+def _targets(evaluate: dict, folder: Path) -> list[str]:
     models = evaluate["models"]
     rows = []
+    for file, what, measure, met in STAGE_TARGETS:
+        if (folder / file).exists():
+            value = measure(read_json(folder / file))
+            rows.append(f"| {file.removesuffix('.json')} | {what} | {_fmt(value, 3)} | {'met' if met(value) else 'not met'} |")
     for name, what, measure, met in TARGETS:
         value = measure(models[name]) if name in models else None
         if value is None:
@@ -144,6 +177,69 @@ def _saturation(folder: Path) -> list[str]:
             f"{s['final_d_fake']['non_saturating']:.3f} vs {s['final_d_fake']['minimax']:.3f}.", ""]
 
 
+def _anogan(folder: Path) -> list[str]:
+    """AUROC per normal class (one-vs-rest) for AnoGAN and its two baselines, beside the published means."""
+    file = folder / "anogan.json"
+    if not file.exists():
+        return []
+    s = read_json(file)
+    methods = list(s["mean_auroc"])
+    classes = [str(c) for c in s["classes"]]
+    lines = ["Anomaly detection (`genzoo anogan`, one-vs-rest, AUROC; " + s["protocol"] + ")", "",
+             "| normal class | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
+    lines += [f"| {c} | " + " | ".join(f"{s['auroc'][m][c]:.3f}" for m in methods) + " |" for c in classes]
+    lines.append(f"| **mean over {len(classes)}** | " + " | ".join(f"**{s['mean_auroc'][m]:.3f}**" for m in methods)
+                 + " |")
+    secs = s["seconds"]
+    lines += ["", "Published means over the ten classes: " + "; ".join(f"{k} {v:.3f}" for k, v in
+                                                                       s["anchors_mean_auroc"].items())
+              + f". Batched inversion of {secs['images']} test images × {s['inversion_steps']} steps: "
+              f"{secs['inversion_mean']:.1f} s per class on {secs['device']}"
+              + (f"; one image at a time it would take {secs['single_extrapolated_s']:.0f} s "
+                 f"(×{secs['speedup']:.1f}, timed on {secs['single_images']} images)" if "speedup" in secs else "")
+              + ".", ""]
+    return lines
+
+
+def _triplegan(folder: Path) -> list[str]:
+    """C's test error with the shared few labels, Triple-GAN against the same C trained on the labels alone."""
+    file = folder / "triplegan.json"
+    if not file.exists():
+        return []
+    s = read_json(file)
+
+    def cell(entry: dict) -> str:
+        return f"{100 * entry['mean']:.2f} ± {100 * entry['std']:.2f} % " + \
+            "(" + ", ".join(f"{100 * e:.2f}" for e in entry["test_error"]) + ")"
+
+    return [f"Semi-supervised classification (`genzoo triplegan`, {s['labelled']} labels, seeds {s['seeds']}, "
+            f"{s['steps']} steps per seed):", "",
+            "| classifier | test error, mean ± std (per seed) | paper |", "|---|---|---|",
+            f"| Triple-GAN's C | {cell(s['triplegan'])} | 0.91 ± 0.58 % (Li et al. 2017, Table 1) |",
+            f"| the same C on the labels alone | {cell(s['baseline'])} | Improved-GAN 0.93 % (Salimans et al. 2016) |",
+            "", f"Baseline: {s['baseline_note']}.", ""]
+
+
+def _toy(folder: Path) -> list[str]:
+    """The GAN paper's theory, measured on a 1-D mixture (`genzoo toy`)."""
+    file = folder / "gan_toy.json"
+    if not file.exists():
+        return []
+    s = read_json(file)
+    init, final, early = s["initial"], s["final"], s["early_grad_norm_g"]
+    at_start = early["at_initial_g_trained_d"]
+    lines = [f"GAN theory on a 1-D mixture (`genzoo toy`, {s['steps']} steps, `metrics/figures/gan_toy/`): "
+             f"JSD(p_data ‖ p_g) {init['jsd']:.3f} → **{final['jsd']:.4f}**; C(G) = −log 4 + 2·JSD "
+             f"{init['c_g']:.3f} → **{final['c_g']:.4f}** against −log 4 = {s['minus_log4']:.4f}."]
+    for name, check in s["max_d"].items():
+        lines[-1] += (f" At the {name} G, D trained alone reaches V within {check['gap_d_trained']:.2g} of C(G) "
+                      f"(D* by the formula: {check['gap_d_star']:.2g}; the GAN's own D: {check['gap_d_gan']:.2g}).")
+    if isinstance(at_start, dict):
+        lines[-1] += (" Saturation at the initial G against a converged D: ‖∇G‖ " + ", ".join(
+            f"{k.replace('_', '-')} {v:.3g}" for k, v in at_start.items()) + ".")
+    return lines + [""]
+
+
 def profile_section(folder: Path, title: str, link_prefix: str) -> list[str]:
     """Markdown for one profile's run, read from `folder` (metrics/ or metrics/gpu/)."""
     evaluate = read_json(folder / "evaluate.json")
@@ -161,12 +257,13 @@ def profile_section(folder: Path, title: str, link_prefix: str) -> list[str]:
              + (f" · its params and lock: `{link_prefix}params.yaml`, `{link_prefix}dvc.lock`"
                 if (folder / "params.yaml").exists() else ""), "",
              *_protocol(evaluate), ""]
-    lines += _sample_table(evaluate) + [""] + _likelihood_table(evaluate, folder) + [""] + _model_scores(evaluate) + _targets(evaluate)
+    lines += _sample_table(evaluate) + [""] + _likelihood_table(evaluate, folder) + [""] + _model_scores(evaluate)
+    lines += _anogan(folder) + _triplegan(folder) + _targets(evaluate, folder)
     accuracy = evaluator["test"]["accuracy"] * 100
     lines += ["", f"Evaluator (frozen CNN behind every metric): test accuracy **{accuracy:.2f} %** after "
               f"{evaluator['epochs']} epochs ({evaluator['train_seconds']:.0f} s); "
               f"target {EVALUATOR_TARGET}.", ""]
-    lines += _saturation(folder)
+    lines += _saturation(folder) + _toy(folder)
     bench_file = folder / "bench.json"
     if bench_file.exists():
         lines += ["`genzoo bench` (training loop, data on the device; eager = the same loop without CUDA graphs):",
@@ -177,7 +274,7 @@ def profile_section(folder: Path, title: str, link_prefix: str) -> list[str]:
                   f"{_fmt(r.get('seconds_per_60k_images'), 3)} |"
                   for r in read_json(bench_file)["results"]]
         lines.append("")
-    for name in evaluate["models"]:
+    for name in ["derived", *evaluate["models"], "anogan", "triplegan", "gan_toy"]:
         pictures = sorted((folder / "figures" / name).glob("*.png"))
         if pictures:
             lines.append(" ".join(f"![{name} {p.stem}]({link_prefix}figures/{name}/{p.name})" for p in pictures))

@@ -17,7 +17,7 @@ from genzoo.data.download import download, mirror_folders
 from genzoo.data.loading import load_meta, load_split
 from genzoo.data.preprocess import preprocess
 from genzoo.metrics.modes import sample_modes
-from genzoo.models import build_model, load_model, save_model
+from genzoo.models import TRAINABLE, build_model, load_model, save_model
 from genzoo.models.blocks import to_unit
 from genzoo.params import Params
 from genzoo.pictures import save_pictures
@@ -39,6 +39,15 @@ def preprocess_stage(params: Params, raw: Path, out: Path) -> None:
     print(f"{meta['dataset']}: {meta['counts']} -> {out}")
 
 
+def derive_stage(params: Params, data: Path, out: Path, figures: Path) -> None:
+    """The derived sets (DESIGN.md §3) and a preview grid of each for the report."""
+    from genzoo.data.derived import derive, preview
+
+    meta = derive(data, out, seed=params.data.derive_seed)
+    save_pictures(preview(out), figures)
+    print(f"derived sets in {out}: " + "; ".join(f"{name} {entry['counts']}" for name, entry in meta["sets"].items()))
+
+
 def fingerprint(name: str, config, params: Params, data_hash: str) -> str:
     """Identifies what a checkpoint was made with; a checkpoint of other params is never resumed."""
     key = {"model": name, "config": dataclasses.asdict(config), "data": data_hash, "seed": params.run.seed,
@@ -58,14 +67,42 @@ def _mode_monitor(model, params: Params, models: Path, device, num_classes: int)
     return lambda m: sample_modes(m, evaluator, params.engine.monitor_samples, num_classes)
 
 
-def train_stage(name: str, params: Params, data: Path, models: Path, metrics: Path) -> dict:
+def model_splits(model_cls, data: Path, derived: Path, device="cpu") -> dict[str, dict[str, torch.Tensor]]:
+    """The train/val/test splits a model learns from: the base images, or the derived set it names in
+    `dataset` (translation models: paired, superres, unpaired, multidomain, synthetic)."""
+    name = getattr(model_cls, "dataset", None)
+    if name is None:
+        return {split: load_split(data, split, device) for split in ("train", "val", "test")}
+    from genzoo.data.derived import load_set
+
+    return {split: load_set(derived, name, split, device) for split in ("train", "val", "test")}
+
+
+def attach_evaluator(model, models: Path, device) -> None:
+    """Models whose losses look through the frozen evaluator (EnhanceNet's perceptual loss) get it here."""
+    if getattr(model, "needs_evaluator", False):
+        model.attach_evaluator(load_model(models / "evaluator" / "model.pt", device))
+
+
+def stage_name(name: str) -> str:
+    """The DVC stage that trains `name` (dvc.yaml: train_evaluator, train@<model>, train_translation@<model>)."""
+    if name == "evaluator":
+        return "train_evaluator"
+    return f"train_translation@{name}" if getattr(TRAINABLE[name], "dataset", None) else f"train@{name}"
+
+
+def train_stage(name: str, params: Params, data: Path, models: Path, metrics: Path,
+                derived: Path = Path("data/derived")) -> dict:
     """Fit one registered model, then write its weights, metrics, loss curves and pictures."""
     config = params.model(name)
     meta = load_meta(data)
     device = resolve_device(params.engine.device)
-    train, val, test = (load_split(data, split) for split in ("train", "val", "test"))
+    model_cls = TRAINABLE[name]
+    splits = model_splits(model_cls, data, derived)
+    train, val, test = splits["train"], splits["val"], splits["test"]
     model = build_model(name, config, tuple(meta["image_shape"]), len(meta["classes"]), params.run.seed)
-    stage = "train_evaluator" if name == "evaluator" else f"train@{name}"  # the DVC stage names
+    attach_evaluator(model, models, device)
+    stage = stage_name(name)
     info = provenance(stage, params, describe_device(device), data)
     checkpoint = CHECKPOINTS / f"{name}.pt"
     monitor = _mode_monitor(model, params, models, device, len(meta["classes"]))
@@ -81,7 +118,10 @@ def train_stage(name: str, params: Params, data: Path, models: Path, metrics: Pa
         figures = metrics / "figures" / name
         if hasattr(model, "pictures"):
             torch.manual_seed(params.run.seed)
-            shown = {"test": to_unit(test["x"][:100]), "test_y": test["y"][:100], "train": train["x"]}
+            if getattr(model_cls, "dataset", None) is None:
+                shown = {"test": to_unit(test["x"][:100]), "test_y": test["y"][:100], "train": train["x"]}
+            else:  # a derived set: its first 100 test rows, every key, as stored
+                shown = {k: v[:100] for k, v in test.items()}
             save_pictures(model.pictures({k: v.to(device) for k, v in shown.items()}), figures)
         last = {k: v for row in result.history for k, v in row.items() if k != "step"}  # last value of each
         summary = {"model": name, "test": test_metrics, "final": last, "steps": result.steps,
@@ -92,7 +132,7 @@ def train_stage(name: str, params: Params, data: Path, models: Path, metrics: Pa
         write_metrics(metrics / f"{name}.json", summary)
         write_plot(metrics / "plots" / f"{name}_train.csv", result.history, "train/")
         write_plot(metrics / "plots" / f"{name}_val.csv", result.history, "val/")
-        if name != "evaluator":  # a DVC plot of every train stage; only a header for a model that cannot sample
+        if stage.startswith("train@"):  # a DVC plot of every train stage; only a header for a model that cannot sample
             write_plot(metrics / "plots" / f"{name}_modes.csv", result.history if monitor else [], "modes/")
         run.log_artifacts(figures, "figures")
         run.log_artifacts(weights, "model")

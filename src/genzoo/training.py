@@ -136,6 +136,7 @@ def fit(model: nn.Module, train: dict[str, torch.Tensor], *, config: TrainConfig
         monitor: Callable[[nn.Module], dict[str, float]] | None = None, progress: bool = True) -> FitResult:
     """Train `model` on `train` for `config.epochs` epochs; see the module docstring for what it guarantees.
 
+    A config with a `max_steps` field > 0 stops after that many steps even inside an epoch.
     `fingerprint` identifies the run (params + data hash): a checkpoint with another fingerprint is stale and is
     ignored. `stop_after` ends the call early after that global step, as an interruption would (for tests).
     `monitor(model)` runs beside validation (model in eval mode, training RNG untouched) and its numbers are
@@ -145,10 +146,13 @@ def fit(model: nn.Module, train: dict[str, torch.Tensor], *, config: TrainConfig
     model.to(device).train()
     train = {k: v.to(device) for k, v in train.items()}
     val = {k: v.to(device) for k, v in val.items()} if val is not None else None
-    n = len(train["x"])
+    n = rows(train)
     batch_size = min(config.batch_size * getattr(model, "batches_per_step", 1), n)  # rows one step consumes
     steps_per_epoch = n // batch_size  # drop the ragged last batch: every step sees a full batch
     total = config.epochs * steps_per_epoch
+    max_steps = getattr(config, "max_steps", 0)  # a model section may cap the run (a cpu profile's budget)
+    if max_steps:
+        total = min(total, max_steps)
     opts = model.configure_optimizers()
     schedules = [_schedule(opt, config.lr_schedule, total) for opt in opts.values()]
 
@@ -249,6 +253,12 @@ def fit(model: nn.Module, train: dict[str, torch.Tensor], *, config: TrainConfig
     return FitResult(total, time.perf_counter() - began, start, history)
 
 
+def rows(data: dict[str, torch.Tensor]) -> int:
+    """How many examples a split or batch holds (every tensor in it has one row per example; base splits key
+    images "x", derived sets "a"/"b" or "x")."""
+    return len(next(iter(data.values())))
+
+
 def _last_train_step(history: list[dict[str, float]]) -> int:
     steps = [row["step"] for row in history if any(k.startswith("train/") for k in row)]
     return int(steps[-1]) if steps else 0
@@ -258,11 +268,11 @@ def validate(model: nn.Module, data: dict[str, torch.Tensor], batch_size: int) -
     """Mean of `model.validate` over the whole split, with the training RNG stream left untouched."""
     def mean_over_split(model: nn.Module) -> dict[str, float]:
         totals: dict[str, torch.Tensor] = {}
-        n = len(data["x"])
+        n = rows(data)
         for start in range(0, n, batch_size):
             batch = {k: v[start:start + batch_size] for k, v in data.items()}
             for name, value in model.validate(batch).items():
-                weighted = value.float() * len(batch["x"])
+                weighted = value.float() * rows(batch)
                 totals[name] = totals[name] + weighted if name in totals else weighted
         return {k: v.item() / n for k, v in totals.items()}
 

@@ -38,7 +38,7 @@ def fit_classifier(features: torch.Tensor, labels: torch.Tensor, num_classes: in
         scale = (features - mean).pow(2).mean().sqrt().clamp(min=1e-8)  # one number for all D dimensions
         model = Classifier(mean, scale, HIDDEN, num_classes).to(features.device, torch.float64)
         opt = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=WEIGHT_DECAY)
-        with torch.enable_grad(), _one_thread(features.device):
+        with torch.enable_grad(), one_thread(features.device):
             for _ in range(STEPS):
                 opt.zero_grad(set_to_none=True)
                 F.cross_entropy(model(features), labels).backward()
@@ -47,7 +47,8 @@ def fit_classifier(features: torch.Tensor, labels: torch.Tensor, num_classes: in
 
 
 @contextlib.contextmanager
-def _one_thread(device: torch.device):
+def one_thread(device: torch.device):
+    """Tiny fits on a CPU run on one thread (see the module docstring); other devices are left alone."""
     threads = torch.get_num_threads()
     if device.type == "cpu":
         torch.set_num_threads(1)

@@ -32,7 +32,8 @@ from torch import nn
 
 from genzoo.errors import GenzooError
 from genzoo.io import load_torch, save_torch
-from genzoo.models import aae, autoencoder, cvae, dcgan, evaluator, flow_vae, gan, pixelcnn, pixelrnn, vae
+from genzoo.models import (aae, autoencoder, cvae, cyclegan, dcgan, ebgan, enhancenet, evaluator, flow_vae, gan, pix2pix,
+                           pixelcnn, pixelrnn, simgan, stargan, triplegan, vae)
 
 # The models of the zoo: each gets a train@<name> stage (dvc.yaml's foreach list must equal these keys).
 # Most sample; the autoencoder does not (the evaluate stage scores it through `extra_scores` only).
@@ -44,12 +45,27 @@ GENERATIVE: dict[str, type[nn.Module]] = {
     "dcgan": dcgan.Model,
     "aae": aae.Model,
     "flow_vae": flow_vae.Model,
+    "flow_vae_deep": flow_vae.Model,  # the same model at a larger K: the paper's NLL-vs-K table needs two rows
     "pixelcnn": pixelcnn.Model,
     "pixelrnn": pixelrnn.Model,
+    "ebgan": ebgan.Model,
+    # the translation family, on derived sets; a second name of the same class is the paper's ablation
+    "pix2pix": pix2pix.Model,
+    "pix2pix_l1": pix2pix.Model,
+    "enhancenet": enhancenet.Model,
+    "enhancenet_mse": enhancenet.Model,
+    "cyclegan": cyclegan.Model,
+    "stargan": stargan.Model,
+    "simgan": simgan.Model,
 }
 
-# Everything `genzoo train` can fit: the generative models plus the frozen evaluator that measures them.
-TRAINABLE: dict[str, type[nn.Module]] = {"evaluator": evaluator.Model, **GENERATIVE}
+# Models with a stage of their own (DESIGN.md §2): Triple-GAN's classifier is fitted over several seeds by the
+# `triplegan` stage, not by a train@ stage.
+APPLICATIONS: dict[str, type[nn.Module]] = {"triplegan": triplegan.Model}
+
+# Everything with a params section and a saved form: the frozen evaluator that measures the others, the
+# generative models and the application models.
+TRAINABLE: dict[str, type[nn.Module]] = {"evaluator": evaluator.Model, **GENERATIVE, **APPLICATIONS}
 
 
 def build_model(name: str, config, image_shape: tuple[int, ...], num_classes: int, seed: int = 0) -> nn.Module:

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genzoo.models.blocks import adam, binarize, mlp
+from genzoo.models.blocks import adam, binarize, elbo_step, mlp
 from genzoo.params import TrainConfig, param
 
 LOG_2PI = math.log(2 * math.pi)
@@ -124,17 +124,8 @@ class Model(nn.Module):
 
     def train_step(self, batch: dict[str, torch.Tensor], opt: dict) -> dict[str, torch.Tensor]:
         terms = self.elbo(binarize(batch["x"]))
-        rec, kl = terms["rec"].mean(), terms["kl"].mean()
-        weight = 1.0
-        if self.config.kl_warmup_steps:
-            self.steps += 1
-            start = self.config.kl_warmup_start
-            weight = (start + (1 - start) * self.steps.float() / self.config.kl_warmup_steps).clamp(max=1.0)
-        opt["model"].zero_grad(set_to_none=True)
-        (kl * weight - rec).backward()
-        opt["model"].step()
-        return {"loss": (kl - rec).detach(), "rec": -rec.detach(), "kl": kl.detach(),  # loss = -ELBO, unweighted
-                "log_det": terms["log_det"].mean().detach()}
+        out = elbo_step(self, terms, opt["model"], warmup_start=self.config.kl_warmup_start)
+        return {**out, "log_det": terms["log_det"].mean().detach()}
 
     @torch.no_grad()
     def validate(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

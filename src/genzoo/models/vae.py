@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genzoo.inversion import interpolation_grid
-from genzoo.models.blocks import adam, binarize, mlp
+from genzoo.models.blocks import adam, binarize, elbo_step, mlp
 from genzoo.params import TrainConfig, param
 
 LOG_2PI = math.log(2 * math.pi)
@@ -62,16 +62,7 @@ class Model(nn.Module):
         return {"model": adam(self.parameters(), self.config.lr)}
 
     def train_step(self, batch: dict[str, torch.Tensor], opt: dict) -> dict[str, torch.Tensor]:
-        terms = self.elbo(binarize(batch["x"]))
-        rec, kl = terms["rec"].mean(), terms["kl"].mean()
-        weight = 1.0
-        if self.config.kl_warmup_steps:
-            self.steps += 1
-            weight = (self.steps.float() / self.config.kl_warmup_steps).clamp(max=1.0)
-        opt["model"].zero_grad(set_to_none=True)
-        (kl * weight - rec).backward()
-        opt["model"].step()
-        return {"loss": (kl - rec).detach(), "rec": -rec.detach(), "kl": kl.detach()}  # loss = -ELBO, unweighted
+        return elbo_step(self, self.elbo(binarize(batch["x"])), opt["model"])
 
     @torch.no_grad()
     def validate(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

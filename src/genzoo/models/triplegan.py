@@ -1,0 +1,278 @@
+"""Triple-GAN — Li, Xu, Zhu & Zhang 2017, "Triple Generative Adversarial Nets" (NIPS 2017), MNIST with 100 labels.
+
+Three players: a classifier C(x) -> p_c(y|x), a class-conditional generator G(z, y) and a discriminator D(x, y)
+that judges *pairs*. D calls the labelled pairs (x_l, y_l) real and two kinds of pairs fake, weighted α and 1 - α:
+(x_u, y ~ C(x_u)) for unlabelled digits and (G(z, y_g), y_g) for generated ones. At the equilibrium both p_c(x, y)
+and p_g(x, y) equal the data's p(x, y), so C learns from the unlabelled digits through D.
+    loss_d   = BCE(D(x_l, y_l), 1) + α BCE(D(x_u, ŷ_u), 0) + (1 - α) BCE(D(G(z, y_g), y_g), 0)
+    loss_c   = CE(C(x_l), y_l)                              R_L: labelled pairs only
+             + α p_c(ŷ_u|x_u) BCE(D(x_u, ŷ_u), 1)           C's adversarial term, ŷ_u = argmax p_c(y|x_u)
+             + entropy_weight H(p_c(y|x_u))                 the authors' code: entropy minimization on x_u
+             + [steps >= pseudo_warmup] α_p CE(C(G(z, y_g)), y_g)   R_P, the pseudo-discriminative loss
+    loss_g   = (1 - α) BCE(D(G(z, y_g), y_g), 1)            non-saturating, as in the authors' code
+C's adversarial term is the paper's "argmax" estimator (its code's default objective): D sees the one-hot of
+the most probable label, and the loss is weighted by that label's probability p_c, through which alone the
+gradient reaches C (a discrete label has no gradient; this is the REINFORCE-like form of E_{p_c}[log D]).
+Update order per step: D, then C through a frozen D, then G through frozen D and C (genzoo's stated order; the
+authors' code steps D, G, C). The fakes in C's pseudo-label loss are the ones D just saw, made by the G of
+before this step's G update, so all three updates see one consistent set of the others' weights.
+
+Architectures and values follow the authors' MNIST script (github.com/zhenxuan00/triple-gan):
+    G: (z ~ U^100, y) -> [cat y] 500 BN softplus -> [cat y] 500 BN softplus -> [cat y] 784 sigmoid (weight norm)
+    D: (x, y) -> +N(0, .3²) -> [cat y] 1000 -> [cat y, +N(0, .5²)] 500 -> 250 -> 250 -> 250 -> 1, leaky ReLU,
+       the one-hot label concatenated at every layer, Gaussian noise after every hidden layer (training only)
+    C: conv5 32, pool, drop .5 -> conv3 64 -> conv3 64, pool, drop .5 -> conv3 128 -> conv3 128 -> mean -> 10,
+       BatchNorm + ReLU after every conv (width w scales the 32/64/128)
+    α = 0.5, α_p = 0.1 after 300 of 1000 epochs, entropy weight 0.3, Adam lr 1e-3 with β1 = 0.5, 100 labelled
+    and 100 unlabelled digits per C step. Left out: the code's 30-epoch pre-training of C, its moving average of
+    C's weights for testing and its lr annealing (the engine's cosine schedule can stand in).
+The labelled set comes once through `attach_labelled` and lives on the device as non-persistent buffers (not in
+the state_dict); each step draws its labelled minibatch with torch.randint there. The engine's batch is the
+unlabelled data: only its "x" is ever read, so no training label other than the 100 reaches the model.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from genzoo.models import adversarial as adv
+from genzoo.models.blocks import adam, to_unit
+from genzoo.params import TrainConfig, param
+
+
+class Generator(nn.Module):
+    """G(z, y): the one-hot label is concatenated to the input of every layer (the authors' MLPConcatLayer)."""
+
+    def __init__(self, noise_dim: int, width: int, num_classes: int, pixels: int):
+        super().__init__()
+        self.hidden = nn.ModuleList([nn.Linear(noise_dim + num_classes, width, bias=False),
+                                     nn.Linear(width + num_classes, width, bias=False)])
+        self.norms = nn.ModuleList([nn.BatchNorm1d(width), nn.BatchNorm1d(width)])
+        self.out = nn.utils.parametrizations.weight_norm(nn.Linear(width + num_classes, pixels))
+
+    def forward(self, z: torch.Tensor, y_onehot: torch.Tensor) -> torch.Tensor:
+        h = z  # (B, L)
+        for linear, norm in zip(self.hidden, self.norms):
+            h = F.softplus(norm(linear(torch.cat([h, y_onehot], 1))))  # (B, width)
+        return torch.sigmoid(self.out(torch.cat([h, y_onehot], 1)))  # (B, pixels) in [0, 1]
+
+
+class Discriminator(nn.Module):
+    """D(x, y) -> logit: an MLP on concat(x, y) with y again at every layer and Gaussian noise (Improved-GAN's
+    MNIST D, made conditional). The noise is what regularizes D against the 100 labelled pairs it calls real."""
+
+    def __init__(self, pixels: int, widths: list[int], num_classes: int, input_noise: float, noise: float):
+        super().__init__()
+        sizes = [pixels, *widths]
+        self.hidden = nn.ModuleList([nn.Linear(n_in + num_classes, n_out) for n_in, n_out in zip(sizes, sizes[1:])])
+        self.out = nn.Linear(sizes[-1] + num_classes, 1)
+        self.input_noise, self.noise = input_noise, noise
+
+    def forward(self, x01: torch.Tensor, y_onehot: torch.Tensor) -> torch.Tensor:
+        h = x01.flatten(1)  # (B, pixels)
+        if self.training:
+            h = h + self.input_noise * torch.randn_like(h)
+        for linear in self.hidden:
+            h = F.leaky_relu(linear(torch.cat([h, y_onehot], 1)), 0.2)  # (B, width)
+            if self.training:
+                h = h + self.noise * torch.randn_like(h)
+        return self.out(torch.cat([h, y_onehot], 1)).squeeze(1)  # (B,) logits
+
+
+def classifier(width: int, dropout: float, channels: int, num_classes: int) -> nn.Sequential:
+    """C: the paper's MNIST CNN (Table 4 / the authors' code); 28 -> 24 -> 12 -> 10 -> 5 -> global mean."""
+    def conv(c_in: int, c_out: int, k: int, pad: int) -> list[nn.Module]:
+        return [nn.Conv2d(c_in, c_out, k, padding=pad, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()]
+
+    w = width
+    return nn.Sequential(
+        *conv(channels, w, 5, 0), nn.MaxPool2d(2), nn.Dropout(dropout),  # (B, w, 12, 12)
+        *conv(w, 2 * w, 3, 1),  # (B, 2w, 12, 12)
+        *conv(2 * w, 2 * w, 3, 0), nn.MaxPool2d(2), nn.Dropout(dropout),  # (B, 2w, 5, 5)
+        *conv(2 * w, 4 * w, 3, 1), *conv(4 * w, 4 * w, 3, 1),  # (B, 4w, 5, 5)
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4 * w, num_classes),  # (B, K) logits
+    )
+
+
+
+def classifier_adversarial_loss(p_max: torch.Tensor, adv_logits: torch.Tensor) -> torch.Tensor:
+    """C's adversarial term, the paper's α·E_{p_c}[log(1 - D(x, y))] with the argmax estimator: p_c(ŷ|x) times
+    log(1 - D(x, ŷ)). It rewards C's confidence where D takes the pair for real. The non-saturating -log D form,
+    positive everywhere, would push every p_c(ŷ|x) down (most where D doubts) and C's accuracy decays as it
+    trains: measured 23 % test error after one cpu epoch against 10 % with this form."""
+    log_one_minus_d = -F.binary_cross_entropy_with_logits(adv_logits, torch.zeros_like(adv_logits), reduction="none")
+    return (p_max * log_one_minus_d.flatten()).mean()
+
+@dataclass
+class Config(TrainConfig):
+    epochs: int = param(1000, gt=0)  # over the unlabelled training split
+    batch_size: int = param(100, gt=0)  # unlabelled digits per step (C's and D's (x_u, ŷ) pairs); also G's batch
+    lr: float = param(1e-3, gt=0)  # D and G
+    lr_c: float = param(1e-3, gt=0)
+    beta1: float = param(0.5, ge=0, le=1)  # Adam's β1 for all three
+    seeds: list[int] = param([0, 1, 2], ge=0)  # the stage trains one model per seed and reports mean ± std
+    labelled_batch: int = param(100, gt=0)  # labelled pairs per step, drawn with replacement from the 100
+    alpha: float = param(0.5, ge=0, le=1)  # weight of (x_u, C(x_u)) among D's fakes; 1 - α for G's
+    pseudo_weight: float = param(0.1, ge=0)  # α_p of R_P
+    pseudo_warmup: int = param(165000, ge=0)  # steps before R_P: the paper's 300 epochs × 550 steps
+    entropy_weight: float = param(0.3, ge=0)  # entropy of p_c(y|x_u), the authors' code (0 = off)
+    noise_dim: int = param(100, gt=0)
+    noise: str = param("uniform", choices=adv.NOISES)
+    gen_width: int = param(500, gt=0)
+    disc_widths: list[int] = param([1000, 500, 250, 250, 250], gt=0)
+    disc_input_noise: float = param(0.3, ge=0)  # std of the Gaussian noise on D's input pixels
+    disc_noise: float = param(0.5, ge=0)  # ... and after every hidden layer of D
+    c_width: int = param(32, gt=0)  # C's first conv width; later ones 2w and 4w
+    c_dropout: float = param(0.5, ge=0, le=1)
+
+
+class Model(nn.Module):
+    Config = Config
+
+    def __init__(self, config: Config, image_shape: tuple[int, ...] = (1, 28, 28), num_classes: int = 10):
+        super().__init__()
+        self.config, self.image_shape, self.num_classes = config, image_shape, num_classes
+        pixels = math.prod(image_shape)
+        self.gen = Generator(config.noise_dim, config.gen_width, num_classes, pixels)
+        self.disc = Discriminator(pixels, config.disc_widths, num_classes, config.disc_input_noise, config.disc_noise)
+        self.cls = classifier(config.c_width, config.c_dropout, image_shape[0], num_classes)
+        self.register_buffer("steps", torch.zeros((), dtype=torch.long))  # on the device: CUDA-graph safe
+        # the few labelled pairs: non-persistent, so neither in the state_dict nor in saved models
+        self.register_buffer("labelled_x", torch.zeros(0, *image_shape, dtype=torch.uint8), persistent=False)
+        self.register_buffer("labelled_y", torch.zeros(0, dtype=torch.long), persistent=False)
+
+    def attach_labelled(self, x_uint8: torch.Tensor, y: torch.Tensor) -> None:
+        """The labelled set (N, C, H, W) uint8 and (N,) labels; the model draws its labelled minibatches here."""
+        if len(x_uint8) != len(y) or len(y) == 0:
+            raise ValueError(f"attach_labelled: need as many labels as images, got {len(x_uint8)} and {len(y)}")
+        device = self.steps.device
+        self.labelled_x = x_uint8.to(device, torch.uint8).clone()
+        self.labelled_y = y.to(device, torch.long).clone()
+
+    # ---- the three players -------------------------------------------------------------------------------
+    def onehot(self, y: torch.Tensor) -> torch.Tensor:
+        return F.one_hot(y, self.num_classes).float()  # (B, K)
+
+    def noise(self, n: int) -> torch.Tensor:
+        return adv.draw_noise(n, self.config.noise_dim, self.config.noise, self.steps.device)
+
+    def generate(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.gen(z, self.onehot(y)).view(len(z), *self.image_shape)  # (B, C, H, W) in [0, 1]
+
+    def classify(self, x01: torch.Tensor) -> torch.Tensor:
+        return self.cls(x01)  # (B, K) logits
+
+    def criticize(self, x01: torch.Tensor, y_soft: torch.Tensor) -> torch.Tensor:
+        return self.disc(x01, y_soft)  # (B,) logits; y_soft is a one-hot (or probability) vector
+
+    def balanced_labels(self, n: int) -> torch.Tensor:
+        """n labels, classes in order in equal blocks (0, 0, ..., 1, 1, ...): balanced when K divides n."""
+        return torch.arange(n, device=self.steps.device) * self.num_classes // n  # (n,)
+
+    # ---- the contract ------------------------------------------------------------------------------------
+    def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        betas = (self.config.beta1, 0.999)
+        return {"disc": adam(self.disc.parameters(), self.config.lr, betas),
+                "cls": adam(self.cls.parameters(), self.config.lr_c, betas),
+                "gen": adam(self.gen.parameters(), self.config.lr, betas)}
+
+    def labelled_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if len(self.labelled_y) == 0:  # a shape, known on the host: no sync
+            raise RuntimeError("triplegan: call attach_labelled(x, y) with the labelled subset before training")
+        idx = torch.randint(0, len(self.labelled_y), (self.config.labelled_batch,), device=self.steps.device)
+        return to_unit(self.labelled_x[idx]), self.labelled_y[idx]
+
+    def train_step(self, batch: dict[str, torch.Tensor], opt: dict) -> dict[str, torch.Tensor]:
+        cfg = self.config
+        real_x_u = to_unit(batch["x"])  # (B, C, H, W) unlabelled: batch["y"], if any, is never read
+        real_x_l, real_y_l = self.labelled_batch()  # (Bl, C, H, W), (Bl,)
+        fake_y = self.balanced_labels(len(real_x_u))  # (B,) y_g ~ uniform p(y), stratified
+
+        # D: labelled pairs real; C's pairs (weight α) and G's pairs (weight 1 - α) fake
+        with torch.no_grad():
+            pseudo_y_u = self.classify(real_x_u).argmax(1)  # (B,) C's labels before C's update
+            fake_x = self.generate(self.noise(len(real_x_u)), fake_y)  # (B, C, H, W) G before G's update
+        real_logits = self.criticize(real_x_l, self.onehot(real_y_l))
+        fake_c_logits = self.criticize(real_x_u, self.onehot(pseudo_y_u))
+        fake_g_logits = self.criticize(fake_x, self.onehot(fake_y))
+        loss_d_real = F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
+        loss_d_fake_c = F.binary_cross_entropy_with_logits(fake_c_logits, torch.zeros_like(fake_c_logits))
+        loss_d_fake_g = F.binary_cross_entropy_with_logits(fake_g_logits, torch.zeros_like(fake_g_logits))
+        loss_d = loss_d_real + cfg.alpha * loss_d_fake_c + (1 - cfg.alpha) * loss_d_fake_g
+        opt["disc"].zero_grad(set_to_none=True)
+        loss_d.backward()
+        opt["disc"].step()
+
+        # C: supervised on the labelled pairs, adversarial through the frozen D, entropy, pseudo-labels on G's pairs
+        with adv.frozen(self.disc), adv.frozen(self.gen):
+            loss_c_sup = F.cross_entropy(self.classify(real_x_l), real_y_l)  # R_L: labelled pairs only
+            probs_u = self.classify(real_x_u).softmax(1)  # (B, K)
+            p_max, label_u = probs_u.max(1)  # (B,) the argmax estimator: D sees one-hot(ŷ), weight p_c(ŷ|x)
+            adv_logits = self.criticize(real_x_u, self.onehot(label_u))
+            loss_c_adv = classifier_adversarial_loss(p_max, adv_logits)
+            loss_c_ent = -(probs_u * probs_u.clamp_min(1e-8).log()).sum(1).mean()
+            loss_c_pseudo = F.cross_entropy(self.classify(fake_x), fake_y)  # R_P on (G(z, y), y)
+            pseudo_on = (self.steps >= cfg.pseudo_warmup).float()  # 0 before the warm-up, 1 after: no branch
+            loss_c = (loss_c_sup + cfg.alpha * loss_c_adv + cfg.entropy_weight * loss_c_ent
+                      + pseudo_on * cfg.pseudo_weight * loss_c_pseudo)
+            opt["cls"].zero_grad(set_to_none=True)
+            loss_c.backward()
+            opt["cls"].step()
+
+        # G: fool the frozen D with (G(z, y), y); C is frozen too (not in G's loss)
+        with adv.frozen(self.disc), adv.frozen(self.cls):
+            gen_logits = self.criticize(self.generate(self.noise(len(real_x_u)), fake_y), self.onehot(fake_y))
+            loss_g_adv = (1 - cfg.alpha) * F.binary_cross_entropy_with_logits(gen_logits, torch.ones_like(gen_logits))
+            opt["gen"].zero_grad(set_to_none=True)
+            loss_g_adv.backward()
+            opt["gen"].step()
+        self.steps += 1
+        return {"loss_d": loss_d.detach(), "loss_d_real": loss_d_real.detach(),
+                "loss_d_fake_c": loss_d_fake_c.detach(), "loss_d_fake_g": loss_d_fake_g.detach(),
+                "loss_c": loss_c.detach(), "loss_c_sup": loss_c_sup.detach(), "loss_c_adv": loss_c_adv.detach(),
+                "loss_c_ent": loss_c_ent.detach(), "loss_c_pseudo": loss_c_pseudo.detach(), "pseudo_on": pseudo_on,
+                "loss_g_adv": loss_g_adv.detach(),
+                "d_real": torch.sigmoid(real_logits).mean().detach(),
+                "d_fake_c": torch.sigmoid(fake_c_logits).mean().detach(),
+                "d_fake_g": torch.sigmoid(fake_g_logits).mean().detach()}
+
+    @torch.no_grad()
+    def validate(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """C's error and cross-entropy on labelled held-out digits."""
+        logits = self.classify(to_unit(batch["x"]))
+        return {"error_c": (logits.argmax(1) != batch["y"]).float().mean(),
+                "loss_c": F.cross_entropy(logits.float(), batch["y"])}
+
+    @torch.no_grad()
+    def predict(self, x_uint8: torch.Tensor, chunk: int = 2048) -> torch.Tensor:
+        """C's labels for uint8 images, in eval mode, chunked."""
+        with adv.evaluating(self):
+            return torch.cat([self.classify(to_unit(x_uint8[i:i + chunk])).argmax(1)
+                              for i in range(0, len(x_uint8), chunk)])
+
+    @torch.no_grad()
+    def sample(self, n: int) -> torch.Tensor:
+        """n class-conditional samples, classes in order in equal blocks (rows of a 10-wide grid when n = 100)."""
+        return self.generate(self.noise(n), self.balanced_labels(n))  # (n, C, H, W) in [0, 1]
+
+    @torch.no_grad()
+    def class_style_grid(self, columns: int = 10) -> torch.Tensor:
+        """One row per class, one column per shared z: the classes apart from the style (the paper's Fig. 3)."""
+        z = self.noise(columns).repeat(self.num_classes, 1)  # (K * columns, L): the same z in every row
+        y = torch.arange(self.num_classes, device=z.device).repeat_interleave(columns)  # (K * columns,)
+        return self.generate(z, y)
+
+    @torch.no_grad()
+    def pictures(self, data: dict[str, torch.Tensor] | None = None) -> dict[str, tuple[torch.Tensor, int]]:
+        with adv.evaluating(self):
+            grids = {"class_conditional": (self.class_style_grid(10), 10)}
+        if len(self.labelled_y):  # the labelled digits, sorted by class: all that C was told
+            order = self.labelled_y.argsort(stable=True)
+            per_row = max(1, len(order) // self.num_classes)
+            grids["labelled"] = (to_unit(self.labelled_x[order]), per_row)
+        return grids
