@@ -282,3 +282,20 @@ def test_translate_all_matches_one_big_batch_and_restores_mode():
     assert model.training
     model.eval()
     assert torch.allclose(chunked, model.translate(batch), atol=1e-6)
+
+
+def test_enhancenet_comparison_rows_are_input_bicubic_mse_perceptual_truth():
+    """The evaluate stage's cross-model picture (the paper's figure): five rows of the same test digits."""
+    from genzoo.data.derived import bicubic_upsample
+    from genzoo.evaluate import enhancenet_comparison
+
+    test = superres_batch(n=6)
+    pixel, perceptual = tiny_enhancenet(loss="pixel").eval(), tiny_enhancenet(loss="pixel").eval()
+    torch.nn.init.constant_(list(perceptual.parameters())[-1], 0.3)  # make the two models differ
+    grid = enhancenet_comparison(pixel, perceptual, test, n=6)
+    assert grid.shape == (30, 1, 28, 28) and grid.min() >= 0 and grid.max() <= 1
+    torch.testing.assert_close(grid[6:12], bicubic_upsample(test["a"]))
+    torch.testing.assert_close(grid[12:18], pixel.translate({"a": test["a"]}))
+    torch.testing.assert_close(grid[18:24], perceptual.translate({"a": test["a"]}))
+    torch.testing.assert_close(grid[24:], test["b"].float() / 255)
+    assert not torch.equal(grid[12:18], grid[18:24])

@@ -28,6 +28,7 @@ from genzoo.metrics.precision_recall import precision_recall
 from genzoo.models import GENERATIVE, load_model
 from genzoo.models.blocks import to_unit
 from genzoo.params import Params
+from genzoo.pictures import save_pictures
 from genzoo.stages import model_splits
 from genzoo.tracking import StageRun, provenance, write_metrics
 from genzoo.training import describe_device, resolve_device
@@ -82,6 +83,20 @@ def score_likelihood(model, test: dict[str, torch.Tensor], params: Params) -> di
     return scores
 
 
+@torch.no_grad()
+def enhancenet_comparison(pixel, perceptual, test: dict[str, torch.Tensor], n: int = 10) -> torch.Tensor:
+    """The EnhanceNet paper's figure: rows of low-res input (nearest ×4), bicubic, the MSE-trained model, the
+    perceptual one, and the truth, for the same n test digits -> (5n, C, H, W) in [0, 1]."""
+    import torch.nn.functional as F
+
+    from genzoo.data.derived import bicubic_upsample
+
+    a, b = test["a"][:n], test["b"][:n]
+    low = F.interpolate(to_unit(a), size=b.shape[-2:], mode="nearest")
+    return torch.cat([low, bicubic_upsample(a), pixel.translate({"a": a}), perceptual.translate({"a": a}),
+                      to_unit(b)])
+
+
 def evaluate_stage(params: Params, data: Path, models: Path, metrics: Path, derived: Path = Path("data/derived")) -> dict:
     device = resolve_device(params.engine.device)
     torch.backends.cuda.matmul.allow_tf32 = False  # likelihoods are sums over 784 pixels: keep full fp32
@@ -97,6 +112,7 @@ def evaluate_stage(params: Params, data: Path, models: Path, metrics: Path, deri
     generator = torch.Generator(device="cpu").manual_seed(params.run.seed)
     subset = torch.randperm(len(train["x"]), generator=generator)[:cfg.n_samples].to(device)
     results = {"real_test": reference.score(to_unit(train["x"][subset]), num_classes), "models": {}}
+    loaded = {}  # models a cross-model picture needs
     with StageRun("evaluate", params, ["run", "evaluate"], {k: info[k] for k in ("profile", "device", "commit")}) as run:
         for name in GENERATIVE:
             model = load_model(models / name / "model.pt", device)
@@ -113,6 +129,8 @@ def evaluate_stage(params: Params, data: Path, models: Path, metrics: Path, deri
                     own = model_splits(type(model), data, derived, device)
                 scores.update(model.extra_scores(own, evaluator))
             results["models"][name] = scores
+            if name in ("enhancenet", "enhancenet_mse"):
+                loaded[name] = model
             numbers = {k: v for k, v in scores.items() if isinstance(v, (int, float))}
             run.log_metrics(0, {f"{name}/{k}": v for k, v in numbers.items()})
             print(f"{name}: " + ", ".join(f"{k}={v:.4g}" for k, v in numbers.items()))
@@ -129,6 +147,10 @@ def evaluate_stage(params: Params, data: Path, models: Path, metrics: Path, deri
                    + (f"the first {cfg.iwae_images}" if cfg.iwae_images else "all")
                    + f" test images of the fixed binarization (seed {params.data.binarize_seed})",
         }
+        if {"enhancenet", "enhancenet_mse"} <= set(loaded):
+            test = model_splits(type(loaded["enhancenet"]), data, derived, device)["test"]
+            grid = enhancenet_comparison(loaded["enhancenet_mse"], loaded["enhancenet"], test)
+            save_pictures({"enhancenet": (grid, len(grid) // 5)}, metrics / "figures" / "comparisons")
         results["provenance"] = info
         write_metrics(metrics / "evaluate.json", results)
         write_text(metrics / "plots" / "class_histogram.csv", _histogram_csv(results, meta["classes"]))
