@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -18,6 +19,16 @@ from tiny_data import write_tiny_mirror  # noqa: E402
 from genzoo.data.download import download  # noqa: E402
 from genzoo.data.preprocess import preprocess  # noqa: E402
 from genzoo.params import parse_params  # noqa: E402
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny tensors: one thread avoids waiting on descheduled threads of a busy machine
+    (`pytestmark = pytest.mark.usefixtures("one_thread")` in a test module)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(autouse=True)

@@ -10,6 +10,7 @@ import torch
 import yaml
 from conftest import ROOT
 
+from genzoo.data.derived import BESIDE
 from genzoo.models import GENERATIVE, TRAINABLE, build_model, load_model, save_model
 from genzoo.models.evaluator import random_shift
 from genzoo.training import seed_everything
@@ -39,6 +40,14 @@ def model_batch(model, n=8, seed=0, split="train"):
     dataset = getattr(model, "dataset", None)
     if dataset is None:
         return batch(n, seed)
+    if dataset == "strokes":  # traced from tiny_data's bars: one stroke of two points each
+        from tiny_data import tiny_images
+
+        from genzoo.data.strokes import build_mnist_strokes
+
+        labels = torch.arange(n) % CLASSES
+        images = tiny_images(labels, SHAPE[-1], torch.Generator().manual_seed(1000 + seed))[:, None]
+        return build_mnist_strokes({"x": images, "y": labels}, max_len=8)
     from genzoo.data.derived import build
 
     return build(dataset, batch(2 * n, seed), seed=0, split=split)
@@ -52,6 +61,10 @@ def model_output(model, b):
         return torch.cat(list(model.all_targets(b).values()))
     if hasattr(model, "translate"):
         return model.translate(b)
+    if hasattr(model, "reconstruct"):  # Sketch-RNN: greedy reconstructions, stroke-5
+        return model.reconstruct(b, 0.0)
+    if hasattr(model, "generate"):  # StackGAN: both stages' images for the batch's captions
+        return torch.cat([t.flatten(1) for t in model.generate(b["tokens"])], 1)
     return model(b["x"].float() / 255)
 
 
@@ -200,9 +213,13 @@ def test_registry_matches_dvc_yaml_and_every_profile():
     derived = [name for name, cls in GENERATIVE.items() if getattr(cls, "dataset", None)]
     assert list(stages["train"]["foreach"]) == [name for name in GENERATIVE if name not in derived]
     assert list(stages["train_translation"]["foreach"]) == derived
-    for stage in ("train", "train_translation"):  # name -> the model file its stage depends on
-        for name, file in stages[stage]["foreach"].items():
-            assert GENERATIVE[name].__module__ == f"genzoo.models.{file}", (stage, name, file)
+    for name, file in stages["train"]["foreach"].items():  # name -> the model file its stage depends on
+        assert GENERATIVE[name].__module__ == f"genzoo.models.{file}", (name, file)
+    for name, item in stages["train_translation"]["foreach"].items():  # name -> its file and its set's folder
+        assert GENERATIVE[name].__module__ == f"genzoo.models.{item['file']}", (name, item)
+        dataset = GENERATIVE[name].dataset
+        assert item["data"] == (f"data/{dataset}" if dataset in BESIDE else "data/derived"), (name, item)
+        assert item["data"] in stages["evaluate"]["deps"]
     for name in GENERATIVE:
         assert f"models/{name}" in stages["evaluate"]["deps"]
         assert f"metrics/{name}.json" in stages["report"]["deps"]

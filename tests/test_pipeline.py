@@ -31,8 +31,8 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent  # the venv running pytest: its dvc and genzoo run the stages
-STAGES = ("download", "preprocess", "derive", "train_evaluator", *(stage_name(name) for name in GENERATIVE),
-          "gan_saturation", "gan_toy", "anogan", "triplegan", "evaluate", "report")
+STAGES = ("download", "preprocess", "derive", "strokes", "train_evaluator", *(stage_name(name) for name in GENERATIVE),
+          "gan_saturation", "gan_toy", "anogan", "triplegan", "compare", "evaluate", "report")
 START, END = "<!-- genzoo:results:start -->", "<!-- genzoo:results:end -->"
 UP_TO_DATE = "Data and pipelines are up to date."
 
@@ -213,8 +213,10 @@ def test_experiment_composes_params_and_tracks_a_new_run(pipeline):
 
     exp = pipeline.run("dvc", "exp", "run", "-S", "vae.lr=0.002")
     ran = ran_stages(exp.stdout)
-    # exactly the stages that read the `vae` section: its train stage, AnoGAN's one-class VAE baseline, and after them
-    assert sorted(ran) == ["anogan", "evaluate", "report", "train@vae"], f"exp run ran {ran}\n{_tail(exp.stdout)}"
+    # exactly the stages that read the `vae` section: its train stage, AnoGAN's one-class VAE baseline, the GAN-vs-VAE
+    # comparison, and after them
+    assert sorted(ran) == ["anogan", "compare", "evaluate", "report", "train@vae"], \
+        f"exp run ran {ran}\n{_tail(exp.stdout)}"
 
     # Hydra recomposed params.yaml from the repo's conf: only vae.lr differs.
     params = yaml.safe_load((repo / "params.yaml").read_text())

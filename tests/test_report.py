@@ -102,3 +102,30 @@ def test_application_stages_render_their_tables_and_targets(tmp_path):
     assert "| Triple-GAN's C | 6.00 ± 1.41 % (5.00, 7.00) |" in text
     assert "| triplegan | Triple-GAN mean test error ≤ 1.0 % | 6.000 | not met |" in text
     assert "×8.0" in text
+
+
+def test_compare_table_shows_mean_and_spread_over_seeds(tmp_path):
+    from genzoo.compare import aggregate
+
+    metrics = write_metrics(tmp_path / "metrics")
+    rows = {"vae": [{"seed": 0, "fd": 17.0, "grey_ratio": 1.9, "parzen_ll": 159.0, "test_nll": 99.5, "classes_hit": 10,
+                     "precision": 0.6, "recall": 0.6, "mem_pixel_ratio": 1.15, "mem_feature_ratio": 2.0,
+                     "mem_pixel_near_copies": 0.0},
+                    {"seed": 1, "fd": 19.0, "grey_ratio": 2.1, "parzen_ll": 157.0, "test_nll": 99.3, "classes_hit": 10,
+                     "precision": 0.6, "recall": 0.7, "mem_pixel_ratio": 1.25, "mem_feature_ratio": 2.0,
+                     "mem_pixel_near_copies": 0.0}],
+            "gan": [{"seed": 0, "fd": 30.0, "grey_ratio": 1.0, "parzen_ll": 100.0, "classes_hit": 9, "precision": 0.5,
+                     "recall": 0.3, "mem_pixel_ratio": 1.0, "mem_feature_ratio": 1.5, "mem_pixel_near_copies": 0.01},
+                    {"seed": 1, "fd": 50.0, "grey_ratio": 1.1, "parzen_ll": 90.0, "classes_hit": 10, "precision": 0.4,
+                     "recall": 0.2, "mem_pixel_ratio": 1.0, "mem_feature_ratio": 1.5, "mem_pixel_near_copies": 0.02}]}
+    (metrics / "compare.json").write_text(json.dumps({
+        "models": ["vae", "gan"], "seeds": [0, 1], "real_test": {"grey_share": 0.086},
+        "aggregates": {name: aggregate(r, 10) for name, r in rows.items()},
+        "protocol": {"memorization": "nearest training digit"}}))
+    text = render(metrics)
+    assert "| vae | smooth, blurry; a likelihood; local minimum | 18.00 ± 1.41 | 2.00 ± 0.14 | 158.0 ± 1.4 | " \
+           "99.40 ± 0.14 | 10 (0) |" in text
+    assert "| gan | sharp, artefacts; no likelihood; saddle points, mode collapse | 40.00 ± 14.14 | 1.05 ± 0.07 | " \
+           "95.0 ± 7.1 | — | 9–10 (1) |" in text
+    assert "Lowest FD-evaluator: **vae**; grey share closest to real digits: **gan**; smallest spread of FD over " \
+           "seeds: **vae**" in text

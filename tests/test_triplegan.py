@@ -15,13 +15,7 @@ from genzoo.triplegan import triplegan_stage
 SHAPE, CLASSES = (1, 28, 28), 10
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread avoids waiting on descheduled threads of a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def small_config(**changes) -> triplegan.Config:

@@ -61,6 +61,28 @@ def data_derive(params: Path = PARAMS, data: Path = DATA, out: Path = DERIVED,
     derive_stage(load_params(params), data, out, figures)
 
 
+@data_app.command("strokes")
+@expected_errors
+def data_strokes(params: Path = PARAMS, data: Path = DATA, out: Path = typer.Option(Path("data/strokes")),
+                 raw: Path = typer.Option(Path("data/raw/quickdraw"), help="Where QuickDraw files are fetched to."),
+                 checksums: Path = typer.Option(Path("data/quickdraw.sha256.json"),
+                                                help="QuickDraw's SHA-256 record (written on first download)."),
+                 figures: Path = typer.Option(Path("metrics/figures/strokes"), help="Preview grid.")):
+    """Sketch-RNN's stroke-5 sequences: traced from MNIST skeletons, or QuickDraw's files (`strokes.source`)."""
+    from genzoo.data.download import mirror_folders
+    from genzoo.data.strokes import make_strokes, preview
+    from genzoo.io import write_json
+    from genzoo.pictures import save_pictures
+    p = load_params(params)
+    cfg = p.strokes
+    meta = make_strokes(cfg.source, cfg.categories, cfg.per_category, cfg.max_len, cfg.epsilon, data, out, raw,
+                        mirror_folders(p.data.mirror), checksums)
+    if not checksums.exists():  # a DVC output: MNIST strokes download nothing, so the record starts empty
+        write_json(checksums, {})
+    save_pictures(preview(out), figures)
+    print(f"strokes ({cfg.source}) in {out}: {meta['counts']}")
+
+
 @app.command()
 @expected_errors
 def train(model: str = typer.Argument(..., help="A registered model, or `evaluator`."), params: Path = PARAMS,
@@ -107,6 +129,14 @@ def triplegan(params: Path = PARAMS, data: Path = DATA, models: Path = MODELS, m
     """Triple-GAN (Li et al. 2017) with the shared 100 labels, one run per seed, beside C trained on the labels alone."""
     from genzoo.triplegan import triplegan_stage
     triplegan_stage(load_params(params), data, models, metrics)
+
+
+@app.command()
+@expected_errors
+def compare(params: Path = PARAMS, data: Path = DATA, models: Path = MODELS, metrics: Path = METRICS):
+    """The seeds' GAN-vs-VAE table measured: sharpness, likelihood, modes, spread over seeds, memorization."""
+    from genzoo.compare import compare_stage
+    compare_stage(load_params(params), data, models, metrics)
 
 
 @app.command()

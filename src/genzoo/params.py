@@ -134,8 +134,31 @@ class ToyParams:
     seed: int = param(0, ge=0)
 
 
+@dataclass
+class StrokesParams:
+    """The `strokes` stage: Sketch-RNN's pen-stroke sequences (stroke-5), traced from MNIST or read from QuickDraw."""
+
+    source: str = param("mnist", choices=("mnist", "quickdraw"))  # quickdraw needs the network or data.mirror
+    categories: list[str] = param(["cat", "pig"])  # QuickDraw sketch-rnn category files (source quickdraw only)
+    per_category: int = param(0, ge=0)  # QuickDraw rows kept per category and split (0 = all)
+    max_len: int = param(32, gt=1)  # N_max: longer sequences are dropped (the paper drops them too)
+    epsilon: float = param(1.0, ge=0)  # Ramer-Douglas-Peucker tolerance in pixels (the paper simplifies with RDP)
+
+
+@dataclass
+class CompareParams:
+    """The `compare` stage: the seeds' GAN-vs-VAE table measured, over several training seeds."""
+
+    models: list[str] = param(["vae", "gan", "dcgan", "ebgan"])  # registry names; their own params sections
+    seeds: list[int] = param([0, 1, 2], ge=0)  # run.seed reuses the train@ model; the others are trained here
+    n_samples: int = param(10000, gt=0)  # samples per model and seed for the sample metrics
+    memorization_samples: int = param(2000, gt=0)  # samples (and test digits) matched to their nearest training digit
+    figure_pairs: int = param(10, gt=0)  # sample | nearest training digit pairs in the memorization figure
+
+
 FIXED_SECTIONS = {"run": RunParams, "data": DataParams, "engine": EngineParams, "evaluate": EvaluateParams,
-                  "saturation": SaturationParams, "anogan": AnoganParams, "gan_toy": ToyParams}
+                  "saturation": SaturationParams, "anogan": AnoganParams, "gan_toy": ToyParams,
+                  "strokes": StrokesParams, "compare": CompareParams}
 
 
 @dataclass
@@ -147,6 +170,8 @@ class Params:
     saturation: SaturationParams
     anogan: AnoganParams
     gan_toy: ToyParams
+    strokes: StrokesParams
+    compare: CompareParams
     models: dict[str, Any]  # section name -> that model's Config
     raw: dict  # the file as read, for logging flattened params
     source: str = "params.yaml"

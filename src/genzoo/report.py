@@ -66,6 +66,13 @@ TARGETS = [
      lambda s: s.get("combo_reached_min"), lambda v, _: v >= 0.95),
     ("simgan", "real-test error of a classifier on refined vs raw synthetic digits: ≥ 30 % lower",
      lambda s: s.get("error_reduction"), lambda v, _: v >= 0.30),
+    *[("stackgan", f"caption fidelity of stage II: {what} ≥ 90 %", lambda s, k=key: s.get(k), lambda v, _: v >= 0.90)
+      for what, key in (("digit", "stage2_digit_accuracy"), ("colour", "stage2_colour_accuracy"),
+                        ("stroke", "stage2_stroke_accuracy"))],
+    ("stackgan", "stage II's FD-evaluator below stage I's (upsampled)", lambda s: s.get("fd_stage2"),
+     lambda v, models: v < models["stackgan"]["fd_stage1"]),
+    ("sketchrnn", "rasterized reconstructions read as the right digit within 5 points of the originals",
+     lambda s: s.get("reconstruction_accuracy"), lambda v, models: v >= models["sketchrnn"]["original_accuracy"] - 0.05),
 ]
 
 # What the translation papers claim, shown beside our scores (their data sets are not ours: claims, not anchors).
@@ -79,6 +86,12 @@ PAPER_CLAIMS = {
     "stargan": "Choi et al. 2018: one generator reaches every target of two partly labelled sets, including "
                "combinations no single set labels (mask vector)",
     "simgan": "Shrivastava et al. 2017: training on refined synthetic eyes cut the real gaze error 11.2° → 7.8° (−30 %)",
+    "sketchrnn": "Ha & Eck 2018: an RNN VAE of pen strokes reconstructs, interpolates and completes sketches; its "
+                 "Table 1 trades L_R against L_KL through w_KL on QuickDraw classes (not our MNIST strokes, and "
+                 "L_R divides by each set's N_max: compare within a set only)",
+    "stackgan": "Zhang et al. 2017: stage II, given stage I's image and the text again, corrects defects and adds "
+                "detail (CUB / Oxford-102 / COCO at 64 → 256 px, Inception score); here 14 → 28 px, captions from "
+                "the coloured digits' attributes, scored by the evaluator and the attribute classifiers",
 }
 
 
@@ -236,6 +249,54 @@ def _triplegan(folder: Path) -> list[str]:
             "", f"Baseline: {s['baseline_note']}.", ""]
 
 
+# The seeds' GAN-vs-VAE table (what the tutorial claims), shown beside what `genzoo compare` measures.
+SEED_CLAIMS = {"vae": "smooth, blurry; a likelihood; local minimum",
+               "gan": "sharp, artefacts; no likelihood; saddle points, mode collapse",
+               "dcgan": "sharp, artefacts; no likelihood; saddle points, mode collapse",
+               "ebgan": "a GAN whose D is an autoencoder: sharp, steadier training claimed"}
+
+
+def _compare(folder: Path) -> list[str]:
+    """The seeds' GAN-vs-VAE table with our numbers: mean ± std over training seeds (`genzoo compare`)."""
+    file = folder / "compare.json"
+    if not file.exists():
+        return []
+    s = read_json(file)
+
+    def cell(agg: dict, key: str, digits: int = 2) -> str:
+        v = agg.get(key)
+        if not v:
+            return "—"
+        return f"{v['mean']:.{digits}f} ± {v['std']:.{digits}f}" if v["n"] > 1 else f"{v['mean']:.{digits}f}"
+
+    def span(agg: dict, key: str) -> str:
+        v = agg.get(key)
+        return "—" if not v else (f"{v['min']:.0f}–{v['max']:.0f}" if v["min"] != v["max"] else f"{v['min']:.0f}")
+
+    real = s["real_test"]
+    lines = [f"GAN vs VAE, measured (`genzoo compare`, training seeds {s['seeds']}, mean ± std over seeds; "
+             f"real test digits' grey share {real['grey_share']:.3f}):", "",
+             "| model | the seed's claim | FD-evaluator | grey ratio (blur; real = 1) | Parzen LL | test NLL | "
+             "classes hit (seeds missing one) | precision / recall | memorization: median ratio pixels / features "
+             "(near-copies) |", "|---|---|---|---|---|---|---|---|---|"]
+    for name in s["models"]:
+        a = s["aggregates"][name]
+        lines.append(f"| {name} | {SEED_CLAIMS.get(name, '')} | {cell(a, 'fd')} | {cell(a, 'grey_ratio')} | "
+                     f"{cell(a, 'parzen_ll', 1)} | {cell(a, 'test_nll')} | {span(a, 'classes_hit')} "
+                     f"({a['seeds_missing_a_class']}) | {cell(a, 'precision')} / {cell(a, 'recall')} | "
+                     f"{cell(a, 'mem_pixel_ratio')} / {cell(a, 'mem_feature_ratio')} "
+                     f"({cell(a, 'mem_pixel_near_copies', 3)}) |")
+    measured = {n: s["aggregates"][n] for n in s["models"]}
+    sharpest = min(measured, key=lambda n: measured[n]["fd"]["mean"])
+    crispest = min(measured, key=lambda n: abs(measured[n]["grey_ratio"]["mean"] - 1))
+    steadiest = min(measured, key=lambda n: measured[n]["fd"]["std"])
+    lines += ["", f"Lowest FD-evaluator: **{sharpest}**; grey share closest to real digits: **{crispest}**; "
+              f"smallest spread of FD over seeds: **{steadiest}**. A memorization ratio below 1 would mean samples "
+              "sit closer to the training digits than unseen test digits do (near-copies: share of samples closer "
+              "than the test digits' 1 % quantile). Protocol: " + s["protocol"]["memorization"] + ".", ""]
+    return lines
+
+
 def _toy(folder: Path) -> list[str]:
     """The GAN paper's theory, measured on a 1-D mixture (`genzoo toy`)."""
     file = folder / "gan_toy.json"
@@ -279,7 +340,7 @@ def profile_section(folder: Path, title: str, link_prefix: str) -> list[str]:
     lines += ["", f"Evaluator (frozen CNN behind every metric): test accuracy **{accuracy:.2f} %** after "
               f"{evaluator['epochs']} epochs ({evaluator['train_seconds']:.0f} s); "
               f"target {EVALUATOR_TARGET}.", ""]
-    lines += _saturation(folder) + _toy(folder)
+    lines += _compare(folder) + _saturation(folder) + _toy(folder)
     bench_file = folder / "bench.json"
     if bench_file.exists():
         lines += ["`genzoo bench` (training loop, data on the device; eager = the same loop without CUDA graphs):",
@@ -290,7 +351,8 @@ def profile_section(folder: Path, title: str, link_prefix: str) -> list[str]:
                   f"{_fmt(r.get('seconds_per_60k_images'), 3)} |"
                   for r in read_json(bench_file)["results"]]
         lines.append("")
-    for name in ["derived", *evaluate["models"], "comparisons", "anogan", "triplegan", "gan_toy"]:
+    for name in ["derived", "strokes", *evaluate["models"], "comparisons", "compare", "anogan", "triplegan",
+                 "gan_toy"]:
         pictures = sorted((folder / "figures" / name).glob("*.png"))
         if pictures:
             lines.append(" ".join(f"![{name} {p.stem}]({link_prefix}figures/{name}/{p.name})" for p in pictures))

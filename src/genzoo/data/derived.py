@@ -33,12 +33,16 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from genzoo.data.loading import SPLITS, load_split
+from genzoo.data.loading import SPLITS, load_split, read_split_file
 from genzoo.data.preprocess import derived_seed
 from genzoo.errors import DataError
 from genzoo.io import save_torch, write_json
 
-SETS = ("paired", "superres", "unpaired", "multidomain", "synthetic")
+SETS = ("paired", "superres", "unpaired", "multidomain", "synthetic")  # in data/derived/<set>/
+# Sets in a folder of their own beside data/derived (data/<set>/): every translation model depends on
+# data/derived as a whole, so a set added inside it would retrain all of them for nothing. `captions`
+# (StackGAN) is made here by `derive`; `strokes` (Sketch-RNN) by its own stage (genzoo.data.strokes).
+BESIDE = ("captions", "strokes")
 COLOURS = ("red", "green", "blue")
 STROKES = ("thin", "regular", "thick")
 EDGE_THRESHOLD = 1.5  # Sobel magnitude on [0,1] intensities: a full 0->1 step gives 4; 1.5 keeps a thin outline
@@ -236,12 +240,16 @@ def _generator(seed: int, name: str, split: str) -> torch.Generator:
 
 def build(name: str, split_dict: dict[str, torch.Tensor], seed: int, split: str) -> dict[str, torch.Tensor]:
     """One split of one derived set from a base split {"x": uint8 (N,1,H,W), "y": int64 (N,)} (CPU)."""
-    if name not in SETS:
-        raise DataError(f"unknown derived set {name!r}; choose one of {', '.join(SETS)}.")
+    if name not in (*SETS, "captions"):
+        raise DataError(f"unknown derived set {name!r}; choose one of {', '.join((*SETS, 'captions'))}.")
     if split not in SPLITS:
         raise DataError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}.")
     x, y = split_dict["x"].cpu(), split_dict["y"].cpu().long()
     gen = _generator(seed, name, split)
+    if name == "captions":
+        from genzoo.data.captions import build_captions
+
+        return build_captions({"x": x, "y": y}, gen)
     if name == "paired":
         return {"a": edges(x), "b": x.clone(), "y": y.clone()}
     if name == "superres":
@@ -295,7 +303,8 @@ _SPEC: dict[str, dict[str, dict[str, tuple]]] = {
 
 
 def set_path(root: Path, name: str, split: str) -> Path:
-    return Path(root) / name / f"{split}.pt"
+    """root = data/derived: data/derived/<set>/<split>.pt, or data/<set>/<split>.pt for the sets BESIDE it."""
+    return (Path(root).parent if name in BESIDE else Path(root)) / name / f"{split}.pt"
 
 
 def _check(data: object, name: str, split: str, where: str) -> None:
@@ -320,20 +329,22 @@ def _check(data: object, name: str, split: str, where: str) -> None:
 
 
 def load_set(root: Path, name: str, split: str, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
-    """One split of one derived set (the dict `build` made), validated, on `device`."""
-    if name not in SETS:
-        raise DataError(f"unknown derived set {name!r}; choose one of {', '.join(SETS)}.")
+    """One split of one derived set (the dict `build` made), validated, on `device`. root = data/derived; the
+    sets BESIDE it are read from data/<set>/ by their own modules."""
+    if name not in (*SETS, *BESIDE):
+        raise DataError(f"unknown derived set {name!r}; choose one of {', '.join((*SETS, *BESIDE))}.")
     if split not in SPLITS:
         raise DataError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}.")
+    if name == "captions":
+        from genzoo.data.captions import load_captions
+
+        return load_captions(set_path(root, name, split).parent, split, device)
+    if name == "strokes":
+        from genzoo.data.strokes import load_strokes
+
+        return load_strokes(set_path(root, name, split).parent, split, device)
     path = set_path(root, name, split)
-    if not path.is_file():
-        raise DataError(f"{path}: not found; {_HINT}.")
-    try:
-        data = torch.load(path, map_location=device, weights_only=True)
-    except Exception as exc:  # torch raises many types for a corrupt zip/pickle; all mean the same here
-        # first line only: torch's long advice to drop weights_only must not reach the user
-        first = (str(exc).strip().splitlines() or [""])[0][:200]
-        raise DataError(f"{path}: unreadable ({type(exc).__name__}: {first}); {_HINT}.") from exc
+    data = read_split_file(path.parent, split, _HINT, device)
     _check(data, name, split, str(path))
     return data
 
@@ -370,7 +381,19 @@ def derive(processed_dir: Path, out_dir: Path, seed: int) -> dict:
         "multidomain_train_sets": "set 0: colour only (stroke -1); set 1: stroke only (colour -1); val/test: set -1",
     }
     write_json(out_dir / "meta.json", meta)
-    return meta
+    return {**meta, "sets": {**meta["sets"], "captions": _derive_captions(base, out_dir, seed)}}
+
+
+def _derive_captions(base: dict, out_dir: Path, seed: int) -> dict:
+    """StackGAN's captioned digits, beside out_dir (data/captions/<split>.pt and its own meta.json)."""
+    entry: dict = {"seed": seed, "counts": {}, "sha256": {}}
+    for split in SPLITS:
+        data = build("captions", base[split], seed, split)
+        path = save_torch(data, set_path(out_dir, "captions", split))
+        entry["counts"][split] = len(data["y"])
+        entry["sha256"][split] = hashlib.sha256(path.read_bytes()).hexdigest()
+    write_json(set_path(out_dir, "captions", "train").parent / "meta.json", entry)
+    return entry
 
 
 def _grey(t: torch.Tensor) -> torch.Tensor:

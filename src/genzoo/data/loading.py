@@ -14,17 +14,26 @@ _KEYS = {"train": ("x", "y"), "val": ("x", "y", "xb"), "test": ("x", "y", "xb")}
 _HINT = "run `dvc repro preprocess` to (re)build it"
 
 
-def load_split(processed_dir: Path, split: str, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
-    """{"x": uint8 (N,1,H,W), "y": int64 (N,)} (+ "xb", binarized uint8, for val/test), on `device`."""
+def read_split_file(folder: Path, split: str, hint: str, device: str | torch.device = "cpu") -> object:
+    """folder/<split>.pt loaded safely (weights_only) on `device`; a DataError ending in `hint` (the stage that
+    makes it) when the split is unknown or the file is missing or unreadable. Callers validate the content."""
     if split not in SPLITS:
         raise DataError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}.")
-    path = Path(processed_dir) / f"{split}.pt"
+    path = Path(folder) / f"{split}.pt"
     if not path.is_file():
-        raise DataError(f"{path}: not found; {_HINT}.")
+        raise DataError(f"{path}: not found; {hint}.")
     try:
-        data = torch.load(path, map_location=device, weights_only=True)
+        return torch.load(path, map_location=device, weights_only=True)
     except Exception as exc:  # torch raises many types for a corrupt zip/pickle; all mean the same here
-        raise DataError(f"{path}: unreadable ({type(exc).__name__}: {exc}); {_HINT}.") from exc
+        # first line only: torch's long advice to drop weights_only must not reach the user
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise DataError(f"{path}: unreadable ({type(exc).__name__}: {first}); {hint}.") from exc
+
+
+def load_split(processed_dir: Path, split: str, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """{"x": uint8 (N,1,H,W), "y": int64 (N,)} (+ "xb", binarized uint8, for val/test), on `device`."""
+    data = read_split_file(processed_dir, split, _HINT, device)
+    path = Path(processed_dir) / f"{split}.pt"
     missing = [k for k in _KEYS[split] if not isinstance(data, dict) or k not in data]
     if missing:
         raise DataError(f"{path}: missing {', '.join(missing)}; it was written by another version - {_HINT}.")

@@ -33,7 +33,7 @@ from torch import nn
 from genzoo.errors import GenzooError
 from genzoo.io import load_torch, save_torch
 from genzoo.models import (aae, autoencoder, cvae, cyclegan, dcgan, ebgan, enhancenet, evaluator, flow_vae, gan, pix2pix,
-                           pixelcnn, pixelrnn, simgan, stargan, triplegan, vae)
+                           pixelcnn, pixelrnn, simgan, sketchrnn, stackgan, stargan, triplegan, vae)
 
 # The models of the zoo: each gets a train@<name> stage (dvc.yaml's foreach list must equal these keys).
 # Most sample; the autoencoder does not (the evaluate stage scores it through `extra_scores` only).
@@ -57,6 +57,9 @@ GENERATIVE: dict[str, type[nn.Module]] = {
     "cyclegan": cyclegan.Model,
     "stargan": stargan.Model,
     "simgan": simgan.Model,
+    # the seeds' extras on sets of their own: pen strokes (a VAE of RNNs), captions (text-to-image in two stages)
+    "sketchrnn": sketchrnn.Model,
+    "stackgan": stackgan.Model,
 }
 
 # Models with a stage of their own (DESIGN.md §2): Triple-GAN's classifier is fitted over several seeds by the

@@ -1,0 +1,375 @@
+"""StackGAN — Zhang, Xu, Li, Zhang, Wang, Huang & Metaxas 2017, "StackGAN: Text to Photo-realistic Image
+Synthesis with Stacked Generative Adversarial Networks" (ICCV 2017), at MNIST scale on the `captions` set
+(coloured digits with captions such as "a red seven with thick strokes"; genzoo.data.captions).
+
+    text encoder  tokens (B, T) -> word embeddings -> bidirectional GRU -> mean over the non-pad words -> phi_t
+    CA (§3.1)     (mu, log sigma) = FC(phi_t); c = mu + sigma * eps; loss + lambda KL(N(mu, sigma^2) || N(0, I))
+    Stage I       G1(z, c1): FC -> (4g, 7, 7) -> up x2 + conv3 -> (2g, 14, 14) -> conv3 -> (3, 14, 14), tanh
+                  D1: (3, 14, 14) -> convs -> (2d, 4, 4) ++ compressed phi_t (Md = 4x4 replicated) -> 1x1 conv
+                  -> conv4 -> one logit
+    Stage II      G2(s1, c2): s1 -> conv3, conv4/2 -> (2g, 7, 7) ++ c2 replicated -> conv3 -> residual blocks
+                  -> up x2 -> (g, 14, 14) -> up x2 -> (g/2, 28, 28) -> conv3 -> (3, 28, 28), tanh (no z: the
+                  randomness is s1's, as in the paper); D2 as D1 on 28x28 (one more down-sampling conv)
+Matching-aware D (§3.2, after Reed et al. 2016): real image + right caption = real; real image + mismatched
+caption = fake; fake image + right caption = fake; the loss is real + (wrong + fake) / 2, as in the released
+code. The mismatched caption is another row's (the batch rolled by one; the paper's choice); a rolled row that
+happens to have the same digit, colour and stroke is a true match and is left out of the "wrong" term. With
+`swap_fraction` > 0 that share of rows instead gets its own caption with one word swapped within its attribute
+(another digit, colour or stroke; see captions.VOCAB's blocks): a hard negative that differs in exactly one
+attribute. Why it exists: a random other row nearly always differs in its digit, so D can reject it by the
+digit alone and barely learns to check the stroke (same digit and colour, other stroke: 2 % of random rows).
+
+The text encoder. The paper uses a pretrained, fixed char-CNN-RNN (Reed et al. 2016); none exists here, so a
+small encoder is learnt, owned by the discriminators: D1's and D2's matching-aware losses train it (its
+parameters are in the "disc" optimizer), and the generators' CA layers get phi_t detached. Why: G's goal is to
+fool D, and if G's gradient reached the encoder it could pull the captions' embeddings together (make the
+condition uninformative) or drift them around the points D was trained on; owned by D, the text space is
+shaped only by telling matching from mismatched pairs, which is what the paper's pretrained encoder was trained
+for (a joint image-text embedding), and G sees a fixed condition within each step, as in the paper.
+
+Training, in one train_step (the paper trains stage I for 600 epochs, then stage II with stage I fixed): D1, D2
+and the encoder are updated first on fakes made without gradients, then G1 and G2 (each with its CA) through
+frozen D's. Stage II's input is G1's output detached: stage II's loss never reaches stage I, so stage I learns
+exactly as if it trained alone, and stage II always refines the current stage I. Non-saturating G loss, Adam
+lr 2e-4, beta1 0.5, batch 64 (the paper's). Real images enter D2 at 28x28 and D1 area-downsampled to 14x14.
+D's BatchNorm keeps no running statistics (batch statistics in train and eval mode): D has no buffers, so G's
+step leaves D bit-identical.
+
+KL weight: the paper writes lambda = 1 (§4) for the full KL (the sum over c's dimensions); the released code
+takes the mean over elements with coefficient 2.0, i.e. 2 / c_dim per nat. The weight bounds how much of the
+caption G can use: naming digit, colour and stroke takes log 90 = 4.5 nats. Measured (1000 CPU steps, c 16):
+at lambda = 1 the KL settled at 1.4 nats and G learnt the colour only (stage II colour 91 %, stroke 50 %,
+digit 10 %); at 0.05 the KL reached 6 nats (colour 97 %, stroke 57 %, digit still 11 % at that length).
+Sizes: the paper's z 100, c 128, phi_t 1024, N_g 128, N_d 128, M_d 4, D width 64 and 4 residual blocks (released
+code) are the defaults; the profiles scale them down (90 conditions, 28x28 digits).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from genzoo.data.captions import COLOUR_IDS, DIGIT_IDS, PAD, STROKE_IDS, VOCAB, caption_text
+from genzoo.models import adversarial as adv
+from genzoo.models.blocks import adam, to_unit
+from genzoo.params import TrainConfig, param
+
+BLOCKS = (DIGIT_IDS, COLOUR_IDS, STROKE_IDS)  # the attribute words of captions, contiguous in VOCAB
+
+
+def kl_loss(mu: torch.Tensor, log_sigma: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, sigma^2) || N(0, I)) summed over dimensions, mean over rows. (B, c) each -> scalar."""
+    return 0.5 * (mu.pow(2) + (2 * log_sigma).exp() - 1 - 2 * log_sigma).sum(1).mean()
+
+
+def matching_d_loss(real: torch.Tensor, wrong: torch.Tensor, fake: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """real + (wrong + fake) / 2 of BCE losses on (B,) logits; `valid` (B,) 0/1 drops wrong pairs that match."""
+    loss_real = F.binary_cross_entropy_with_logits(real, torch.ones_like(real))
+    loss_fake = F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake))
+    per_row = F.binary_cross_entropy_with_logits(wrong, torch.zeros_like(wrong), reduction="none")
+    loss_wrong = (per_row * valid).sum() / valid.sum().clamp(min=1)
+    return loss_real + 0.5 * (loss_wrong + loss_fake)
+
+
+def swap_attribute(tokens: torch.Tensor, which: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """Shift the word of attribute which[b] (0 digit, 1 colour, 2 stroke) by shift[b] within its block (mod the
+    block's size): another value of that attribute, everything else the same. (B, T) -> (B, T)."""
+    out = tokens
+    for k, ids in enumerate(BLOCKS):
+        lo, n = ids[0], len(ids)
+        hit = (tokens >= lo) & (tokens < lo + n) & (which == k)[:, None]  # (B, T)
+        out = torch.where(hit, lo + (tokens - lo + shift[:, None]) % n, out)
+    return out
+
+
+def mismatch(batch: dict[str, torch.Tensor], swap_fraction: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mismatched captions for the batch's real images, and which of them truly mismatch: (B, T), (B,) 0/1."""
+    tokens = batch["tokens"]
+    b, device = len(tokens), tokens.device
+    attrs = torch.stack([batch["y"], batch["colour"], batch["stroke"]], 1)  # (B, 3)
+    rolled = tokens.roll(1, 0)  # another row's caption (the paper's wrong pairs)
+    differs = (attrs != attrs.roll(1, 0)).any(1).float()  # (B,)
+    if swap_fraction <= 0:  # a config value, not a tensor: no host sync
+        return rolled, differs
+    which = torch.randint(0, 3, (b,), device=device)
+    sizes = torch.zeros_like(which)  # (B,) the size of each row's block (no host-to-device copy: graph safe)
+    for k, ids in enumerate(BLOCKS):
+        sizes = torch.where(which == k, len(ids), sizes)
+    shift = 1 + (torch.rand(b, device=device) * (sizes - 1)).long().clamp(max=sizes - 2)  # 1 .. size-1
+    use_swap = torch.rand(b, device=device) < swap_fraction
+    wrong = torch.where(use_swap[:, None], swap_attribute(tokens, which, shift), rolled)
+    return wrong, torch.where(use_swap, torch.ones_like(differs), differs)
+
+
+class TextEncoder(nn.Module):
+    def __init__(self, word_dim: int, text_dim: int):
+        super().__init__()
+        self.embed = nn.Embedding(len(VOCAB), word_dim, padding_idx=PAD)
+        self.rnn = nn.GRU(word_dim, word_dim, batch_first=True, bidirectional=True)
+        self.out = nn.Linear(2 * word_dim, text_dim)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        mask = (tokens != PAD).float()[..., None]  # (B, T, 1)
+        h, _ = self.rnn(self.embed(tokens))  # (B, T, 2w); fixed length T: no packing, no data-dependent shapes
+        pooled = (h * mask).sum(1) / mask.sum(1).clamp(min=1)  # (B, 2w) mean over the words
+        return self.out(pooled)  # (B, text_dim) phi_t
+
+
+class CondAugment(nn.Module):
+    def __init__(self, text_dim: int, c_dim: int):
+        super().__init__()
+        self.fc = nn.Linear(text_dim, 2 * c_dim)
+
+    def forward(self, phi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        mu, log_sigma = self.fc(phi).chunk(2, 1)  # (B, c) each
+        return mu + log_sigma.exp() * torch.randn_like(mu), mu, log_sigma
+
+
+def conv_bn_relu(c_in: int, c_out: int) -> list[nn.Module]:
+    return [nn.Conv2d(c_in, c_out, 3, 1, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()]
+
+
+def up_block(c_in: int, c_out: int) -> list[nn.Module]:  # the paper's: nearest x2, conv3, BN, ReLU
+    return [nn.Upsample(scale_factor=2, mode="nearest"), *conv_bn_relu(c_in, c_out)]
+
+
+class Residual(nn.Module):
+    def __init__(self, c: int):
+        super().__init__()
+        self.body = nn.Sequential(*conv_bn_relu(c, c), nn.Conv2d(c, c, 3, 1, 1, bias=False), nn.BatchNorm2d(c))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(x + self.body(x))
+
+
+class Stage1Generator(nn.Module):
+    def __init__(self, z_dim: int, c_dim: int, g: int):
+        super().__init__()
+        self.g = g
+        self.fc = nn.Sequential(nn.Linear(z_dim + c_dim, 4 * g * 49, bias=False), nn.BatchNorm1d(4 * g * 49), nn.ReLU())
+        self.net = nn.Sequential(*up_block(4 * g, 2 * g), *conv_bn_relu(2 * g, g),  # (B, g, 14, 14)
+                                 nn.Conv2d(g, 3, 3, 1, 1), nn.Tanh())
+
+    def forward(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        h = self.fc(torch.cat([z, c], 1)).view(-1, 4 * self.g, 7, 7)  # (B, 4g, 7, 7)
+        return self.net(h)  # (B, 3, 14, 14) in [-1, 1]
+
+
+class Stage2Generator(nn.Module):
+    def __init__(self, c_dim: int, g: int, res_blocks: int):
+        super().__init__()
+        self.encode = nn.Sequential(nn.Conv2d(3, g, 3, 1, 1), nn.ReLU(),
+                                    nn.Conv2d(g, 2 * g, 4, 2, 1, bias=False), nn.BatchNorm2d(2 * g), nn.ReLU())
+        self.joint = nn.Sequential(*conv_bn_relu(2 * g + c_dim, 2 * g), *[Residual(2 * g) for _ in range(res_blocks)])
+        self.decode = nn.Sequential(*up_block(2 * g, g), *up_block(g, max(g // 2, 1)),  # (B, g/2, 28, 28)
+                                    nn.Conv2d(max(g // 2, 1), 3, 3, 1, 1), nn.Tanh())
+
+    def forward(self, s1: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        h = self.encode(s1)  # (B, 2g, 7, 7)
+        h = self.joint(torch.cat([h, c[:, :, None, None].expand(-1, -1, 7, 7)], 1))  # (B, 2g, 7, 7)
+        return self.decode(h)  # (B, 3, 28, 28) in [-1, 1]
+
+
+def d_block(c_in: int, c_out: int, kernel: int, norm: bool = True) -> list[nn.Module]:
+    bn = [nn.BatchNorm2d(c_out, track_running_stats=False)] if norm else []  # no buffers (see the docstring)
+    return [nn.Conv2d(c_in, c_out, kernel, 2, 1, bias=not norm), *bn, nn.LeakyReLU(0.2)]
+
+
+class MatchingDiscriminator(nn.Module):
+    """(B, 3, S, S) image and (B, text_dim) phi_t -> (B,) logit of "a real image that matches the caption"."""
+
+    def __init__(self, size: int, text_dim: int, d: int, d_text: int):
+        super().__init__()
+        if size == 14:
+            layers, c = [*d_block(3, d, 4, False), *d_block(d, 2 * d, 3)], 2 * d  # 14 -> 7 -> 4
+        else:
+            layers, c = [*d_block(3, d, 4, False), *d_block(d, 2 * d, 4), *d_block(2 * d, 4 * d, 3)], 4 * d  # 28 -> 4
+        self.image = nn.Sequential(*layers)
+        self.text = nn.Sequential(nn.Linear(text_dim, d_text), nn.LeakyReLU(0.2))  # compress phi_t to Nd
+        self.joint = nn.Sequential(nn.Conv2d(c + d_text, c, 1, bias=False),
+                                   nn.BatchNorm2d(c, track_running_stats=False), nn.LeakyReLU(0.2),
+                                   nn.Conv2d(c, 1, 4))  # (B, 1, 1, 1)
+
+    def forward(self, x: torch.Tensor, phi: torch.Tensor) -> torch.Tensor:
+        h = self.image(x)  # (B, c, 4, 4)
+        t = self.text(phi)[:, :, None, None].expand(-1, -1, 4, 4)  # (B, Nd, 4, 4) replicated spatially
+        return self.joint(torch.cat([h, t], 1)).flatten()  # (B,)
+
+
+@dataclass
+class Config(TrainConfig):
+    epochs: int = param(600, gt=0)  # the paper: 600 epochs per stage (lr halved every 100: not modelled)
+    batch_size: int = param(64, gt=0)
+    lr: float = param(2e-4, gt=0)  # G and D alike
+    beta1: float = param(0.5, ge=0, le=1)
+    beta2: float = param(0.999, ge=0, le=1)
+    z_dim: int = param(100, gt=0)  # N_z
+    c_dim: int = param(128, gt=0)  # N_c: the conditioning augmentation's output
+    text_dim: int = param(1024, gt=0)  # phi_t (the paper's char-CNN-RNN embedding size)
+    word_dim: int = param(64, gt=0)  # word embeddings and GRU state per direction (no paper value)
+    g_width: int = param(128, gt=0)  # N_g
+    d_width: int = param(64, gt=0)  # D's first conv (released code DF_DIM)
+    d_text: int = param(128, gt=0)  # N_d: phi_t compressed in D, replicated M_d x M_d = 4 x 4
+    res_blocks: int = param(4, ge=0)  # stage II (released code R_NUM)
+    kl_weight: float = param(1.0, ge=0)  # lambda, on the full KL (see the docstring)
+    swap_fraction: float = param(0.0, ge=0, le=1)  # share of hard-negative wrong captions (0 = the paper's)
+    max_steps: int = param(0, ge=0)  # 0 = epochs decide; > 0 caps the run (cpu profile)
+    score_rows: int = param(0, ge=0)  # test captions extra_scores generates from; 0 = all
+
+
+class Model(nn.Module):
+    Config = Config
+    dataset = "captions"
+
+    def __init__(self, config: Config, image_shape: tuple[int, ...] = (3, 28, 28), num_classes: int = 10):
+        super().__init__()
+        self.config, self.image_shape, self.num_classes = config, image_shape, num_classes
+        if tuple(image_shape[1:]) != (28, 28):
+            raise ValueError(f"stackgan is sized for 28x28 images, got {image_shape}")
+        cfg = config
+        self.gen = nn.ModuleDict({"ca1": CondAugment(cfg.text_dim, cfg.c_dim),
+                                  "g1": Stage1Generator(cfg.z_dim, cfg.c_dim, cfg.g_width),
+                                  "ca2": CondAugment(cfg.text_dim, cfg.c_dim),
+                                  "g2": Stage2Generator(cfg.c_dim, cfg.g_width, cfg.res_blocks)})
+        self.disc = nn.ModuleDict({"encoder": TextEncoder(cfg.word_dim, cfg.text_dim),
+                                   "d1": MatchingDiscriminator(14, cfg.text_dim, cfg.d_width, cfg.d_text),
+                                   "d2": MatchingDiscriminator(28, cfg.text_dim, cfg.d_width, cfg.d_text)})
+
+    def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        betas = (self.config.beta1, self.config.beta2)
+        return {"disc": adam(self.disc.parameters(), self.config.lr, betas),
+                "gen": adam(self.gen.parameters(), self.config.lr, betas)}
+
+    def encode(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.disc["encoder"](tokens)  # (B, text_dim)
+
+    def stages(self, phi: torch.Tensor, z: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Both stages from a (detached) phi_t: images in [-1, 1] and the CA statistics."""
+        c1, mu1, ls1 = self.gen["ca1"](phi)
+        s1 = self.gen["g1"](z, c1)  # (B, 3, 14, 14)
+        c2, mu2, ls2 = self.gen["ca2"](phi)
+        s2 = self.gen["g2"](s1.detach(), c2)  # (B, 3, 28, 28): stage II never changes stage I
+        return {"s1": s1, "s2": s2, "kl1": kl_loss(mu1, ls1), "kl2": kl_loss(mu2, ls2)}
+
+    def noise(self, n: int) -> torch.Tensor:
+        return torch.randn(n, self.config.z_dim, device=next(self.parameters()).device)
+
+    def d_step(self, batch: dict[str, torch.Tensor], opt: dict) -> dict[str, torch.Tensor]:
+        real2 = to_unit(batch["x"]) * 2 - 1  # (B, 3, 28, 28) in [-1, 1]
+        real1 = F.avg_pool2d(real2, 2)  # (B, 3, 14, 14)
+        wrong_tokens, valid = mismatch(batch, self.config.swap_fraction)
+        phi, phi_wrong = self.encode(batch["tokens"]), self.encode(wrong_tokens)
+        with torch.no_grad():
+            fakes = self.stages(phi.detach(), self.noise(len(real2)))
+        out = {}
+        for k, real, fake in (("1", real1, fakes["s1"]), ("2", real2, fakes["s2"])):
+            d = self.disc["d" + k]
+            logits = d(real, phi), d(real, phi_wrong), d(fake, phi)
+            out["loss_d" + k] = matching_d_loss(*logits, valid)
+            for name, l in zip(("real", "wrong", "fake"), logits):
+                out[f"d{k}_{name}"] = torch.sigmoid(l).mean().detach()
+        opt["disc"].zero_grad(set_to_none=True)
+        (out["loss_d1"] + out["loss_d2"]).backward()
+        opt["disc"].step()
+        return {k: v.detach() for k, v in out.items()}
+
+    def g_losses(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        phi = self.encode(batch["tokens"]).detach()  # G cannot reshape the text space
+        out = self.stages(phi, self.noise(len(phi)))
+        w = self.config.kl_weight
+        out["loss_g1"] = adv.g_loss(self.disc["d1"](out["s1"], phi), "non_saturating") + w * out["kl1"]
+        out["loss_g2"] = adv.g_loss(self.disc["d2"](out["s2"], phi), "non_saturating") + w * out["kl2"]
+        return out
+
+    def g_step(self, batch: dict[str, torch.Tensor], opt: dict) -> dict[str, torch.Tensor]:
+        with adv.frozen(self.disc):  # D passes gradients on and learns nothing
+            out = self.g_losses(batch)
+            opt["gen"].zero_grad(set_to_none=True)
+            (out["loss_g1"] + out["loss_g2"]).backward()
+            opt["gen"].step()
+        return {k: out[k].detach() for k in ("loss_g1", "loss_g2", "kl1", "kl2")}
+
+    def train_step(self, batch: dict[str, torch.Tensor], opt: dict) -> dict[str, torch.Tensor]:
+        return {**self.d_step(batch, opt), **self.g_step(batch, opt)}
+
+    @torch.no_grad()
+    def validate(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """D's mean verdicts on right / mismatched (rolled) / generated pairs at both stages, and the CA KLs."""
+        real2 = to_unit(batch["x"]) * 2 - 1
+        wrong_tokens, _ = mismatch(batch, 0.0)
+        phi, phi_wrong = self.encode(batch["tokens"]), self.encode(wrong_tokens)
+        fakes = self.stages(phi, self.noise(len(real2)))
+        out = {"kl1": fakes["kl1"], "kl2": fakes["kl2"]}
+        for k, real, fake in (("1", F.avg_pool2d(real2, 2), fakes["s1"]), ("2", real2, fakes["s2"])):
+            d = self.disc["d" + k]
+            for name, l in (("real", d(real, phi)), ("wrong", d(real, phi_wrong)), ("fake", d(fake, phi))):
+                out[f"d{k}_{name}"] = torch.sigmoid(l).mean()
+        return out
+
+    @torch.no_grad()
+    def generate(self, tokens: torch.Tensor, z: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Captions (B, T) -> (stage I (B, 3, 14, 14), stage II (B, 3, 28, 28)) in [0, 1]; CA samples c too."""
+        z = self.noise(len(tokens)) if z is None else z
+        out = self.stages(self.encode(tokens), z)
+        return (out["s1"] + 1) / 2, (out["s2"] + 1) / 2
+
+    @torch.no_grad()
+    def pictures(self, data: dict[str, torch.Tensor]) -> dict[str, tuple[torch.Tensor, int]]:
+        """"captions": 6 test captions (row titles) x 8 z each (stage II); "stages": 20 test captions, stage I
+        (nearest-upsampled: its real resolution) | stage II side by side; "real": those 20 captions' digits."""
+        import matplotlib.pyplot as plt
+        from torchvision.utils import make_grid
+
+        from genzoo.pictures import figure_to_image
+
+        rows, per = min(6, len(data["tokens"])), 8
+        with adv.evaluating(self):
+            _, s2 = self.generate(data["tokens"][:rows].repeat_interleave(per, 0))  # (rows*per, 3, 28, 28)
+            s1_pair, s2_pair = self.generate(data["tokens"][:20])
+        fig, axes = plt.subplots(rows, 1, figsize=(6, 1.05 * rows), squeeze=False)
+        for r in range(rows):
+            strip = make_grid(s2[r * per:(r + 1) * per].cpu().clamp(0, 1), nrow=per, padding=2, pad_value=0.5)
+            axes[r, 0].imshow(strip.permute(1, 2, 0).numpy())
+            axes[r, 0].set_title(caption_text(data["tokens"][r].cpu()), fontsize=9)
+            axes[r, 0].axis("off")
+        fig.tight_layout()
+        up1 = F.interpolate(s1_pair, scale_factor=2, mode="nearest")
+        return {"captions": (figure_to_image(fig), 1),
+                "stages": (torch.stack([up1, s2_pair], 1).flatten(0, 1), 10),
+                "real": (to_unit(data["x"][:20]), 5)}
+
+    @torch.no_grad()
+    def extra_scores(self, data: dict[str, dict[str, torch.Tensor]], evaluator) -> dict[str, float]:
+        """Fidelity of images generated from the test captions: the digit (MNIST evaluator on the grey image),
+        colour and stroke (attribute classifier fitted on the captions val split) read back, per stage (stage I
+        bilinearly upsampled to 28), with the real test digits as the floor; FD-evaluator (grey) of each stage
+        against the real test digits, and of real val against real test as the floor."""
+        from genzoo.metrics.attributes import digit_predictions, fit_attribute_classifier, predict_attributes, to_grey
+        from genzoo.metrics.frechet import features, frechet_distance
+
+        val, test = data["val"], data["test"]
+        if self.config.score_rows:
+            test = {k: v[:self.config.score_rows] for k, v in test.items()}
+        classifier = fit_attribute_classifier(val["x"], val["colour"], val["stroke"], seed=0)
+        device = test["tokens"].device
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), adv.evaluating(self):
+            torch.manual_seed(0)
+            parts = [self.generate(test["tokens"][i:i + 1000]) for i in range(0, len(test["tokens"]), 1000)]
+        s1 = torch.cat([p[0] for p in parts])
+        up1 = F.interpolate(s1, size=(28, 28), mode="bilinear", align_corners=False).clamp(0, 1)
+        images = {"real": to_unit(test["x"]), "stage1": up1, "stage2": torch.cat([p[1] for p in parts])}
+        scores = {"scored_images": float(len(test["tokens"]))}
+        for name, x01 in images.items():
+            colour, stroke = predict_attributes(classifier, x01)
+            digit = digit_predictions(evaluator, x01)
+            hits = {"digit": digit == test["y"], "colour": colour == test["colour"], "stroke": stroke == test["stroke"]}
+            hits["all"] = hits["digit"] & hits["colour"] & hits["stroke"]
+            scores.update({f"{name}_{k}_accuracy": v.float().mean().item() for k, v in hits.items()})
+        real_feats = features(evaluator, to_grey(images["real"]))
+        for name in ("stage1", "stage2"):
+            scores[f"fd_{name}"] = frechet_distance(real_feats, features(evaluator, to_grey(images[name])))
+        scores["fd_real_val"] = frechet_distance(real_feats, features(evaluator, to_grey(to_unit(val["x"]))))
+        return scores

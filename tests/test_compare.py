@@ -1,0 +1,140 @@
+"""The compare stage: nearest-neighbour distances against brute force, memorization on copies and on noise,
+the aggregates over seeds, the stale-model refusal, seed reuse, and the whole stage on the tiny data set."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import dataclasses
+import json
+
+import pytest
+import torch
+from tiny_data import tiny_images
+
+from genzoo import compare as compare_module
+from genzoo.compare import aggregate, compare_stage, grey_share, memorization, nearest_distances
+from genzoo.errors import GenzooError
+from genzoo.models import build_model, save_model
+from genzoo.params import CompareParams
+
+SHAPE, CLASSES = (1, 28, 28), 10
+
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 64])
+def test_nearest_distances_equal_brute_force(chunk):
+    gen = torch.Generator().manual_seed(0)
+    queries, reference = torch.rand(23, 3, 5, generator=gen), torch.rand(40, 15, generator=gen)
+    distances, indices = nearest_distances(queries, reference, chunk=chunk)
+    brute = torch.cdist(queries.flatten(1).double(), reference.double())  # (23, 40)
+    expected, expected_index = brute.min(1)
+    assert torch.equal(indices, expected_index)
+    torch.testing.assert_close(distances.double(), expected, atol=1e-5, rtol=1e-5)
+    reference[5] = queries[3].flatten()  # an exact copy: exactly 0, not the expansion's rounding
+    distances, indices = nearest_distances(queries, reference, chunk=chunk)
+    assert indices[3] == 5 and distances[3] == 0
+    reference[30] = reference[5]  # a tie across blocks goes to the lowest index, whatever the chunk
+    assert nearest_distances(queries, reference, chunk=chunk)[1][3] == 5
+
+
+def digits(n, seed):
+    gen = torch.Generator().manual_seed(seed)
+    return tiny_images(torch.arange(n) % CLASSES, 28, gen).float().div(255).unsqueeze(1)  # (n, 1, 28, 28)
+
+
+def test_memorization_flags_copies_of_training_digits_and_not_noise():
+    train, test = digits(200, 1), digits(60, 2)
+    copies = memorization(train[torch.randperm(200, generator=torch.Generator().manual_seed(3))[:60]], train, test,
+                          chunk=50)
+    assert copies["ratio"] == 0 and copies["near_copies"] == 1 and copies["median_test"] > 0
+    noise = memorization(torch.rand(60, *SHAPE, generator=torch.Generator().manual_seed(4)), train, test, chunk=50)
+    assert noise["ratio"] > 2 and noise["near_copies"] == 0
+    fresh = memorization(digits(60, 5), train, test, chunk=50)  # new digits of the same kind: like the test set
+    assert 0.6 < fresh["ratio"] < 1.5 and fresh["near_copies"] < 0.1
+
+
+def test_grey_share_counts_only_mid_grey_pixels():
+    assert grey_share(torch.tensor([0.0, 0.05, 0.1, 0.5, 0.9, 0.95, 1.0, 0.3])) == pytest.approx(2 / 8)
+
+
+def test_aggregates_on_hand_made_rows():
+    rows = [{"seed": 0, "fd": 1.0, "classes_hit": 10, "test_nll": None, "source": "train@vae"},
+            {"seed": 1, "fd": 3.0, "classes_hit": 9, "test_nll": 90.0},
+            {"seed": 2, "fd": 5.0, "classes_hit": 10, "test_nll": 92.0}]
+    agg = aggregate(rows, num_classes=10)
+    assert agg["fd"] == {"mean": 3.0, "std": pytest.approx(2.0), "min": 1.0, "max": 5.0, "n": 3}
+    assert agg["test_nll"]["n"] == 2 and agg["test_nll"]["mean"] == 91.0  # the missing value is not a zero
+    assert agg["classes_hit"]["min"] == 9 and agg["seeds_missing_a_class"] == 1 and agg["seeds"] == [0, 1, 2]
+    assert "seed" not in agg and "source" not in agg
+    assert aggregate(rows[:1], 10)["fd"]["std"] == 0.0
+
+
+# ---------------------------------------------------------------- the stage on tiny data
+
+def stage_params(tiny_params, models, seeds):
+    params = copy.deepcopy(tiny_params)
+    params.compare = CompareParams(models=models, seeds=seeds, n_samples=120, memorization_samples=40, figure_pairs=3)
+    params.raw["compare"] = dataclasses.asdict(params.compare)
+    params.evaluate.parzen_samples = 120
+    params.engine.monitor_samples = 0
+    return params
+
+
+def save_models(params, folder, names, seed=0):
+    for name in ["evaluator", *names]:  # untrained weights will do: the plumbing is what is tested
+        model = build_model(name, params.model(name), SHAPE, CLASSES, seed)
+        save_model(model, name, folder / name / "model.pt")
+
+
+def test_stage_refuses_a_stale_model(tiny_processed, tiny_params, tmp_path):
+    params = stage_params(tiny_params, ["vae"], [0, 1])
+    stale = dataclasses.replace(params.model("vae"), latent_dim=3)
+    save_models(params, tmp_path / "models", [])
+    save_model(build_model("vae", stale, SHAPE, CLASSES), "vae", tmp_path / "models" / "vae" / "model.pt")
+    with pytest.raises(GenzooError, match="stale.*latent_dim"):
+        compare_stage(params, tiny_processed, tmp_path / "models", tmp_path / "metrics", tmp_path / "ckpt")
+    assert not (tmp_path / "metrics").exists() and not (tmp_path / "models" / "compare").exists()
+
+
+def test_stage_on_tiny_data_writes_json_csv_figures_and_reuses_the_run_seed_model(tiny_processed, tiny_params,
+                                                                                  tmp_path, monkeypatch):
+    params = stage_params(tiny_params, ["vae", "gan"], [0, 1])
+    models, metrics = tmp_path / "models", tmp_path / "metrics"
+    save_models(params, models, ["vae", "gan"], seed=7)
+    fitted = []
+    real_fit = compare_module.fit
+    monkeypatch.setattr(compare_module, "fit", lambda *a, **k: fitted.append(k["seed"]) or real_fit(*a, **k))
+    summary = compare_stage(params, tiny_processed, models, metrics, tmp_path / "ckpt")
+    assert fitted == [1, 1], "seed 0 = run.seed is loaded from the train@ stage, never trained"
+    written = json.loads((metrics / "compare.json").read_text())
+    assert written["runs"] == json.loads(json.dumps(summary["runs"]))
+    for name in ("vae", "gan"):
+        s0, s1 = written["runs"][name]["s0"], written["runs"][name]["s1"]
+        assert s0["source"] == f"train@{name}" and s0["train_seconds"] is None
+        assert s1["source"] == "trained here" and s1["train_seconds"] > 0 and s1["steps"] > 0
+        for row in (s0, s1):
+            for key in ("fd", "kid", "precision", "recall", "classes_hit", "kl_to_uniform", "parzen_ll", "grey_share",
+                        "mem_pixel_ratio", "mem_pixel_near_copies", "mem_feature_ratio", "mem_feature_near_copies"):
+                assert isinstance(row[key], (int, float)) and row[key] == row[key], (name, key)
+        agg = written["aggregates"][name]
+        assert agg["fd"]["n"] == 2 and agg["fd"]["min"] <= agg["fd"]["mean"] <= agg["fd"]["max"]
+        assert agg["fd"]["std"] == pytest.approx(abs(s0["fd"] - s1["fd"]) / 2 ** 0.5)
+        assert 0 <= agg["seeds_missing_a_class"] <= 2
+    assert "test_nll" in written["runs"]["vae"]["s1"] and "test_nll" not in written["runs"]["gan"]["s1"]
+    assert set(written["protocol"]) >= {"sharpness", "blur", "likelihood", "modes", "stability", "memorization"}
+    assert written["provenance"]["stage"] == "compare" and 0 < written["real_test"]["grey_share"] < 1
+    # the reused model is the saved one: its samples score as the saved file's do
+    assert (models / "compare" / "vae_s1" / "model.pt").exists() and (models / "compare" / "gan_s1" / "model.pt").exists()
+    assert not (models / "compare" / "vae_s0").exists() and not list((tmp_path / "ckpt").glob("*.pt"))
+    rows = list(csv.DictReader((metrics / "plots" / "compare.csv").open()))
+    assert [(r["model"], r["seed"]) for r in rows] == [("vae", "0"), ("vae", "1"), ("gan", "0"), ("gan", "1")]
+    assert {"fd", "grey_share", "mem_pixel_ratio", "parzen_ll"} <= set(rows[0])
+    assert {p.name for p in (metrics / "figures" / "compare").iterdir()} == {
+        f"{m}_{k}.png" for m in ("vae", "gan") for k in ("samples", "memorization")}
+    # the same run again gives the same numbers (sampling and distances are seeded and deterministic)
+    again = compare_stage(params, tiny_processed, models, tmp_path / "metrics2", tmp_path / "ckpt")
+    assert again["runs"]["vae"]["s0"]["fd"] == summary["runs"]["vae"]["s0"]["fd"]
+    assert again["runs"]["gan"]["s1"]["mem_pixel_ratio"] == summary["runs"]["gan"]["s1"]["mem_pixel_ratio"]

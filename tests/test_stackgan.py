@@ -1,0 +1,230 @@
+"""StackGAN and its captions set: deterministic captions that round-trip and match their images, the
+conditioning augmentation's KL, the matching-aware discriminator's three kinds of pairs, and the update order
+(stage II never changes stage I; G's step leaves D and the text encoder bit-identical)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from genzoo.data import captions as cap
+from genzoo.data.derived import stroke
+from genzoo.errors import DataError
+from genzoo.models import stackgan as sg
+
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def base_split(n: int, seed: int = 0) -> dict[str, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.zeros(n, 1, 28, 28, dtype=torch.uint8)
+    x[:, :, 8:20, 12:16] = (150 + 100 * torch.rand(n, 1, 1, 1, generator=gen)).to(torch.uint8)  # a bar
+    return {"x": x, "y": torch.arange(n) % 10}
+
+
+def build(n: int = 40, seed: int = 0) -> dict[str, torch.Tensor]:
+    return cap.build_captions(base_split(n), torch.Generator().manual_seed(seed))
+
+
+def tiny_model(seed: int = 0, **changes) -> sg.Model:
+    config = dataclasses.replace(sg.Config(), z_dim=8, c_dim=4, text_dim=16, word_dim=8, g_width=8, d_width=8,
+                                 d_text=8, res_blocks=1, **changes)
+    torch.manual_seed(seed)
+    return sg.Model(config)
+
+
+def snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+# ---------------------------------------------------------------- the captions set
+
+
+def test_captions_are_deterministic_for_a_seed_and_differ_across_seeds():
+    a, b, c = build(seed=1), build(seed=1), build(seed=2)
+    assert set(a) == set(cap.KEYS)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not torch.equal(a["tokens"], c["tokens"])
+    cap.check_captions(a, "built")  # what build makes passes the loader's checks
+
+
+def test_every_template_round_trips_and_names_the_rows_attributes():
+    for t in range(len(cap.TEMPLATES)):
+        for digit, colour, kind in ((7, 0, 2), (0, 2, 0), (3, 1, 1)):
+            text = cap.caption(digit, colour, kind, t)
+            tokens = cap.tokenize(text)
+            assert tokens.shape == (cap.MAX_TOKENS,) and tokens.dtype == torch.int64
+            assert cap.caption_text(tokens) == text
+            vectorised = cap.captions_tokens(torch.tensor([digit]), torch.tensor([colour]), torch.tensor([kind]),
+                                             torch.tensor([t]))
+            assert torch.equal(vectorised[0], tokens)
+    data = build(60)
+    assert len({tuple(r) for r in (data["tokens"] > 0).int().tolist()}) > 1  # several templates drawn
+    for row in range(60):
+        words = cap.caption_text(data["tokens"][row]).split()
+        assert cap.DIGITS[data["y"][row]] in words and cap.COLOURS[data["colour"][row]] in words
+        assert cap.STROKES[data["stroke"][row]] in words
+
+
+def test_unknown_words_and_overlong_captions_are_refused():
+    with pytest.raises(DataError, match="unknown word"):
+        cap.tokenize("a purple seven")
+    with pytest.raises(DataError, match="unknown word"):
+        cap.tokenize("<pad> seven")
+    with pytest.raises(DataError, match="at most"):
+        cap.tokenize("a " * (cap.MAX_TOKENS + 1))
+
+
+def test_images_match_their_colour_and_stroke():
+    base, data = base_split(30), build(30)
+    assert data["x"].shape == (30, 3, 28, 28) and data["x"].dtype == torch.uint8
+    assert set(data["colour"].tolist()) == {0, 1, 2} and set(data["stroke"].tolist()) == {0, 1, 2}
+    for i in range(30):
+        c = data["colour"][i]
+        grey = stroke(base["x"][i:i + 1], data["stroke"][i:i + 1])[0]  # (1, 28, 28)
+        assert torch.equal(data["x"][i, c], grey[0])
+        others = [k for k in range(3) if k != c]
+        assert (data["x"][i, others] == 0).all()
+
+
+def test_load_captions_validates(tmp_path):
+    data = build(10)
+    torch.save(data, tmp_path / "val.pt")
+    loaded = cap.load_captions(tmp_path, "val")
+    assert torch.equal(loaded["tokens"], data["tokens"])
+    with pytest.raises(DataError, match="dvc repro derive"):
+        cap.load_captions(tmp_path, "test")  # missing
+    torch.save({k: v for k, v in data.items() if k != "tokens"}, tmp_path / "train.pt")
+    with pytest.raises(DataError, match="missing tokens"):
+        cap.load_captions(tmp_path, "train")
+    torch.save({**data, "tokens": data["tokens"] + 100}, tmp_path / "train.pt")
+    with pytest.raises(DataError, match="vocabulary"):
+        cap.load_captions(tmp_path, "train")
+
+
+# ---------------------------------------------------------------- the model's pieces
+
+
+def test_ca_kl_is_zero_at_the_prior_and_its_gradient_points_there():
+    zeros = torch.zeros(5, 4)
+    assert sg.kl_loss(zeros, zeros).item() == 0.0
+    mu = torch.full((5, 4), 0.5, requires_grad=True)
+    log_sigma = torch.full((5, 4), -0.3, requires_grad=True)
+    kl = sg.kl_loss(mu, log_sigma)
+    assert kl.item() > 0
+    kl.backward()
+    assert (mu.grad > 0).all() and (log_sigma.grad < 0).all()  # descent moves mu to 0 and sigma up to 1
+    closed = 0.5 * (0.25 + torch.exp(torch.tensor(-0.6)) - 1 + 0.6) * 4  # per row, summed over 4 dims
+    torch.testing.assert_close(kl.detach(), closed)
+
+
+def test_mismatched_captions_differ_from_the_right_ones():
+    data = build(40)
+    for key in ("y", "colour", "stroke"):  # row 1 shows row 0's digit, colour and stroke: a true match
+        data[key] = data[key].clone()
+        data[key][1] = data[key][0]
+    torch.manual_seed(0)
+    rolled, valid = sg.mismatch(data, 0.0)
+    assert torch.equal(rolled, data["tokens"].roll(1, 0))
+    assert valid[1] == 0 and valid.sum() == 39  # the true match is left out of the wrong pairs, no other row
+    swapped, valid = sg.mismatch(data, 1.0)
+    assert (valid == 1).all()
+    for row in range(40):
+        right, wrong = data["tokens"][row], swapped[row]
+        changed = (right != wrong).nonzero().flatten()
+        assert len(changed) == 1  # exactly one word: one attribute swapped within its block
+        block = next(ids for ids in sg.BLOCKS if right[changed[0]].item() in ids)
+        assert wrong[changed[0]].item() in block
+
+
+def test_matching_aware_d_sees_three_kinds_of_pairs(monkeypatch):
+    model, data = tiny_model(), build(16)
+    seen = []
+    forward = sg.MatchingDiscriminator.forward
+
+    def spy(self, x, phi):
+        seen.append((self is model.disc["d1"], x.detach().clone(), phi.detach().clone()))
+        return forward(self, x, phi)
+
+    monkeypatch.setattr(sg.MatchingDiscriminator, "forward", spy)
+    model.d_step(data, model.configure_optimizers())
+    d1 = [s for s in seen if s[0]]
+    assert len(d1) == 3  # real + right, real + wrong, fake + right
+    (_, real, phi), (_, real_again, phi_wrong), (_, fake, phi_again) = d1
+    assert torch.equal(real, real_again) and not torch.equal(real, fake)
+    assert torch.equal(phi, phi_again) and not torch.equal(phi, phi_wrong)
+    logits = torch.zeros(4)
+    full = sg.matching_d_loss(logits, logits + 3, logits, torch.ones(4))
+    dropped = sg.matching_d_loss(logits, logits + 3, logits, torch.zeros(4))
+    assert full > dropped  # a confident "real" on wrong pairs is penalised unless the pair truly matches
+
+
+def test_stage_two_loss_never_reaches_stage_one():
+    model, data = tiny_model(), build(16)
+    out = model.g_losses(data)
+    stage1 = list(model.gen["g1"].parameters()) + list(model.gen["ca1"].parameters())
+    grads = torch.autograd.grad(out["loss_g2"], stage1, allow_unused=True)
+    assert all(g is None or (g == 0).all() for g in grads)
+    grads2 = torch.autograd.grad(out["loss_g2"], list(model.gen["g2"].parameters()), allow_unused=True)
+    assert any(g is not None and g.abs().sum() > 0 for g in grads2)
+    grads1 = torch.autograd.grad(out["loss_g1"], stage1, allow_unused=True)
+    assert any(g is not None and g.abs().sum() > 0 for g in grads1)
+
+
+def test_g_step_leaves_d_and_the_encoder_bit_identical_and_d_step_leaves_g():
+    model, data = tiny_model(), build(16)
+    opt = model.configure_optimizers()
+    d_before, g_before = snapshot(model.disc), snapshot(model.gen)
+    model.g_step(data, opt)
+    assert same(snapshot(model.disc), d_before) and not same(snapshot(model.gen), g_before)
+    d_before, g_before = snapshot(model.disc), snapshot(model.gen)
+    model.d_step(data, opt)
+    assert not same(snapshot(model.disc["encoder"]), snapshot(tiny_model().disc["encoder"]))  # D trains the encoder
+    g_params = {k: v for k, v in snapshot(model.gen).items() if "running" not in k and "num_batches" not in k}
+    assert same(g_params, {k: g_before[k] for k in g_params})  # G's weights untouched (BN statistics may move)
+
+
+def test_train_step_is_finite_and_generate_has_the_right_shapes_and_range():
+    model, data = tiny_model(swap_fraction=0.5), build(16)
+    opt = model.configure_optimizers()
+    for _ in range(2):
+        out = model.train_step(data, opt)
+    assert all(torch.isfinite(v) for v in out.values())
+    assert {"loss_d1", "loss_d2", "loss_g1", "loss_g2", "kl1", "kl2"} <= set(out)
+    model.eval()
+    s1, s2 = model.generate(data["tokens"][:5])
+    assert s1.shape == (5, 3, 14, 14) and s2.shape == (5, 3, 28, 28)
+    assert 0 <= s1.min() and s1.max() <= 1 and 0 <= s2.min() and s2.max() <= 1
+    assert not hasattr(model, "sample")
+
+
+def test_changing_the_caption_changes_the_output():
+    model = tiny_model().eval()
+    z = torch.randn(2, model.config.z_dim)
+    red = cap.tokenize("a thick red seven").expand(2, -1)
+    blue = cap.tokenize("a thick blue seven").expand(2, -1)
+    torch.manual_seed(0)
+    a1, a2 = model.generate(red, z)
+    torch.manual_seed(0)
+    b1, b2 = model.generate(blue, z)
+    torch.manual_seed(0)
+    c1, c2 = model.generate(red, z)
+    assert torch.equal(a2, c2)  # same caption, z and CA noise: the same image
+    assert not torch.allclose(a1, b1) and not torch.allclose(a2, b2)
+
+
+def test_pictures_are_named_unit_range_grids():
+    model, data = tiny_model(), build(24)
+    grids = model.pictures(data)
+    assert set(grids) == {"captions", "stages", "real"}
+    for images, nrow in grids.values():
+        assert images.ndim == 4 and images.shape[1] == 3 and nrow >= 1
+        assert 0 <= images.min() and images.max() <= 1
+    assert grids["stages"][0].shape == (40, 3, 28, 28)
