@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from genzoo.data import derived
+from genzoo.data import quickdraw as Q
 from genzoo.data import strokes as S
 from genzoo.errors import DataError
 from genzoo.io import save_torch
@@ -206,7 +207,7 @@ def _offline(monkeypatch):
     def refuse(*args, **kwargs):
         raise urllib.error.URLError("offline (test)")
 
-    monkeypatch.setattr(S.urllib.request, "urlopen", refuse)
+    monkeypatch.setattr(Q.urllib.request, "urlopen", refuse)
 
 
 def test_fetch_from_mirror_records_and_verifies_checksums(tmp_path, monkeypatch):
@@ -215,20 +216,20 @@ def test_fetch_from_mirror_records_and_verifies_checksums(tmp_path, monkeypatch)
     _npz(mirror / "quickdraw" / "cat.npz", {"train": [5, 6], "valid": [4], "test": [4]})
     _npz(mirror / "dog.npz", {"train": [5], "valid": [4], "test": [4]}, seed=1)  # flat layout too
     sums, raw = tmp_path / "sums.json", tmp_path / "raw"
-    paths = S.fetch_quickdraw(["cat", "dog"], raw, [tmp_path / "nothing", mirror], sums)
+    paths = Q.fetch_quickdraw(["cat", "dog"], raw, [tmp_path / "nothing", mirror], sums)
     assert paths == {"cat": raw / "cat.npz", "dog": raw / "dog.npz"}
     recorded = json.loads(sums.read_text())
-    assert recorded["cat"] == S._sha256((mirror / "quickdraw" / "cat.npz").read_bytes())
-    assert S.fetch_quickdraw(["cat"], raw, [mirror], sums)["cat"].read_bytes() == paths["cat"].read_bytes()
+    assert recorded["cat"] == Q._sha256((mirror / "quickdraw" / "cat.npz").read_bytes())
+    assert Q.fetch_quickdraw(["cat"], raw, [mirror], sums)["cat"].read_bytes() == paths["cat"].read_bytes()
     # a tampered raw file is replaced from the mirror; a tampered mirror is refused with both hashes
     paths["cat"].write_bytes(b"junk")
-    S.fetch_quickdraw(["cat"], raw, [mirror], sums)
-    assert S._sha256(paths["cat"].read_bytes()) == recorded["cat"]
+    Q.fetch_quickdraw(["cat"], raw, [mirror], sums)
+    assert Q._sha256(paths["cat"].read_bytes()) == recorded["cat"]
     _npz(mirror / "quickdraw" / "cat.npz", {"train": [7], "valid": [4], "test": [4]}, seed=5)
     paths["cat"].unlink()
     with pytest.raises(DataError, match="checksum mismatch") as err:
-        S.fetch_quickdraw(["cat"], raw, [mirror], sums)
-    assert recorded["cat"] in str(err.value) and S._sha256((mirror / "quickdraw" / "cat.npz").read_bytes()) in str(
+        Q.fetch_quickdraw(["cat"], raw, [mirror], sums)
+    assert recorded["cat"] in str(err.value) and Q._sha256((mirror / "quickdraw" / "cat.npz").read_bytes()) in str(
         err.value
     )
     assert not paths["cat"].exists()
@@ -237,7 +238,7 @@ def test_fetch_from_mirror_records_and_verifies_checksums(tmp_path, monkeypatch)
 def test_fetch_offline_without_mirror_says_how(tmp_path, monkeypatch):
     _offline(monkeypatch)
     with pytest.raises(DataError, match="data.mirror") as err:
-        S.fetch_quickdraw(["cat"], tmp_path / "raw", [tmp_path], tmp_path / "sums.json")
+        Q.fetch_quickdraw(["cat"], tmp_path / "raw", [tmp_path], tmp_path / "sums.json")
     assert "GENZOO_DATA_MIRROR" in str(err.value) and "cat" in str(err.value)
 
 
@@ -259,10 +260,10 @@ def test_restricted_unpickler_refuses_foreign_class(tmp_path):
         for key in ("train", "valid", "test"):
             archive.writestr(f"{key}.npy", buffer.getvalue())
     with pytest.raises(DataError, match="refused to load (posix|nt|os).system"):
-        S.read_quickdraw(path)
+        Q.read_quickdraw(path)
     assert not marker.exists()
     with pytest.raises(pickle.UnpicklingError):  # the unpickler itself, on a bare pickle
-        S._NumpyOnlyUnpickler(io.BytesIO(pickle.dumps(_Evil(marker)))).load()
+        Q._NumpyOnlyUnpickler(io.BytesIO(pickle.dumps(_Evil(marker)))).load()
     assert not marker.exists()
 
 
@@ -274,24 +275,24 @@ def test_restricted_unpickler_reads_numpy_object_arrays(protocol):
     np.lib.format.write_array_header_1_0(buffer, {"descr": "|O", "fortran_order": False, "shape": (2,)})
     buffer.write(pickle.dumps(obj, protocol=protocol))
     buffer.seek(0)
-    back = S.safe_load_npy(buffer)
+    back = Q.safe_load_npy(buffer)
     assert back.shape == (2,) and all(np.array_equal(a, b) and a.dtype == np.int16 for a, b in zip(back, obj))
 
 
 def test_read_and_convert_quickdraw(tmp_path):
     path = _npz(tmp_path / "cat.npz", {"train": [5, 6, 40], "valid": [4], "test": [3, 3]})
-    raw = S.read_quickdraw(path)
+    raw = Q.read_quickdraw(path)
     assert [len(raw[k]) for k in ("train", "val", "test")] == [3, 1, 2]
     assert all(s.dtype == np.int16 and s.shape[1] == 3 for s in raw["train"])
     square = np.array([[0, 0, 0], [100, 0, 0], [0, 50, 0], [-100, 0, 1]], dtype=np.int16)  # 100 x 50 box
     stats: dict = {}
-    data = S.quickdraw_to_set(raw["train"] + [square], label=3, max_len=20, stats=stats)
+    data = Q.quickdraw_to_set(raw["train"] + [square], label=3, max_len=20, stats=stats)
     assert stats["dropped"] == 1 and len(data["y"]) == 3  # the 40-point sketch does not fit
     assert (data["y"] == 3).all() and (data["digit"] == -1).all()
     _check_format(data, 20)
     pts = S.points(data["strokes"][-1:])[0, :4]
     assert torch.allclose(pts, torch.tensor([[4.0, 9], [24, 9], [24, 19], [4, 19]]))  # 20 px wide, centred
-    assert len(S.quickdraw_to_set(raw["train"], 0, 64, per_category=2)["y"]) == 2
+    assert len(Q.quickdraw_to_set(raw["train"], 0, 64, per_category=2)["y"]) == 2
 
 
 def _processed(folder: Path) -> None:
