@@ -127,7 +127,7 @@ def test_stage_on_tiny_data_writes_json_csv_figures_and_reuses_the_run_seed_mode
     assert set(written["protocol"]) >= {"sharpness", "blur", "likelihood", "modes", "stability", "memorization"}
     assert written["provenance"]["stage"] == "compare" and 0 < written["real_test"]["grey_share"] < 1
     # the reused model is the saved one: its samples score as the saved file's do
-    assert (models / "compare" / "vae_s1" / "model.pt").exists() and (models / "compare" / "gan_s1" / "model.pt").exists()
+    assert all((models / "compare" / f"{name}_s1" / "model.pt").exists() for name in ("vae", "gan"))
     assert not (models / "compare" / "vae_s0").exists() and not list((tmp_path / "ckpt").glob("*.pt"))
     rows = list(csv.DictReader((metrics / "plots" / "compare.csv").open()))
     assert [(r["model"], r["seed"]) for r in rows] == [("vae", "0"), ("vae", "1"), ("gan", "0"), ("gan", "1")]

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from tiny_data import font_digits
 
-from genzoo.data import derived
 from genzoo.data import quickdraw as Q
 from genzoo.data import strokes as S
 from genzoo.errors import DataError
@@ -36,15 +36,9 @@ def _rows(*rows) -> torch.Tensor:
     return out
 
 
-def _digits(n: int, seed: int = 0) -> dict[str, torch.Tensor]:
-    gen = torch.Generator().manual_seed(seed)
-    y = torch.arange(n) % 10
-    return {"x": derived.render_synthetic(y, gen), "y": y}
-
-
 @pytest.fixture(scope="module")
 def digits() -> dict[str, torch.Tensor]:
-    return _digits(30)
+    return font_digits(30)
 
 
 # ---------------------------------------------------------------- rasterize
@@ -297,7 +291,7 @@ def test_read_and_convert_quickdraw(tmp_path):
 
 def _processed(folder: Path) -> None:
     for split, n in (("train", 20), ("val", 10), ("test", 10)):
-        d = _digits(n, seed=len(split))
+        d = font_digits(n, seed=len(split))
         if split != "train":
             d["xb"] = (d["x"] >= 128).to(torch.uint8) * 255
         save_torch(d, folder / f"{split}.pt")

@@ -58,3 +58,12 @@ def write_tiny_mirror(
         lines.append(f"{hashlib.sha256(idx_bytes(tensor)).hexdigest()}  {file}\n")
     (folder / "SHA256SUMS").write_text("".join(lines))
     return Path(root)
+
+
+def font_digits(n: int, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Digit-like uint8 images (the synthetic set's font renders with jitter: real 2-4 px strokes), labels 0-9."""
+    from genzoo.data.derived import render_synthetic
+
+    gen = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % 10
+    return {"x": render_synthetic(y, gen), "y": y}

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from genzoo.data.derived import COLOURS, STROKES, colourize, stroke
-from genzoo.data.loading import read_split_file
+from genzoo.data.loading import read_split_file, require_tensors
 from genzoo.errors import DataError
 
 DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
@@ -102,11 +102,7 @@ def build_captions(split_dict: dict[str, torch.Tensor], gen: torch.Generator) ->
 
 def check_captions(data: object, where: str) -> None:
     """DataError unless `data` has exactly the keys, dtypes, shapes and value ranges `build_captions` makes."""
-    if not isinstance(data, dict):
-        raise DataError(f"{where}: holds a {type(data).__name__}, not a dict of tensors; {_HINT}.")
-    missing = [k for k in KEYS if not isinstance(data.get(k), torch.Tensor)]
-    if missing:
-        raise DataError(f"{where}: missing {', '.join(missing)}; it was written by another version - {_HINT}.")
+    require_tensors(data, KEYS, where, _HINT)
     n = len(data["x"])
     x, tokens = data["x"], data["tokens"]
     if x.dtype != torch.uint8 or x.ndim != 4 or x.shape[1] != 3:

@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from genzoo.data.loading import SPLITS, load_split, read_split_file
+from genzoo.data.loading import SPLITS, load_split, read_split_file, require_tensors
 from genzoo.data.preprocess import derived_seed
 from genzoo.errors import DataError
 from genzoo.io import save_torch, write_json
@@ -310,11 +310,7 @@ def set_path(root: Path, name: str, split: str) -> Path:
 def _check(data: object, name: str, split: str, where: str) -> None:
     """Raise DataError unless `data` has exactly the keys, dtypes and shapes that `build` makes."""
     spec = _SPEC[name][split]
-    if not isinstance(data, dict):
-        raise DataError(f"{where}: holds a {type(data).__name__}, not a dict of tensors; {_HINT}.")
-    missing = [k for k in spec if k not in data or not isinstance(data[k], torch.Tensor)]
-    if missing:
-        raise DataError(f"{where}: missing {', '.join(missing)}; it was written by another version - {_HINT}.")
+    require_tensors(data, spec, where, _HINT)
     full = next(data[k].shape[-2:] for k, (_, _, size) in spec.items() if size == "full")
     n = len(data[next(iter(spec))])
     for key, (dtype, channels, size) in spec.items():

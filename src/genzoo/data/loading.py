@@ -30,13 +30,20 @@ def read_split_file(folder: Path, split: str, hint: str, device: str | torch.dev
         raise DataError(f"{path}: unreadable ({type(exc).__name__}: {first}); {hint}.") from exc
 
 
+def require_tensors(data: object, keys, where: str, hint: str) -> None:
+    """DataError unless `data` is a dict with a tensor under every key (a file of another version, or not ours)."""
+    if not isinstance(data, dict):
+        raise DataError(f"{where}: holds a {type(data).__name__}, not a dict of tensors; {hint}.")
+    missing = [k for k in keys if not isinstance(data.get(k), torch.Tensor)]
+    if missing:
+        raise DataError(f"{where}: missing {', '.join(missing)}; it was written by another version - {hint}.")
+
+
 def load_split(processed_dir: Path, split: str, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
     """{"x": uint8 (N,1,H,W), "y": int64 (N,)} (+ "xb", binarized uint8, for val/test), on `device`."""
     data = read_split_file(processed_dir, split, _HINT, device)
     path = Path(processed_dir) / f"{split}.pt"
-    missing = [k for k in _KEYS[split] if not isinstance(data, dict) or k not in data]
-    if missing:
-        raise DataError(f"{path}: missing {', '.join(missing)}; it was written by another version - {_HINT}.")
+    require_tensors(data, _KEYS[split], str(path), _HINT)
     x, y = data["x"], data["y"]
     if x.dtype != torch.uint8 or x.ndim != 4 or y.dtype != torch.int64 or y.shape != (len(x),):
         raise DataError(

@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from genzoo.data.loading import SPLITS, load_split, read_split_file
+from genzoo.data.loading import SPLITS, load_split, read_split_file, require_tensors
 from genzoo.errors import DataError
 from genzoo.io import save_torch, write_json
 
@@ -387,11 +387,7 @@ def make_strokes(
 
 def _check(data: object, where: str) -> None:
     """Raise DataError unless `data` is a stroke set of the module docstring's keys, dtypes and shapes."""
-    if not isinstance(data, dict):
-        raise DataError(f"{where}: holds a {type(data).__name__}, not a dict of tensors; {_HINT}.")
-    missing = [k for k in ("strokes", "length", "y", "digit") if not isinstance(data.get(k), torch.Tensor)]
-    if missing:
-        raise DataError(f"{where}: missing {', '.join(missing)}; it was written by another version - {_HINT}.")
+    require_tensors(data, ("strokes", "length", "y", "digit"), where, _HINT)
     s = data["strokes"]
     if s.dtype != torch.float32 or s.ndim != 3 or s.shape[2] != 5 or s.shape[1] < 2:
         raise DataError(f"{where}: unexpected strokes {s.dtype} {tuple(s.shape)} (want float32 (N, T, 5)); {_HINT}.")
