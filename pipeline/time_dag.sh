@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Wall time of the whole DAG, stage by stage, as a new user gets it after `make install`: a fresh clone of HEAD,
+# every stage forced, the installed .venv reused (its editable genzoo is this checkout's src/, so src/ must be
+# committed). Run it on otherwise idle cores: anything else running inflates every number.
+#   bash pipeline/time_dag.sh [profile]      -> metrics/timing/<profile>_dag.json (commit it)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+profile=${1:-cpu}
+git diff --quiet HEAD -- src pipeline params.yaml dvc.yaml || { echo "commit src/, pipeline/ and the params first"; exit 1; }
+test -x .venv/bin/dvc || { echo "no .venv: run make install first"; exit 1; }
+if [ -z "${GENZOO_DATA_MIRROR:-}" ] && [ -d ../shared/data ]; then
+  export GENZOO_DATA_MIRROR="$(cd ../shared/data && pwd)"
+fi
+export PATH="$root/.venv/bin:$PATH" DVC_NO_ANALYTICS=1
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+git clone -q "$root" "$work/main"
+ln -s "$root/.venv" "$work/main/.venv"
+cd "$work/main"
+if [ "$profile" != cpu ]; then python pipeline/compose.py "profile=$profile"; fi
+mkdir -p "$root/metrics/timing"
+dvc repro --force 2>&1 | python3 -u -c '
+import json, os, platform, subprocess, sys, time
+
+out, profile = sys.argv[1], sys.argv[2]
+start = time.time()
+stages, current, began = {}, None, start
+for line in sys.stdin:
+    if line.startswith("Running stage "):
+        now = time.time()
+        if current:
+            stages[current] = round(now - began, 1)
+        current, began = line.split(chr(39))[1], now
+        print(f"{now - start:8.1f} s  {current}", flush=True)
+if current:
+    stages[current] = round(time.time() - began, 1)
+cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
+commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+result = {"command": f"bash pipeline/time_dag.sh {profile}", "profile": profile, "commit": commit,
+          "cores": os.cpu_count(), "cpu": cpu, "total_seconds": round(time.time() - start, 1), "stages": stages}
+open(out, "w").write(json.dumps(result, indent=2) + "\n")
+total = result["total_seconds"]
+print(f"total {total:.0f} s")
+' "$work/timing.json" "$profile"
+mv "$work/timing.json" "$root/metrics/timing/${profile}_dag.json"  # only a run that finished (pipefail)
+echo "wrote metrics/timing/${profile}_dag.json"
