@@ -121,7 +121,4 @@ def check_captions(data: object, where: str) -> None:
 
 def load_captions(folder: Path, split: str, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
     """folder/<split>.pt (the dict `build_captions` made), validated, on `device`."""
-    data = read_split_file(folder, split, _HINT, device)
-    path = Path(folder) / f"{split}.pt"
-    check_captions(data, str(path))
-    return data
+    return read_split_file(folder, split, _HINT, device, check_captions)

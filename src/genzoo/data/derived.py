@@ -339,10 +339,8 @@ def load_set(root: Path, name: str, split: str, device: str | torch.device = "cp
         from genzoo.data.strokes import load_strokes
 
         return load_strokes(set_path(root, name, split).parent, split, device)
-    path = set_path(root, name, split)
-    data = read_split_file(path.parent, split, _HINT, device)
-    _check(data, name, split, str(path))
-    return data
+    return read_split_file(set_path(root, name, split).parent, split, _HINT, device,
+                           lambda data, where: _check(data, name, split, where))
 
 
 def derive(processed_dir: Path, out_dir: Path, seed: int) -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -14,20 +15,25 @@ _KEYS = {"train": ("x", "y"), "val": ("x", "y", "xb"), "test": ("x", "y", "xb")}
 _HINT = "run `dvc repro preprocess` to (re)build it"
 
 
-def read_split_file(folder: Path, split: str, hint: str, device: str | torch.device = "cpu") -> object:
+def read_split_file(folder: Path, split: str, hint: str, device: str | torch.device = "cpu",
+                    check: Callable[[object, str], None] | None = None) -> object:
     """folder/<split>.pt loaded safely (weights_only) on `device`; a DataError ending in `hint` (the stage that
-    makes it) when the split is unknown or the file is missing or unreadable. Callers validate the content."""
+    makes it) when the split is unknown or the file is missing or unreadable. `check(data, path)` validates the
+    content (each set's own keys, dtypes and shapes) and raises DataError naming the file."""
     if split not in SPLITS:
         raise DataError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}.")
     path = Path(folder) / f"{split}.pt"
     if not path.is_file():
         raise DataError(f"{path}: not found; {hint}.")
     try:
-        return torch.load(path, map_location=device, weights_only=True)
+        data = torch.load(path, map_location=device, weights_only=True)
     except Exception as exc:  # torch raises many types for a corrupt zip/pickle; all mean the same here
         # first line only: torch's long advice to drop weights_only must not reach the user
         first = (str(exc).strip().splitlines() or [""])[0][:200]
         raise DataError(f"{path}: unreadable ({type(exc).__name__}: {first}); {hint}.") from exc
+    if check is not None:
+        check(data, str(path))
+    return data
 
 
 def require_tensors(data: object, keys, where: str, hint: str) -> None:
@@ -41,15 +47,16 @@ def require_tensors(data: object, keys, where: str, hint: str) -> None:
 
 def load_split(processed_dir: Path, split: str, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
     """{"x": uint8 (N,1,H,W), "y": int64 (N,)} (+ "xb", binarized uint8, for val/test), on `device`."""
-    data = read_split_file(processed_dir, split, _HINT, device)
-    path = Path(processed_dir) / f"{split}.pt"
-    require_tensors(data, _KEYS[split], str(path), _HINT)
-    x, y = data["x"], data["y"]
-    if x.dtype != torch.uint8 or x.ndim != 4 or y.dtype != torch.int64 or y.shape != (len(x),):
-        raise DataError(
-            f"{path}: unexpected tensors x {x.dtype} {tuple(x.shape)}, y {y.dtype} {tuple(y.shape)}; {_HINT}."
-        )
-    return data
+
+    def check(data: object, where: str) -> None:
+        require_tensors(data, _KEYS[split], where, _HINT)
+        x, y = data["x"], data["y"]
+        if x.dtype != torch.uint8 or x.ndim != 4 or y.dtype != torch.int64 or y.shape != (len(x),):
+            raise DataError(
+                f"{where}: unexpected tensors x {x.dtype} {tuple(x.shape)}, y {y.dtype} {tuple(y.shape)}; {_HINT}."
+            )
+
+    return read_split_file(processed_dir, split, _HINT, device, check)
 
 
 def load_meta(processed_dir: Path) -> dict:

@@ -401,10 +401,7 @@ def _check(data: object, where: str) -> None:
 
 def load_strokes(folder: Path, split: str, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
     """One split of the stroke set (module docstring), validated, on `device`."""
-    data = read_split_file(folder, split, _HINT, device)
-    path = Path(folder) / f"{split}.pt"
-    _check(data, str(path))
-    return data
+    return read_split_file(folder, split, _HINT, device, _check)
 
 
 def preview(folder: Path, n: int = 64) -> dict[str, tuple[torch.Tensor, int]]:

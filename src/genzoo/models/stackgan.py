@@ -81,6 +81,11 @@ def matching_d_loss(real: torch.Tensor, wrong: torch.Tensor, fake: torch.Tensor,
     return loss_real + 0.5 * (loss_wrong + loss_fake)
 
 
+def attributes(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """What a caption says of its row: (B, 3) digit, colour, stroke."""
+    return torch.stack([batch["y"], batch["colour"], batch["stroke"]], 1)
+
+
 def swap_attribute(tokens: torch.Tensor, which: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     """Shift the word of attribute which[b] (0 digit, 1 colour, 2 stroke) by shift[b] within its block (mod the
     block's size): another value of that attribute, everything else the same. (B, T) -> (B, T)."""
@@ -96,7 +101,7 @@ def mismatch(batch: dict[str, torch.Tensor], swap_fraction: float) -> tuple[torc
     """Mismatched captions for the batch's real images, and which of them truly mismatch: (B, T), (B,) 0/1."""
     tokens = batch["tokens"]
     b, device = len(tokens), tokens.device
-    attrs = torch.stack([batch["y"], batch["colour"], batch["stroke"]], 1)  # (B, 3)
+    attrs = attributes(batch)  # (B, 3)
     rolled = tokens.roll(1, 0)  # another row's caption (the paper's wrong pairs)
     differs = (attrs != attrs.roll(1, 0)).any(1).float()  # (B,)
     if swap_fraction <= 0:  # a config value, not a tensor: no host sync
@@ -297,9 +302,9 @@ class Model(nn.Module):
         return torch.randn(n, self.config.z_dim, device=next(self.parameters()).device)
 
     def embedding_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        attrs = torch.stack([batch["y"], batch["colour"], batch["stroke"]], 1)  # (B, 3)
         image = self.text["image"](to_unit(batch["x"]) * 2 - 1)
-        return joint_embedding_loss(image, self.encode(batch["tokens"]), attrs, self.config.embed_temperature)
+        return joint_embedding_loss(image, self.encode(batch["tokens"]), attributes(batch),
+                                    self.config.embed_temperature)
 
     def text_step(self, batch: dict[str, torch.Tensor], opt: dict) -> dict[str, torch.Tensor]:
         loss = self.embedding_loss(batch)
