@@ -7,7 +7,7 @@ import torch
 
 import genzoo.metrics.few_labels as few_labels
 from genzoo.metrics.few_labels import few_label_accuracy
-from genzoo.models import autoencoder, cvae
+from genzoo.models import autoencoder, blocks, cvae
 from genzoo.training import seed_everything
 
 SHAPE, CLASSES = (1, 28, 28), 10
@@ -168,7 +168,7 @@ def test_cvae_iwae_chunking_does_not_change_the_bound(monkeypatch):
     data = images(4)
     torch.manual_seed(0)
     whole = model.log_likelihood_given(data["xb"].float(), data["y"], k=2000)
-    monkeypatch.setattr(cvae, "CHUNK_ELEMENTS", 4 * 784 * 7)  # 7 samples per chunk
+    monkeypatch.setattr(blocks, "CHUNK_ELEMENTS", 4 * 784 * 7)  # 7 samples per chunk
     chunked = model.log_likelihood_given(data["xb"].float(), data["y"], k=2000)
     torch.testing.assert_close(whole, chunked, atol=0.3, rtol=0)  # Monte Carlo noise only
 

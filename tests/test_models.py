@@ -145,13 +145,13 @@ def test_iwae_bound_is_at_least_the_elbo_and_tightens_with_k(tiny_params):
 
 def test_iwae_chunking_does_not_change_the_bound(tiny_params, monkeypatch):
     """Splitting the k samples into chunks must give the same estimator (a wrong log k would shift it)."""
-    import genzoo.models.vae as vae
+    import genzoo.models.blocks as blocks
 
     model = tiny_model("vae", tiny_params).eval()
     xb = batch(n=4)["xb"].float()
     torch.manual_seed(0)
     whole = model.log_likelihood(xb, k=2000)
-    monkeypatch.setattr(vae, "CHUNK_ELEMENTS", 4 * 784 * 7)  # 7 samples per chunk: 286 chunks
+    monkeypatch.setattr(blocks, "CHUNK_ELEMENTS", 4 * 784 * 7)  # 7 samples per chunk: 286 chunks
     chunked = model.log_likelihood(xb, k=2000)
     torch.testing.assert_close(whole, chunked, atol=0.3, rtol=0)  # Monte Carlo noise only
 

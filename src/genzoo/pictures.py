@@ -37,3 +37,15 @@ def figure_to_image(fig) -> torch.Tensor:
     rgba = np.asarray(fig.canvas.buffer_rgba())
     plt.close(fig)
     return torch.from_numpy(rgba[..., :3].copy()).permute(2, 0, 1).unsqueeze(0).float() / 255.0
+
+
+def paired_groups(n: int) -> tuple[int, int]:
+    """(groups, per_row) for a picture of paired rows drawn from n examples: up to three groups of rows of 10."""
+    return max(1, min(3, n // 10)), min(10, n)
+
+
+def interleave_rows(rows: list[torch.Tensor], per_row: int) -> torch.Tensor:
+    """Rows that belong together stacked group by group: input, output, truth of the first `per_row` examples,
+    then of the next, ... Each of `rows` is (groups * per_row, C, H, W); the result is one grid's images."""
+    groups = len(rows[0]) // per_row
+    return torch.stack([r.view(groups, per_row, *r.shape[1:]) for r in rows], 1).flatten(0, 2)

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
+
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+LOG_2PI = math.log(2 * math.pi)
+CHUNK_ELEMENTS = 1 << 26  # decoder outputs iwae_bound holds at once (256 MB in fp32)
 
 
 def mlp(sizes: list[int], activation: type[nn.Module] = nn.ReLU) -> nn.Sequential:
@@ -14,6 +21,16 @@ def mlp(sizes: list[int], activation: type[nn.Module] = nn.ReLU) -> nn.Sequentia
         if i < len(sizes) - 2:
             layers.append(activation())
     return nn.Sequential(*layers)
+
+
+def normal_init(module: nn.Module, std: float = 0.02) -> None:
+    """DCGAN's initialisation, which its successors' papers and code keep: every linear and (transposed)
+    convolution weight ~ N(0, std), biases 0; BatchNorm keeps its own (weight 1, bias 0)."""
+    for m in module.modules():
+        if isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.normal_(m.weight, 0.0, std)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
 
 
 def adam(params, lr: float, betas: tuple[float, float] = (0.9, 0.999), weight_decay: float = 0.0) -> torch.optim.Adam:
@@ -50,3 +67,28 @@ def elbo_step(model: nn.Module, terms: dict[str, torch.Tensor], optimizer: torch
     (kl * weight - rec).backward()
     optimizer.step()
     return {"loss": (kl - rec).detach(), "rec": -rec.detach(), "kl": kl.detach()}
+
+
+def iwae_bound(x: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor, k: int,
+               decode: Callable[[torch.Tensor], torch.Tensor],
+               flow: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None) -> torch.Tensor:
+    """The importance-weighted bound of Burda et al. 2016 on log p(x), per image (B,), in nats, for the VAE family:
+    k samples of the Gaussian posterior N(mean, exp(logvar)) (B, L) each, optionally pushed through `flow`
+    (z0 -> (zK, log det), the posterior's density then drops by log det), a standard normal prior, and a Bernoulli
+    decoder `decode` (z (k', B, L) -> logits (k', B, D)) scored on the binary x (B, D). The k samples go through
+    in chunks of at most CHUNK_ELEMENTS decoder outputs, which leaves the estimator unchanged."""
+    std = (0.5 * logvar).exp()
+    chunk = max(1, CHUNK_ELEMENTS // (x.shape[0] * x.shape[1]))
+    log_w = []
+    for start in range(0, k, chunk):
+        eps = torch.randn(min(chunk, k - start), *mean.shape, device=x.device)  # (k', B, L)
+        z = mean + std * eps
+        log_q = -0.5 * (eps.pow(2) + LOG_2PI + logvar).sum(-1)  # (k', B) log q_0(z_0|x)
+        if flow is not None:
+            z, log_det = flow(z)
+            log_q = log_q - log_det  # log q_K(z_K|x)
+        log_prior = -0.5 * (z.pow(2) + LOG_2PI).sum(-1)
+        logits = decode(z).float()  # (k', B, D)
+        log_px = -F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none").sum(-1)
+        log_w.append(log_px + log_prior - log_q)
+    return torch.logsumexp(torch.cat(log_w), dim=0) - math.log(k)

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genzoo.models import adversarial as adv
-from genzoo.models.blocks import adam, to_unit
+from genzoo.models.blocks import adam, normal_init, to_unit
 from genzoo.params import TrainConfig, param
 
 
@@ -144,10 +144,7 @@ class Model(nn.Module):
         self.disc_b = discriminator(c, config.disc_width)
         self.pool_a = ImagePool(config.pool_size, image_shape)  # fakes F(b) for D_A
         self.pool_b = ImagePool(config.pool_size, image_shape)  # fakes G(a) for D_B
-        for m in self.modules():  # the paper's code: weights ~ N(0, 0.02)
-            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
-                nn.init.normal_(m.weight, 0.0, 0.02)
-                nn.init.zeros_(m.bias)
+        normal_init(self)  # the paper's code: weights ~ N(0, 0.02)
 
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         betas = (self.config.beta1, 0.999)

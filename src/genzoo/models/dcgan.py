@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from genzoo.models import adversarial as adv
-from genzoo.models.blocks import adam
+from genzoo.models.blocks import adam, normal_init
 from genzoo.params import TrainConfig, param
 
 K = 5  # kernel size; stride 2 with padding 2 halves (D) or, with output_padding 1, doubles (G) the side
@@ -68,11 +68,7 @@ class Model(adv.GeneratorDiscriminatorPair, nn.Module):
         self.noise_bounds = adv.noise_bounds(config.noise)
         self.gen = generator(config.noise_dim, config.width, image_shape[0])
         self.disc = discriminator(config.width, image_shape[0])
-        for m in self.modules():  # the paper: every weight ~ N(0, 0.02)
-            if isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
-                nn.init.normal_(m.weight, 0.0, 0.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
+        normal_init(self)  # the paper: every weight ~ N(0, 0.02)
 
     def generate(self, z: torch.Tensor) -> torch.Tensor:
         return (self.gen(z) + 1) / 2  # (B, C, H, W) in [0, 1]

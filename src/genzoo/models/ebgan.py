@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from genzoo.models import adversarial as adv
-from genzoo.models.blocks import adam, to_unit
+from genzoo.models.blocks import adam, normal_init, to_unit
 from genzoo.models.dcgan import K, generator
 from genzoo.params import TrainConfig, param
 
@@ -117,11 +117,7 @@ class Model(adv.GeneratorDiscriminatorPair, nn.Module):
         self.noise_bounds = adv.noise_bounds(config.noise)
         self.gen = generator(config.noise_dim, config.width, image_shape[0])
         self.disc = AutoencoderCritic(config.width, image_shape[0], config.code_dim, config.disc_batchnorm)
-        for m in self.modules():  # DCGAN's init, which the paper's conv models follow
-            if isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
-                nn.init.normal_(m.weight, 0.0, 0.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
+        normal_init(self)  # DCGAN's init, which the paper's conv models follow
 
     def generate(self, z: torch.Tensor) -> torch.Tensor:
         return (self.gen(z) + 1) / 2  # (B, C, H, W) in [0, 1]

@@ -34,6 +34,7 @@ from genzoo.metrics.translation import translate_all, translation_scores
 from genzoo.models import adversarial as adv
 from genzoo.models.blocks import adam, to_unit
 from genzoo.params import TrainConfig, param
+from genzoo.pictures import interleave_rows, paired_groups
 
 FACTOR = 4
 LOSSES = ("pixel", "perceptual")
@@ -205,14 +206,13 @@ class Model(nn.Module):
     @torch.no_grad()
     def pictures(self, data: dict[str, torch.Tensor]) -> dict[str, tuple[torch.Tensor, int]]:
         """Groups of four rows of 10: low-res input (nearest ×4), bicubic, EnhanceNet output, truth."""
-        groups, per_row = max(1, min(3, len(data["a"]) // 10)), min(10, len(data["a"]))
+        groups, per_row = paired_groups(len(data["a"]))
         a, b = data["a"][:groups * per_row], data["b"][:groups * per_row]
         with adv.evaluating(self):
             fake = self.translate({"a": a})
         low = F.interpolate(to_unit(a), scale_factor=FACTOR, mode="nearest")
         rows = [low, bicubic(to_unit(a)).clamp(0, 1), fake, to_unit(b)]
-        grid = torch.stack([r.view(groups, per_row, *r.shape[1:]) for r in rows], 1)  # (G, 4, per_row, C, H, W)
-        return {"superresolution": (grid.flatten(0, 2), per_row)}
+        return {"superresolution": (interleave_rows(rows, per_row), per_row)}
 
     @torch.no_grad()
     def extra_scores(self, data: dict[str, dict[str, torch.Tensor]], evaluator: nn.Module) -> dict[str, float]:

@@ -26,11 +26,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genzoo.models.blocks import adam, binarize, elbo_step, mlp
+from genzoo.models.blocks import adam, binarize, elbo_step, iwae_bound, mlp
 from genzoo.params import TrainConfig, param
 
-LOG_2PI = math.log(2 * math.pi)
-CHUNK_ELEMENTS = 1 << 26  # decoder outputs held at once by log_likelihood (256 MB in fp32)
 
 
 def constrain(u: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -137,18 +135,7 @@ class Model(nn.Module):
         """IWAE lower bound on log p(x) with k importance samples from q_K, per image (B,), in nats."""
         x = xb.flatten(1).float()  # (B, D)
         mean, logvar, params = self.encode(x)
-        std = (0.5 * logvar).exp()
-        chunk = max(1, CHUNK_ELEMENTS // (x.shape[0] * x.shape[1]))
-        log_w = []
-        for start in range(0, k, chunk):
-            eps = torch.randn(min(chunk, k - start), *mean.shape, device=x.device)  # (k', B, L)
-            z, log_det = self.flow(mean + std * eps, params)
-            log_q = -0.5 * (eps.pow(2) + LOG_2PI + logvar).sum(-1) - log_det  # (k', B) log q_K(z_K|x)
-            log_prior = -0.5 * (z.pow(2) + LOG_2PI).sum(-1)
-            logits = self.decode(z).float()  # (k', B, D)
-            log_px = -F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none").sum(-1)
-            log_w.append(log_px + log_prior - log_q)
-        return torch.logsumexp(torch.cat(log_w), dim=0) - math.log(k)
+        return iwae_bound(x, mean, logvar, k, self.decode, flow=lambda z0: self.flow(z0, params))
 
     @torch.no_grad()
     def sample(self, n: int) -> torch.Tensor:

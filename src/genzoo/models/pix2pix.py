@@ -27,8 +27,9 @@ from torch import nn
 
 from genzoo.metrics.translation import translate_all, translation_scores
 from genzoo.models import adversarial as adv
-from genzoo.models.blocks import adam, to_unit
+from genzoo.models.blocks import adam, normal_init, to_unit
 from genzoo.params import TrainConfig, param
+from genzoo.pictures import interleave_rows, paired_groups
 
 
 def down(c_in: int, c_out: int, kernel: int = 4, norm: bool = True) -> nn.Sequential:
@@ -100,11 +101,7 @@ class Model(nn.Module):
         c = image_shape[0]
         self.gen = UNet(c, c, config.gen_width, config.dropout)
         self.disc = patch_discriminator(2 * c, config.disc_width) if config.adversarial else None
-        for m in self.modules():  # the paper: weights ~ N(0, 0.02)
-            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
-                nn.init.normal_(m.weight, 0.0, 0.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
+        normal_init(self)  # the paper: weights ~ N(0, 0.02)
 
     def generate(self, real_a: torch.Tensor) -> torch.Tensor:
         return self.gen(real_a * 2 - 1)  # (B, C, 28, 28) in [-1, 1]
@@ -155,13 +152,12 @@ class Model(nn.Module):
     @torch.no_grad()
     def pictures(self, data: dict[str, torch.Tensor]) -> dict[str, tuple[torch.Tensor, int]]:
         """Up to three groups of three rows of 10: edge maps, G(edges), true digits."""
-        groups, per_row = max(1, min(3, len(data["a"]) // 10)), min(10, len(data["a"]))
+        groups, per_row = paired_groups(len(data["a"]))
         a, b = data["a"][:groups * per_row], data["b"][:groups * per_row]
         with adv.evaluating(self):
             fake = self.translate({"a": a})
         rows = [to_unit(a), fake, to_unit(b)]
-        grid = torch.stack([r.view(groups, per_row, *r.shape[1:]) for r in rows], 1)  # (G, 3, per_row, C, H, W)
-        return {"translations": (grid.flatten(0, 2), per_row)}
+        return {"translations": (interleave_rows(rows, per_row), per_row)}
 
     @torch.no_grad()
     def extra_scores(self, data: dict[str, dict[str, torch.Tensor]], evaluator: nn.Module) -> dict[str, float]:
