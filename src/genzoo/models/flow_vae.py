@@ -30,7 +30,6 @@ from genzoo.models.blocks import adam, binarize, elbo_step, iwae_bound, mlp
 from genzoo.params import TrainConfig, param
 
 
-
 def constrain(u: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """û with wᵀû = m(wᵀu) = −1 + softplus(wᵀu) > −1 (the map stays invertible), and m. u, w: (..., L)."""
     wu = (w * u).sum(-1)

@@ -20,7 +20,6 @@ from genzoo.models.blocks import adam, binarize, elbo_step, iwae_bound, mlp
 from genzoo.params import TrainConfig, param
 
 
-
 @dataclass
 class Config(TrainConfig):
     latent_dim: int = param(20, gt=0)
