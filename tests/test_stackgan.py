@@ -258,3 +258,33 @@ def test_pictures_are_named_unit_range_grids():
         assert images.ndim == 4 and images.shape[1] == 3 and nrow >= 1
         assert 0 <= images.min() and images.max() <= 1
     assert grids["stages"][0].shape == (40, 3, 28, 28)
+
+
+# ---------------------------------------------------------------- the auxiliary attribute classifier (TAC-GAN)
+
+
+def test_attribute_loss_is_low_for_right_readings_and_high_for_wrong_ones():
+    attrs = torch.tensor([[7, 0, 2], [1, 2, 0]])
+    right = torch.full((2, sum(sg.ATTRIBUTE_SIZES)), -10.0)
+    offsets = torch.tensor([0, *torch.tensor(sg.ATTRIBUTE_SIZES).cumsum(0)[:-1].tolist()])
+    right.scatter_(1, attrs + offsets, 10.0)  # each block's logit of the true value is high
+    wrong = right.clone()
+    wrong[:, :10] = right[:, :10].roll(1, 1)  # the digit read as the next one
+    assert sg.attribute_loss(right, attrs) < 1e-3
+    assert sg.attribute_loss(wrong, attrs) > 19  # one confident miss costs ~20 nats
+
+
+def test_auxiliary_classifier_exists_only_when_its_loss_is_on_and_learns_from_real_images():
+    assert tiny_model().disc["d2"].classify is None  # the paper's D: no extra head, no extra parameters
+    model, data = tiny_model(aux_weight=1.0), build(32)
+    opt = model.configure_optimizers()
+    first = [model.d_step(data, opt)["loss_aux_d2"] for _ in range(40)]
+    assert first[-1] < 0.5 * first[0]  # D's head learns to read the real images' digit, colour and stroke
+    head = model.disc["d2"].classify.weight
+    out = model.g_losses(data)  # G's aux loss reaches G through D's head; G's step leaves the head alone
+    grads = torch.autograd.grad(out["loss_aux_g2"], list(model.gen["g2"].parameters()), allow_unused=True)
+    assert any(g is not None and g.abs().sum() > 0 for g in grads)
+    assert {"loss_aux_g1", "loss_aux_g2"} <= set(model.train_step(data, opt))
+    d_before = head.detach().clone()
+    model.g_step(data, opt)
+    assert torch.equal(head, d_before)

@@ -91,7 +91,8 @@ PAPER_CLAIMS = {
                  "L_R divides by each set's N_max: compare within a set only)",
     "stackgan": "Zhang et al. 2017: stage II, given stage I's image and the text again, corrects defects and adds "
                 "detail (CUB / Oxford-102 / COCO at 64 → 256 px, Inception score); here 14 → 28 px, captions from "
-                "the coloured digits' attributes, scored by the evaluator and the attribute classifiers",
+                "the coloured digits' attributes, scored by the evaluator and the attribute classifiers; both "
+                "profiles add TAC-GAN's attribute classifier to D (`aux_weight`, 0 = the paper's)",
 }
 
 

@@ -19,6 +19,16 @@ happens to have the same digit, colour and stroke is a true match and is left ou
 attribute. Why it exists: a random other row nearly always differs in its digit, so D can reject it by the
 digit alone and barely learns to check the stroke (same digit and colour, other stroke: 2 % of random rows).
 
+Auxiliary attribute classifier (`aux_weight` > 0; not in StackGAN, from TAC-GAN, Dash et al. 2017, which adds
+AC-GAN's classifier to a text-conditioned GAN): each D also reads the image's digit, colour and stroke with a
+head on its image features (three softmaxes), trained on real images with their labels; G's loss adds the same
+cross-entropy on its fakes against the caption's attributes. Why: the matching loss tells D only "this pair is
+wrong", and D learns the digit from that last (above); the stroke's middle value ("regular", the digit as
+drawn) overlaps thin and thick, and G read it right only half the time. Measured (cpu profile, 3 epochs, 2000
+test captions, stage II digit / stroke / FD, side runs): 74 % / 75 % / 3.5 without; 86 / 87 / 2.4 at weight
+0.3, 91 / 96 / 1.9 at 1, 89 / 95 / 2.8 at 2, 93 / 96 / 2.8 at 3 (stage I's FD grows with the weight: 13 at 1,
+19 at 3). The head learns from real images only: a fake's attributes are what G got wrong.
+
 The text encoder. The paper uses a fixed char-CNN-RNN pretrained by Reed et al. 2016 as a joint image-text
 embedding; none exists here, so one is learnt the same way, beside the GANs, with its own optimizer: a text
 encoder and a small image encoder trained so that each image picks its caption among the batch's captions and
@@ -215,10 +225,15 @@ def d_block(c_in: int, c_out: int, kernel: int, norm: bool = True) -> list[nn.Mo
     return [nn.Conv2d(c_in, c_out, kernel, 2, 1, bias=not norm), *bn, nn.LeakyReLU(0.2)]
 
 
-class MatchingDiscriminator(nn.Module):
-    """(B, 3, S, S) image and (B, text_dim) phi_t -> (B,) logit of "a real image that matches the caption"."""
+ATTRIBUTE_SIZES = tuple(len(ids) for ids in BLOCKS)  # digit, colour, stroke: the auxiliary head's three softmaxes
 
-    def __init__(self, size: int, text_dim: int, d: int, d_text: int):
+
+class MatchingDiscriminator(nn.Module):
+    """(B, 3, S, S) image and (B, text_dim) phi_t -> (B,) logit of "a real image that matches the caption";
+    with `classify`, also an auxiliary head that reads the image's digit, colour and stroke from the image alone
+    (B, sum(ATTRIBUTE_SIZES)) logits: TAC-GAN's classifier, built only when its loss is on."""
+
+    def __init__(self, size: int, text_dim: int, d: int, d_text: int, classify: bool = False):
         super().__init__()
         if size == 14:
             layers, c = [*d_block(3, d, 4, False), *d_block(d, 2 * d, 3)], 2 * d  # 14 -> 7 -> 4
@@ -229,11 +244,20 @@ class MatchingDiscriminator(nn.Module):
         self.joint = nn.Sequential(nn.Conv2d(c + d_text, c, 1, bias=False),
                                    nn.BatchNorm2d(c, track_running_stats=False), nn.LeakyReLU(0.2),
                                    nn.Conv2d(c, 1, 4))  # (B, 1, 1, 1)
+        self.classify = nn.Conv2d(c, sum(ATTRIBUTE_SIZES), 4) if classify else None  # after the rest: same init
 
-    def forward(self, x: torch.Tensor, phi: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, phi: torch.Tensor, with_attributes: bool = False):
+        """(B,) logits, or ((B,) logits, (B, 16) attribute logits) with `with_attributes`."""
         h = self.image(x)  # (B, c, 4, 4)
         t = self.text(phi)[:, :, None, None].expand(-1, -1, 4, 4)  # (B, Nd, 4, 4) replicated spatially
-        return self.joint(torch.cat([h, t], 1)).flatten()  # (B,)
+        logit = self.joint(torch.cat([h, t], 1)).flatten()  # (B,)
+        return (logit, self.classify(h).flatten(1)) if with_attributes else logit
+
+
+def attribute_loss(logits: torch.Tensor, attrs: torch.Tensor) -> torch.Tensor:
+    """Sum over digit, colour and stroke of the cross-entropy of (B, 16) logits against (B, 3) labels."""
+    parts = logits.split(ATTRIBUTE_SIZES, 1)
+    return sum(F.cross_entropy(part, attrs[:, k]) for k, part in enumerate(parts))
 
 
 @dataclass
@@ -253,6 +277,7 @@ class Config(TrainConfig):
     res_blocks: int = param(4, ge=0)  # stage II (released code R_NUM)
     kl_weight: float = param(1.0, ge=0)  # lambda, on the full KL (see the docstring)
     swap_fraction: float = param(0.0, ge=0, le=1)  # share of hard-negative wrong captions (0 = the paper's)
+    aux_weight: float = param(0.0, ge=0)  # TAC-GAN's auxiliary attribute loss on D and G (0 = the paper's)
     embed_width: int = param(32, gt=0)  # the joint embedding's image encoder (first conv's channels)
     embed_temperature: float = param(0.1, gt=0)  # the joint embedding's softmax temperature on cosine scores
     embed_lr: float = param(1e-3, gt=0)  # the joint embedding's Adam (its own optimizer; no paper value)
@@ -276,8 +301,9 @@ class Model(nn.Module):
                                   "g2": Stage2Generator(cfg.c_dim, cfg.g_width, cfg.res_blocks)})
         self.text = nn.ModuleDict({"encoder": TextEncoder(cfg.word_dim, cfg.text_dim),
                                    "image": ImageEncoder(cfg.text_dim, cfg.embed_width)})
-        self.disc = nn.ModuleDict({"d1": MatchingDiscriminator(14, cfg.text_dim, cfg.d_width, cfg.d_text),
-                                   "d2": MatchingDiscriminator(28, cfg.text_dim, cfg.d_width, cfg.d_text)})
+        aux = cfg.aux_weight > 0
+        self.disc = nn.ModuleDict({"d1": MatchingDiscriminator(14, cfg.text_dim, cfg.d_width, cfg.d_text, aux),
+                                   "d2": MatchingDiscriminator(28, cfg.text_dim, cfg.d_width, cfg.d_text, aux)})
 
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         betas = (self.config.beta1, self.config.beta2)
@@ -320,11 +346,16 @@ class Model(nn.Module):
         with torch.no_grad():  # the text space is the joint embedding's, not D's
             phi, phi_wrong = self.encode(batch["tokens"]), self.encode(wrong_tokens)
             fakes = self.stages(phi, self.noise(len(real2)))
-        out = {}
+        out, aux = {}, self.config.aux_weight
         for k, real, fake in (("1", real1, fakes["s1"]), ("2", real2, fakes["s2"])):
             d = self.disc["d" + k]
-            logits = d(real, phi), d(real, phi_wrong), d(fake, phi)
-            out["loss_d" + k] = matching_d_loss(*logits, valid)
+            if aux:  # the classifier learns from real images only: a fake's attributes are what G got wrong
+                real_logit, attr_logits = d(real, phi, with_attributes=True)
+                out["loss_aux_d" + k] = attribute_loss(attr_logits, attributes(batch))
+            else:
+                real_logit = d(real, phi)
+            logits = real_logit, d(real, phi_wrong), d(fake, phi)
+            out["loss_d" + k] = matching_d_loss(*logits, valid) + (aux * out["loss_aux_d" + k] if aux else 0)
             for name, l in zip(("real", "wrong", "fake"), logits):
                 out[f"d{k}_{name}"] = torch.sigmoid(l).mean().detach()
         opt["disc"].zero_grad(set_to_none=True)
@@ -335,9 +366,16 @@ class Model(nn.Module):
     def g_losses(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         phi = self.encode(batch["tokens"]).detach()  # neither G nor D reshapes the text space
         out = self.stages(phi, self.noise(len(phi)))
-        w = self.config.kl_weight
-        out["loss_g1"] = adv.g_loss(self.disc["d1"](out["s1"], phi), "non_saturating") + w * out["kl1"]
-        out["loss_g2"] = adv.g_loss(self.disc["d2"](out["s2"], phi), "non_saturating") + w * out["kl2"]
+        w, aux = self.config.kl_weight, self.config.aux_weight
+        for k in ("1", "2"):
+            d, image = self.disc["d" + k], out["s" + k]
+            if aux:  # G is also asked to make D's classifier read the caption's attributes
+                logit, attr_logits = d(image, phi, with_attributes=True)
+                out["loss_aux_g" + k] = attribute_loss(attr_logits, attributes(batch))
+            else:
+                logit = d(image, phi)
+            out["loss_g" + k] = (adv.g_loss(logit, "non_saturating") + w * out["kl" + k]
+                                 + (aux * out["loss_aux_g" + k] if aux else 0))
         return out
 
     def g_step(self, batch: dict[str, torch.Tensor], opt: dict) -> dict[str, torch.Tensor]:
@@ -346,7 +384,7 @@ class Model(nn.Module):
             opt["gen"].zero_grad(set_to_none=True)
             (out["loss_g1"] + out["loss_g2"]).backward()
             opt["gen"].step()
-        return {k: out[k].detach() for k in ("loss_g1", "loss_g2", "kl1", "kl2")}
+        return {k: v.detach() for k, v in out.items() if k.startswith(("loss_", "kl"))}
 
     def train_step(self, batch: dict[str, torch.Tensor], opt: dict) -> dict[str, torch.Tensor]:
         return {**self.text_step(batch, opt), **self.d_step(batch, opt), **self.g_step(batch, opt)}
