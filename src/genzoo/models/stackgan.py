@@ -339,6 +339,15 @@ class Model(nn.Module):
         opt["text"].step()
         return {"loss_embed": loss.detach()}
 
+    def judge(self, d: MatchingDiscriminator, image: torch.Tensor, phi: torch.Tensor,
+              attrs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """D's (B,) logits on (image, phi) and, when the auxiliary classifier is on, its attribute loss against
+        `attrs` (B, 3) from the same pass through D's image path (None when off)."""
+        if not self.config.aux_weight:
+            return d(image, phi), None
+        logit, attr_logits = d(image, phi, with_attributes=True)
+        return logit, attribute_loss(attr_logits, attrs)
+
     def d_step(self, batch: dict[str, torch.Tensor], opt: dict) -> dict[str, torch.Tensor]:
         real2 = to_unit(batch["x"]) * 2 - 1  # (B, 3, 28, 28) in [-1, 1]
         real1 = F.avg_pool2d(real2, 2)  # (B, 3, 14, 14)
@@ -346,16 +355,15 @@ class Model(nn.Module):
         with torch.no_grad():  # the text space is the joint embedding's, not D's
             phi, phi_wrong = self.encode(batch["tokens"]), self.encode(wrong_tokens)
             fakes = self.stages(phi, self.noise(len(real2)))
-        out, aux = {}, self.config.aux_weight
+        out, attrs = {}, attributes(batch)
         for k, real, fake in (("1", real1, fakes["s1"]), ("2", real2, fakes["s2"])):
             d = self.disc["d" + k]
-            if aux:  # the classifier learns from real images only: a fake's attributes are what G got wrong
-                real_logit, attr_logits = d(real, phi, with_attributes=True)
-                out["loss_aux_d" + k] = attribute_loss(attr_logits, attributes(batch))
-            else:
-                real_logit = d(real, phi)
+            real_logit, aux_loss = self.judge(d, real, phi, attrs)
             logits = real_logit, d(real, phi_wrong), d(fake, phi)
-            out["loss_d" + k] = matching_d_loss(*logits, valid) + (aux * out["loss_aux_d" + k] if aux else 0)
+            out["loss_d" + k] = matching_d_loss(*logits, valid)
+            if aux_loss is not None:  # the classifier learns from real images only: a fake's attributes are G's errors
+                out["loss_aux_d" + k] = aux_loss
+                out["loss_d" + k] = out["loss_d" + k] + self.config.aux_weight * aux_loss
             for name, l in zip(("real", "wrong", "fake"), logits):
                 out[f"d{k}_{name}"] = torch.sigmoid(l).mean().detach()
         opt["disc"].zero_grad(set_to_none=True)
@@ -366,16 +374,13 @@ class Model(nn.Module):
     def g_losses(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         phi = self.encode(batch["tokens"]).detach()  # neither G nor D reshapes the text space
         out = self.stages(phi, self.noise(len(phi)))
-        w, aux = self.config.kl_weight, self.config.aux_weight
+        attrs = attributes(batch)
         for k in ("1", "2"):
-            d, image = self.disc["d" + k], out["s" + k]
-            if aux:  # G is also asked to make D's classifier read the caption's attributes
-                logit, attr_logits = d(image, phi, with_attributes=True)
-                out["loss_aux_g" + k] = attribute_loss(attr_logits, attributes(batch))
-            else:
-                logit = d(image, phi)
-            out["loss_g" + k] = (adv.g_loss(logit, "non_saturating") + w * out["kl" + k]
-                                 + (aux * out["loss_aux_g" + k] if aux else 0))
+            logit, aux_loss = self.judge(self.disc["d" + k], out["s" + k], phi, attrs)
+            out["loss_g" + k] = adv.g_loss(logit, "non_saturating") + self.config.kl_weight * out["kl" + k]
+            if aux_loss is not None:  # G is also asked to make D's classifier read the caption's attributes
+                out["loss_aux_g" + k] = aux_loss
+                out["loss_g" + k] = out["loss_g" + k] + self.config.aux_weight * aux_loss
         return out
 
     def g_step(self, batch: dict[str, torch.Tensor], opt: dict) -> dict[str, torch.Tensor]:
