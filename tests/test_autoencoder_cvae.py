@@ -202,3 +202,54 @@ def test_cvae_extra_scores_and_pictures():
     samples, nrow = grids["samples_by_class"]
     assert nrow == 10 and samples.shape == (CLASSES * 10, *SHAPE)
     assert samples.min() >= 0 and samples.max() <= 1
+
+
+# ---- the per-label MMD term ------------------------------------------------------------------------------------
+
+def label_mmd_by_loop(z: torch.Tensor, y: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:
+    """The textbook unbiased MMD², one label at a time with boolean indexing, against the same prior draws."""
+    def offdiag_mean(k):
+        return (k.sum() - k.diagonal().sum()) / (len(k) * (len(k) - 1))
+    terms = []
+    for c in y.unique():
+        zc = z[y == c]
+        if len(zc) >= 2:
+            terms.append(offdiag_mean(cvae.imq_kernel(zc, zc)) + offdiag_mean(cvae.imq_kernel(prior, prior))
+                         - 2 * cvae.imq_kernel(zc, prior).mean())
+    return torch.stack(terms).mean()
+
+
+def test_label_mmd_matches_the_per_label_loop_and_skips_lonely_labels():
+    gen = torch.Generator().manual_seed(0)
+    z = torch.randn(23, 4, generator=gen, dtype=torch.float64)
+    y = torch.tensor([0] * 9 + [1] * 8 + [2] * 5 + [3])  # label 3 has a single code: left out, no NaN
+    torch.manual_seed(5)
+    masked = cvae.label_mmd(z, (y[:, None] == torch.arange(5)).double())  # label 4 absent
+    torch.manual_seed(5)
+    prior = torch.randn_like(z)  # the draws label_mmd made
+    torch.testing.assert_close(masked, label_mmd_by_loop(z, y, prior))
+
+
+def test_label_mmd_is_near_zero_for_prior_codes_and_large_when_codes_tell_the_label():
+    gen = torch.Generator().manual_seed(0)
+    y = torch.arange(512) % CLASSES
+    one_hot = (y[:, None] == torch.arange(CLASSES)).float()
+    independent = torch.randn(512, 8, generator=gen)
+    telling = independent + 3 * torch.eye(8)[y % 8]  # each label shifts the codes along its own axis
+    torch.manual_seed(0)
+    unbiased = torch.stack([cvae.label_mmd(torch.randn(512, 8, generator=gen), one_hot) for _ in range(50)])
+    assert abs(unbiased.mean()) < 3 * unbiased.std() / 50 ** 0.5 + 1e-4  # unbiased: zero mean under the null
+    assert cvae.label_mmd(telling, one_hot) > 20 * cvae.label_mmd(independent, one_hot).abs()
+
+
+def test_cvae_label_mmd_weight_reaches_the_encoder_and_is_logged():
+    data = images(40)
+    outs, weights = {}, {}
+    for w in (0.0, 100.0):
+        seed_everything(0)
+        model = build(cvae, label_mmd_weight=w).train()
+        seed_everything(1)
+        outs[w] = model.train_step(data, model.configure_optimizers())
+        weights[w] = model.encoder[0].weight.detach().clone()
+    assert "penalty" not in outs[0.0] and float(outs[100.0]["penalty"]) > 0
+    assert not torch.equal(weights[0.0], weights[100.0])

@@ -51,12 +51,13 @@ def binarize(x: torch.Tensor) -> torch.Tensor:
 
 
 def elbo_step(model: nn.Module, terms: dict[str, torch.Tensor], optimizer: torch.optim.Optimizer,
-              warmup_start: float = 0.0) -> dict[str, torch.Tensor]:
+              warmup_start: float = 0.0, penalty: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """One update on the negative ELBO of the VAE family, from per-image terms {"rec": log p(x|z), "kl": KL}.
 
     The KL term is weighted by a ramp from `warmup_start` to 1 over `model.config.kl_warmup_steps` (Sønderby et
     al. 2016; 0 = off), counted in the `model.steps` buffer on the device so the step stays CUDA-graph safe.
-    The logged loss is the unweighted -ELBO, so curves with and without warm-up compare."""
+    The logged loss is the unweighted -ELBO, so curves with and without warm-up compare; an optional scalar
+    `penalty` (already weighted) is added to what is minimised and logged on its own."""
     rec, kl = terms["rec"].mean(), terms["kl"].mean()
     weight = 1.0
     if model.config.kl_warmup_steps:
@@ -64,9 +65,10 @@ def elbo_step(model: nn.Module, terms: dict[str, torch.Tensor], optimizer: torch
         ramp = model.steps.float() / model.config.kl_warmup_steps
         weight = (warmup_start + (1 - warmup_start) * ramp).clamp(max=1.0)
     optimizer.zero_grad(set_to_none=True)
-    (kl * weight - rec).backward()
+    (kl * weight - rec + (0 if penalty is None else penalty)).backward()
     optimizer.step()
-    return {"loss": (kl - rec).detach(), "rec": -rec.detach(), "kl": kl.detach()}
+    logs = {"loss": (kl - rec).detach(), "rec": -rec.detach(), "kl": kl.detach()}
+    return logs if penalty is None else {**logs, "penalty": penalty.detach()}
 
 
 def iwae_bound(x: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor, k: int,
