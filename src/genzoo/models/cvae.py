@@ -16,8 +16,8 @@ log p(x|y) (Burda et al. 2016) and by how often the frozen evaluator reads the r
 between that label's codes and N(0, I) draws. It is InfoVAE's MMD term (Zhao et al. 2017) taken per label, the way
 the Variational Fair Autoencoder (Louizos et al. 2016) removes a known factor from z. The ELBO itself already
 favours every q(z|y) equal to the prior (identity in z is wasted KL, since the decoder gets y), so the term
-pushes the same way, only harder; it costs likelihood while the networks are small and briefly trained. The cpu profile's sweep, in cpu.yaml: weight 0 -> 84 % label
-agreement, 300 -> 97 %, for 8 nats of conditional NLL.
+pushes the same way, only harder; it costs likelihood while the networks are small and briefly trained. The cpu
+profile's sweep, in cpu.yaml: weight 0 -> 84 % label agreement, 300 -> 97 %, for 8 nats of conditional NLL.
 
 The evaluate stage's likelihood calls pass images only, so this model deliberately has no `elbo(x)` or
 `log_likelihood(x, k)`: its conditional versions take the label too, and `extra_scores` reports them.
@@ -116,7 +116,7 @@ class Model(nn.Module):
     def train_step(self, batch: dict[str, torch.Tensor], opt: dict) -> dict[str, torch.Tensor]:
         terms = self.elbo_given(binarize(batch["x"]), batch["y"])
         weight = self.config.label_mmd_weight
-        penalty = weight * label_mmd(terms["z"], self.one_hot(batch["y"])) if weight else None
+        penalty = weight * label_mmd(terms["z"].float(), self.one_hot(batch["y"])) if weight else None  # fp32 kernels
         return elbo_step(self, terms, opt["model"], penalty=penalty)
 
     @torch.no_grad()
