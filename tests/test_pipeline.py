@@ -46,6 +46,11 @@ def ran_stages(output: str) -> list[str]:
     return re.findall(r"Running stage '([^']+)'", output)
 
 
+# A guard against a hung command, not a speed target: the tiny DAG's one `dvc repro` (32 stages, each a
+# fresh process importing torch) took 8 to over 10 minutes on 2-core CI-like hosts.
+HANG_GUARD_S = 1800
+
+
 @dataclass
 class Pipeline:
     base: Path  # holds repo/, mirror/, mlflow.db, remote/ and scratch folders
@@ -57,7 +62,7 @@ class Pipeline:
     def run(self, *args: str, cwd: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
         """Run a command in the repo (or `cwd`); with `check`, a non-zero exit fails with its output's tail."""
         result = subprocess.run(list(args), cwd=cwd or self.repo, env=self.env, capture_output=True, text=True,
-                                timeout=600)
+                                timeout=HANG_GUARD_S)
         if check and result.returncode != 0:
             raise AssertionError(f"`{' '.join(args)}` exited with {result.returncode}\n--- stdout (tail) ---\n"
                                  f"{_tail(result.stdout)}\n--- stderr (tail) ---\n{_tail(result.stderr)}")
