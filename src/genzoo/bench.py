@@ -41,7 +41,7 @@ def time_training(name: str, params: Params, train: dict, meta: dict, batch_size
     steps_per_s = steps / seconds
     return {"model": name, "device": describe_device(device), "batch_size": batch_size, "steps": steps,
             "steps_per_s": round(steps_per_s, 1), "images_per_s": round(steps_per_s * batch_size),
-            "seconds_per_epoch": round(n // rows / steps_per_s, 3), "train_images": n,
+            "seconds_per_epoch": round(n // rows / steps_per_s, 3), "steps_per_epoch": n // rows, "train_images": n,
             "seconds_per_60k_images": round(60000 / rows / steps_per_s, 3),  # the usual "epoch" of other code
             "precision": params.engine.precision, "compile": params.engine.compile,
             "cuda_graphs": cuda_graphs and device.type == "cuda"}

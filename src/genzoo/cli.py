@@ -142,10 +142,11 @@ def compare(params: Path = PARAMS, data: Path = DATA, models: Path = MODELS, met
 @app.command()
 @expected_errors
 def evaluate(params: Path = PARAMS, data: Path = DATA, models: Path = MODELS, metrics: Path = METRICS,
-             derived: Path = DERIVED):
+             derived: Path = DERIVED,
+             only: list[str] = typer.Option([], "--only", help="Score only these models (default: every one).")):
     """Measure every trained generative model through the frozen evaluator."""
     from genzoo.evaluate import evaluate_stage
-    evaluate_stage(load_params(params), data, models, metrics, derived)
+    evaluate_stage(load_params(params), data, models, metrics, derived, only or None)
 
 
 @app.command()

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from genzoo.data.loading import labelled_subset, load_meta, load_split
+from genzoo.errors import GenzooError
 from genzoo.io import write_text
 from genzoo.metrics.frechet import features, frechet_distance, kernel_inception_distance
 from genzoo.metrics.likelihood import test_elbo, test_nll
@@ -97,7 +98,13 @@ def enhancenet_comparison(pixel, perceptual, test: dict[str, torch.Tensor], n: i
                       to_unit(b)])
 
 
-def evaluate_stage(params: Params, data: Path, models: Path, metrics: Path, derived: Path = Path("data/derived")) -> dict:
+def evaluate_stage(params: Params, data: Path, models: Path, metrics: Path, derived: Path = Path("data/derived"),
+                   only: list[str] | None = None) -> dict:
+    """Score every generative model (or the `only` ones: a partial gpu run, pipeline/gpu_models.py) into
+    `metrics/evaluate.json`."""
+    unknown = sorted(set(only or []) - set(GENERATIVE))
+    if unknown:
+        raise GenzooError(f"evaluate: unknown model(s) {unknown}; known: {', '.join(GENERATIVE)}")
     device = resolve_device(params.engine.device)
     torch.backends.cuda.matmul.allow_tf32 = False  # likelihoods are sums over 784 pixels: keep full fp32
     cfg = params.evaluate
@@ -114,7 +121,7 @@ def evaluate_stage(params: Params, data: Path, models: Path, metrics: Path, deri
     results = {"real_test": reference.score(to_unit(train["x"][subset]), num_classes), "models": {}}
     loaded = {}  # models a cross-model picture needs
     with StageRun("evaluate", params, ["run", "evaluate"], {k: info[k] for k in ("profile", "device", "commit")}) as run:
-        for name in GENERATIVE:
+        for name in [n for n in GENERATIVE if only is None or n in only]:
             model = load_model(models / name / "model.pt", device)
             scores = {}
             if hasattr(model, "sample"):

@@ -1,0 +1,156 @@
+"""Part of the gpu profile, outside DVC, inside a fixed time budget: a snapshot for machines lent by the minute.
+
+`make gpu` runs the whole gpu DAG (hours on one GPU). When a GPU is lent for minutes, this trains the named models
+with the gpu profile's params, except that each model's epochs are capped to what fits its share of `--budget`
+(steps/s measured here first, with the engine's own loop), then scores them with the evaluate stage's own code.
+The snapshot folder holds what the report needs (evaluate.json, each model's metrics and pictures, the exact
+params used) and run.json: the command, the hardware, and per model the profile's epochs beside the epochs run.
+
+    python pipeline/compose.py profile=gpu && cp params.yaml /tmp/gpu.yaml && git checkout params.yaml
+    GENZOO_DATA_MIRROR=/path/to/idx PYTHONPATH=src python pipeline/gpu_models.py --params /tmp/gpu.yaml \\
+        --budget 330 --out metrics/gpu/likelihood cvae aae flow_vae pixelcnn
+
+Data, models and checkpoints go to `--work` (default .gpu/work, git-ignored), never to the DVC outputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import yaml
+
+SAFETY = 0.8  # the measured loop has no validation, monitor or checkpoint: leave them a fifth of each share
+
+
+def plan_epochs(profile_epochs: int, steps_per_s: float, steps_per_epoch: int, seconds: float) -> int:
+    """The profile's epochs, or fewer: as many as `seconds` of training fit at `steps_per_s` (at least one)."""
+    fit = math.floor(SAFETY * seconds * steps_per_s / steps_per_epoch)
+    return max(1, min(profile_epochs, fit))
+
+
+def train_within(name: str, seconds: float, raw: dict, work: Path, data: Path, models: Path, metrics: Path,
+                 meta: dict, train: dict, bench_steps: int) -> dict:
+    """Time `name`'s training steps, cap its epochs to `seconds`, train it; what was planned and spent."""
+    from genzoo import stages
+    from genzoo.bench import time_training
+    from genzoo.params import load_params, parse_params
+
+    params = parse_params(raw)
+    config = params.model(name)
+    bench = time_training(name, params, train, meta, config.batch_size, bench_steps, params.engine.cuda_graphs)
+    epochs = plan_epochs(config.epochs, bench["steps_per_s"], bench["steps_per_epoch"], seconds)
+    raw[name]["epochs"] = epochs
+    (work / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    print(f"{name}: {bench['steps_per_s']} steps/s, {bench['seconds_per_epoch']} s/epoch; share {seconds:.0f} s "
+          f"-> {epochs} of the profile's {config.epochs} epochs", flush=True)
+    tic = time.time()
+    result = stages.train_stage(name, load_params(work / "params.yaml"), data, models, metrics)
+    return {"profile_epochs": config.epochs, "epochs": epochs, "steps_per_s": bench["steps_per_s"],
+            "share_s": round(seconds, 1), "stage_seconds": round(time.time() - tic, 1),
+            "train_seconds": result["train_seconds"], "cuda_graphs": bench["cuda_graphs"]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("models", nargs="+", help="registered models, trained in this order")
+    parser.add_argument("--params", type=Path, required=True, help="a composed params file (profile=gpu)")
+    parser.add_argument("--budget", type=float, required=True, help="seconds of training for all models together")
+    parser.add_argument("--out", type=Path, required=True, help="the snapshot folder (replaced)")
+    parser.add_argument("--work", type=Path, default=Path(".gpu/work"), help="data, models and checkpoints")
+    parser.add_argument("--bench-only", action="append", default=[], help="only time this model's steps (repeat)")
+    parser.add_argument("--bench-steps", type=int, default=200, help="timed steps per model before planning")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    from genzoo import stages
+    from genzoo.bench import time_training
+    from genzoo.data.loading import load_meta, load_split
+    from genzoo.evaluate import evaluate_stage
+    from genzoo.models import GENERATIVE
+    from genzoo.params import load_params, parse_params
+    from genzoo.training import describe_device, resolve_device
+
+    start = time.time()
+    unknown = sorted(set(args.models) - set(GENERATIVE))
+    if unknown:
+        sys.exit(f"unknown model(s) {unknown}; known: {', '.join(GENERATIVE)}")
+    raw = yaml.safe_load(args.params.read_text())
+    params = parse_params(raw, source=str(args.params))
+    work = args.work.resolve()
+    data, models, metrics = work / "processed", work / "models", work / "metrics"
+    stages.CHECKPOINTS = work / "checkpoints"  # not the DVC checkout's resumable checkpoints
+    device = resolve_device(params.engine.device)
+
+    if not (data / "meta.json").exists():
+        stages.download_stage(params, work / "raw", offline=True)
+        stages.preprocess_stage(params, work / "raw", data)
+    if not (models / "evaluator" / "model.pt").exists():
+        stages.train_stage("evaluator", params, data, models, metrics)
+
+    meta, train = load_meta(data), load_split(data, "train")
+    plan, failed, left = {}, {}, args.budget
+    for i, name in enumerate(args.models):
+        share = left / (len(args.models) - i)
+        tic = time.time()
+        for graphs in dict.fromkeys([params.engine.cuda_graphs, False]):  # once more eager if a graph fails
+            raw["engine"]["cuda_graphs"] = graphs
+            try:
+                plan[name] = train_within(name, share, raw, work, data, models, metrics, meta, train, args.bench_steps)
+                break
+            except Exception as err:  # one model's failure spares the rest
+                failed[name if graphs == params.engine.cuda_graphs else f"{name} (eager)"] = \
+                    f"{type(err).__name__}: {err}"
+                traceback.print_exc()
+        raw["engine"]["cuda_graphs"] = params.engine.cuda_graphs
+        left -= time.time() - tic
+    timed = {}
+    for name in args.bench_only:  # steps/s of models left for a later lease, to plan it
+        try:
+            timed[name] = time_training(name, params, train, meta, params.model(name).batch_size, args.bench_steps,
+                                        params.engine.cuda_graphs)
+        except Exception as err:
+            failed[name] = f"{type(err).__name__}: {err}"
+
+    trained = [name for name in args.models if name in plan]
+    tic = time.time()
+    evaluate_stage(load_params(work / "params.yaml"), data, models, metrics, only=trained)
+    evaluate_seconds = time.time() - tic
+
+    out = args.out
+    if out.exists():
+        shutil.rmtree(out)
+    (out / "figures").mkdir(parents=True)
+    (out / "plots").mkdir()
+    for name in ["evaluate", "evaluator", *trained]:
+        shutil.copy(metrics / f"{name}.json", out / f"{name}.json")
+    for name in trained:
+        if (metrics / "figures" / name).exists():
+            shutil.copytree(metrics / "figures" / name, out / "figures" / name)
+    for csv in (metrics / "plots").glob("*.csv"):
+        if csv.stem.rsplit("_", 1)[0] in trained:
+            shutil.copy(csv, out / "plots" / csv.name)
+    shutil.copy(work / "params.yaml", out / "params.yaml")
+    command = " ".join(["python pipeline/gpu_models.py", "--params <profile=gpu>", f"--budget {args.budget:g}",
+                        f"--out {out.as_posix()}", *args.models]
+                       + [f"--bench-only {name}" for name in args.bench_only])
+    run = {"command": command, "hardware": describe_device(device), "torch": torch.__version__,
+           "wall_seconds": round(time.time() - start), "evaluate_seconds": round(evaluate_seconds),
+           "budget_seconds": args.budget, "models": plan, "failed": failed,
+           "bench_only": {name: {k: r[k] for k in ("batch_size", "steps_per_s", "seconds_per_epoch", "cuda_graphs")}
+                          for name, r in timed.items()},
+           "note": "the gpu profile's params with each model's epochs capped to its share of the budget"}
+    (out / "run.json").write_text(json.dumps(run, indent=2) + "\n")
+    print(json.dumps(run, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
