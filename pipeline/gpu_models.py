@@ -6,11 +6,14 @@ with the gpu profile's params, except that each model's epochs are capped to wha
 The snapshot folder holds what the report needs (evaluate.json, each model's metrics and pictures, the exact
 params used) and run.json: the command, the hardware, and per model the profile's epochs beside the epochs run.
 
-    python pipeline/compose.py profile=gpu && cp params.yaml /tmp/gpu.yaml && git checkout params.yaml
-    GENZOO_DATA_MIRROR=/path/to/idx PYTHONPATH=src python pipeline/gpu_models.py --params /tmp/gpu.yaml \\
-        --budget 330 --out metrics/gpu/likelihood cvae aae flow_vae pixelcnn
+    GENZOO_DATA_MIRROR=/path/to/idx python pipeline/gpu_models.py --budget 270 --out metrics/gpu/likelihood \\
+        cvae aae flow_vae pixelcnn --bench-only pixelrnn
 
-Data, models and checkpoints go to `--work` (default .gpu/work, git-ignored), never to the DVC outputs.
+The gpu params are composed from pipeline/conf with profile=gpu (DVC's Hydra code); on a machine without dvc,
+compose them beforehand (`python pipeline/compose.py profile=gpu`, copy params.yaml, `git checkout params.yaml`) and
+pass the copy with --params: the same params. Data, models and checkpoints go to `--work` (default .gpu/work,
+git-ignored), never to the DVC outputs; the data comes from the offline mirror (GENZOO_DATA_MIRROR or data.mirror).
+A copy of the checkout whose .git is not its commit's can name the commit with GENZOO_COMMIT.
 """
 
 from __future__ import annotations
@@ -60,7 +63,7 @@ def train_within(name: str, seconds: float, raw: dict, work: Path, data: Path, m
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("models", nargs="+", help="registered models, trained in this order")
-    parser.add_argument("--params", type=Path, required=True, help="a composed params file (profile=gpu)")
+    parser.add_argument("--params", type=Path, help="a composed params file (default: pipeline/conf, profile=gpu)")
     parser.add_argument("--budget", type=float, required=True, help="seconds of training for all models together")
     parser.add_argument("--out", type=Path, required=True, help="the snapshot folder (replaced)")
     parser.add_argument("--work", type=Path, default=Path(".gpu/work"), help="data, models and checkpoints")
@@ -82,9 +85,14 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(args.models) - set(GENERATIVE))
     if unknown:
         sys.exit(f"unknown model(s) {unknown}; known: {', '.join(GENERATIVE)}")
+    work = args.work.resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    if args.params is None:  # needs dvc (its Hydra composition); a machine without it takes --params
+        from compose import compose
+        args.params = work / "gpu.yaml"
+        compose(args.params, ["profile=gpu"])
     raw = yaml.safe_load(args.params.read_text())
     params = parse_params(raw, source=str(args.params))
-    work = args.work.resolve()
     data, models, metrics = work / "processed", work / "models", work / "metrics"
     stages.CHECKPOINTS = work / "checkpoints"  # not the DVC checkout's resumable checkpoints
     device = resolve_device(params.engine.device)
@@ -138,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         if csv.stem.rsplit("_", 1)[0] in trained:
             shutil.copy(csv, out / "plots" / csv.name)
     shutil.copy(work / "params.yaml", out / "params.yaml")
-    command = " ".join(["python pipeline/gpu_models.py", "--params <profile=gpu>", f"--budget {args.budget:g}",
+    command = " ".join(["python pipeline/gpu_models.py", f"--budget {args.budget:g}",
                         f"--out {out.as_posix()}", *args.models]
                        + [f"--bench-only {name}" for name in args.bench_only])
     run = {"command": command, "hardware": describe_device(device), "torch": torch.__version__,

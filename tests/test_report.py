@@ -129,3 +129,20 @@ def test_compare_table_shows_mean_and_spread_over_seeds(tmp_path):
            "95.0 ± 7.1 | — | 9–10 (1) |" in text
     assert "Lowest FD-evaluator: **vae**; grey share closest to real digits: **gan**; smallest spread of FD over " \
            "seeds: **vae**" in text
+
+
+def test_render_adds_each_budgeted_gpu_part(tmp_path):
+    """pipeline/gpu_models.py's snapshots (metrics/gpu/<part>/) each get a section with the epochs they afforded."""
+    metrics = write_metrics(tmp_path / "metrics")
+    part = write_metrics(metrics / "gpu" / "likelihood", nll=84.25)
+    (part / "run.json").write_text(json.dumps({
+        "command": "python pipeline/gpu_models.py --budget 270 --out metrics/gpu/likelihood vae",
+        "budget_seconds": 270, "source_commit": "fedcba9876543210", "source_note": "why",
+        "models": {"vae": {"epochs": 120, "profile_epochs": 1500, "steps_per_s": 1190.7, "train_seconds": 44.8}},
+        "bench_only": {"pixelrnn": {"steps_per_s": 34.5, "seconds_per_epoch": 24.9}}, "failed": {}}))
+    text = render(metrics)
+    section = text.split("part `likelihood`", 1)[1]
+    assert "Pending" in text  # no full `make gpu` snapshot: still said
+    assert "84.25 ± 0.50" in section and "`fedcba9876`" in section
+    assert "vae 120 of 1500 (1190.7 steps/s, trained 45 s)" in section and "pixelrnn 34.5 steps/s" in section
+    assert "| vae | test NLL ≤ 86.0 nats | 84.25 | met |" in section

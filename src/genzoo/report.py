@@ -42,6 +42,7 @@ TARGETS = [
     ("vae", "test NLL ≤ 86.0 nats", lambda s: s.get("test_nll"), lambda v, _: v <= 86.0),
     ("gan", "Parzen LL ≥ 240 nats", lambda s: s.get("parzen_ll"), lambda v, _: v >= 240),
     ("aae", "Parzen LL ≥ 340 nats", lambda s: s.get("parzen_ll"), lambda v, _: v >= 340),
+    ("flow_vae", "test NLL ≤ 85.0 nats", lambda s: s.get("test_nll"), lambda v, _: v <= 85.0),
     ("flow_vae_deep", "test NLL ≤ 85.0 nats", lambda s: s.get("test_nll"), lambda v, _: v <= 85.0),
     ("pixelcnn", "test NLL ≤ 81.0 nats", lambda s: s.get("test_nll"), lambda v, _: v <= 81.0),
     ("pixelrnn", "test NLL ≤ 80.5 nats (Row LSTM)", lambda s: s.get("test_nll"), lambda v, _: v <= 80.5),
@@ -135,7 +136,8 @@ def _targets(evaluate: dict, folder: Path) -> list[str]:
         value = measure(models[name]) if name in models else None
         if value is None:
             continue
-        rows.append(f"| {name} | {what} | {_fmt(value)} | {'met' if met(value, models) else 'not met'} |")
+        digits = 4 if isinstance(value, float) and abs(value) < 1 else 2  # a rate: 0.9985, not 1.00
+        rows.append(f"| {name} | {what} | {_fmt(value, digits)} | {'met' if met(value, models) else 'not met'} |")
     return ["| model | target (gpu profile) | measured here | |", "|---|---|---|---|", *rows, ""] if rows else []
 
 
@@ -318,23 +320,46 @@ def _toy(folder: Path) -> list[str]:
     return lines + [""]
 
 
+def _budget(run: dict) -> list[str]:
+    """A part of the gpu profile run within a time budget (pipeline/gpu_models.py): the epochs it could afford."""
+    if "budget_seconds" not in run:
+        return []
+    trained = "; ".join(f"{name} {m['epochs']} of {m['profile_epochs']} ({m['steps_per_s']:g} steps/s, trained "
+                        f"{m['train_seconds']:.0f} s)" for name, m in run["models"].items())
+    line = (f"Trained within a {run['budget_seconds']:g} s budget, the gpu profile's params except the epochs, each "
+            f"model's capped to its share at the steps/s measured first (epochs run of the profile's): {trained}.")
+    if run.get("bench_only"):
+        line += " Timed only, for a later lease: " + "; ".join(
+            f"{name} {b['steps_per_s']:g} steps/s ({b['seconds_per_epoch']:g} s/epoch)"
+            for name, b in run["bench_only"].items()) + "."
+    if run.get("failed"):
+        line += " Failed: " + "; ".join(f"{name}: {why}" for name, why in run["failed"].items()) + "."
+    return [line, ""]
+
+
 def profile_section(folder: Path, title: str, link_prefix: str) -> list[str]:
     """Markdown for one profile's run, read from `folder` (metrics/ or metrics/gpu/)."""
     evaluate = read_json(folder / "evaluate.json")
     evaluator = read_json(folder / "evaluator.json")
     prov = evaluate["provenance"]
     run_file = folder / "run.json"
-    command = read_json(run_file)["command"] if run_file.exists() else COMMANDS.get(prov["profile"], "dvc repro")
-    if prov.get("dvc_experiment"):  # its params are the experiment's: the params.yaml and dvc.lock kept beside it
+    run_info = read_json(run_file) if run_file.exists() else {}
+    command = run_info.get("command", COMMANDS.get(prov["profile"], "dvc repro"))
+    commit = prov["commit"]
+    if run_info.get("source_commit"):  # the device's copy of .git was not the tree's commit: run.json says why
+        commit, dirty = run_info["source_commit"], " (the tree the device ran; run.json's source_note says why)"
+    elif prov.get("dvc_experiment"):  # its params are the experiment's: the params.yaml and dvc.lock kept beside it
         dirty = f" + experiment `{prov['dvc_experiment']}`"
     else:
         dirty = " (uncommitted changes)" if prov.get("dirty") else ""
     lines = [f"### {title}", "",
-             f"Profile `{prov['profile']}` · hardware: {prov['device']} · commit `{prov['commit'][:10]}`{dirty} · "
+             f"Profile `{prov['profile']}` · hardware: {prov['device']} · commit `{commit[:10]}`{dirty} · "
              f"data `{prov['dataset']}` (hash `{prov['data_hash'][:12]}`) · command: `{command}`"
              + (f" · its params and lock: `{link_prefix}params.yaml`, `{link_prefix}dvc.lock`"
-                if (folder / "params.yaml").exists() else ""), "",
+                if (folder / "dvc.lock").exists() else
+                f" · its params: `{link_prefix}params.yaml`" if (folder / "params.yaml").exists() else ""), "",
              *_protocol(evaluate), ""]
+    lines += _budget(run_info)
     lines += _sample_table(evaluate) + [""] + _likelihood_table(evaluate, folder) + [""] + _model_scores(evaluate)
     lines += _anogan(folder) + _triplegan(folder) + _targets(evaluate, folder)
     accuracy = evaluator["test"]["accuracy"] * 100
@@ -372,6 +397,10 @@ def render(metrics: Path) -> str:
     else:
         lines += ["### GPU profile", "", "Pending: no gpu-profile run is committed yet (`make gpu` on a GPU "
                   "machine writes `metrics/gpu/`).", ""]
+    parts = sorted(p for p in gpu.iterdir() if (p / "evaluate.json").exists()) if gpu.is_dir() else []
+    for part in parts:  # pipeline/gpu_models.py: some models of the gpu profile, within a lease's minutes
+        lines += profile_section(part, f"GPU profile, part `{part.name}` (pipeline/gpu_models.py)",
+                                 f"{part.as_posix()}/")
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -41,9 +41,9 @@ def git_state(root: Path = Path(".")) -> dict[str, Any]:
             return None
         return out.stdout.strip() if out.returncode == 0 else None
 
-    commit = git("rev-parse", "HEAD")
-    if commit is None and os.environ.get("GENZOO_COMMIT"):  # a copy of a clean checkout without .git (a lent GPU)
+    if os.environ.get("GENZOO_COMMIT"):  # a copy of a clean checkout whose .git is not its commit's (a lent GPU)
         return {"commit": os.environ["GENZOO_COMMIT"], "dirty": None}
+    commit = git("rev-parse", "HEAD")
     status = git("status", "--porcelain", "--untracked-files=no", "--", *SOURCES)
     return {"commit": commit or "unknown", "dirty": bool(status) if status is not None else None}
 
