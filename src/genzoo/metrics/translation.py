@@ -17,9 +17,6 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
-
-from genzoo.metrics.frechet import features, frechet_distance
 
 BATCH = 500  # images per chunk
 
@@ -58,6 +55,9 @@ def evaluator_accuracy(evaluator: nn.Module, images01: torch.Tensor, labels: tor
 @torch.no_grad()
 def pixel_scores(outputs01: torch.Tensor, truth01: torch.Tensor, batch_size: int = BATCH) -> dict[str, float]:
     """{"l1", "psnr", "ssim"}: per-image means over (N, C, H, W) floats in [0, 1]."""
+    # Here, not at the top: importing torchmetrics takes ~5 s, and the model registry imports this module.
+    from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+
     l1, psnr, ssim = [], [], []
     for i in range(0, len(outputs01), batch_size):
         out = outputs01[i:i + batch_size].float().clamp(0, 1)
@@ -78,6 +78,8 @@ def translation_scores(outputs01: torch.Tensor, truth01: torch.Tensor, evaluator
     labels: (N,) the digit each row should still show; real_features: the evaluator features of the truth
     images if already computed (pass them to score several models against one reference).
     Returns {"accuracy", "l1", "psnr", "ssim", "fd"}. The evaluator takes 1-channel images."""
+    from genzoo.metrics.frechet import features, frechet_distance  # torchmetrics: only when scoring
+
     if real_features is None:
         real_features = features(evaluator, truth01)
     scores = {"accuracy": evaluator_accuracy(evaluator, outputs01, labels)}
