@@ -71,15 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bench-steps", type=int, default=200, help="timed steps per model before planning")
     args = parser.parse_args(argv)
 
-    import torch
-
     from genzoo import stages
-    from genzoo.bench import time_training
-    from genzoo.data.loading import load_meta, load_split
-    from genzoo.evaluate import evaluate_stage
     from genzoo.models import GENERATIVE
-    from genzoo.params import load_params, parse_params
-    from genzoo.training import describe_device, resolve_device
+    from genzoo.params import parse_params
 
     start = time.time()
     unknown = sorted(set(args.models) - set(GENERATIVE))
@@ -87,14 +81,35 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit(f"unknown model(s) {unknown}; known: {', '.join(GENERATIVE)}")
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
+    args.given_params = args.params  # recorded in run.json's command; the default is the composition below
     if args.params is None:  # needs dvc (its Hydra composition); a machine without it takes --params
         from compose import compose
         args.params = work / "gpu.yaml"
         compose(args.params, ["profile=gpu"])
     raw = yaml.safe_load(args.params.read_text())
     params = parse_params(raw, source=str(args.params))
-    data, models, metrics = work / "processed", work / "models", work / "metrics"
+    (work / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))  # what evaluate reads, epochs and all
+    saved = stages.CHECKPOINTS
     stages.CHECKPOINTS = work / "checkpoints"  # not the DVC checkout's resumable checkpoints
+    try:
+        run(args, raw, params, work, start)
+    finally:
+        stages.CHECKPOINTS = saved
+    return 0
+
+
+def run(args: argparse.Namespace, raw: dict, params, work: Path, start: float) -> None:
+    """Data and evaluator, then each model within its share, the bench-only timings, evaluate, the snapshot."""
+    import torch
+
+    from genzoo import stages
+    from genzoo.bench import time_training
+    from genzoo.data.loading import load_meta, load_split
+    from genzoo.evaluate import evaluate_stage
+    from genzoo.params import load_params
+    from genzoo.training import describe_device, resolve_device
+
+    data, models, metrics = work / "processed", work / "models", work / "metrics"
     device = resolve_device(params.engine.device)
 
     if not (data / "meta.json").exists():
@@ -146,18 +161,18 @@ def main(argv: list[str] | None = None) -> int:
         if csv.stem.rsplit("_", 1)[0] in trained:
             shutil.copy(csv, out / "plots" / csv.name)
     shutil.copy(work / "params.yaml", out / "params.yaml")
-    command = " ".join(["python pipeline/gpu_models.py", f"--budget {args.budget:g}",
-                        f"--out {out.as_posix()}", *args.models]
-                       + [f"--bench-only {name}" for name in args.bench_only])
-    run = {"command": command, "hardware": describe_device(device), "torch": torch.__version__,
+    command = " ".join(["python pipeline/gpu_models.py",
+                        *([f"--params {args.given_params.as_posix()}"] if args.given_params else []),
+                        f"--budget {args.budget:g}", f"--out {out.as_posix()}", *args.models,
+                        *(f"--bench-only {name}" for name in args.bench_only)])
+    record = {"command": command, "hardware": describe_device(device), "torch": torch.__version__,
            "wall_seconds": round(time.time() - start), "evaluate_seconds": round(evaluate_seconds),
            "budget_seconds": args.budget, "models": plan, "failed": failed,
            "bench_only": {name: {k: r[k] for k in ("batch_size", "steps_per_s", "seconds_per_epoch", "cuda_graphs")}
                           for name, r in timed.items()},
            "note": "the gpu profile's params with each model's epochs capped to its share of the budget"}
-    (out / "run.json").write_text(json.dumps(run, indent=2) + "\n")
-    print(json.dumps(run, indent=2))
-    return 0
+    (out / "run.json").write_text(json.dumps(record, indent=2) + "\n")
+    print(json.dumps(record, indent=2))
 
 
 if __name__ == "__main__":

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import sys
 
 import pytest
+import yaml
 from conftest import ROOT
 
 from genzoo.errors import GenzooError
@@ -37,3 +39,31 @@ def test_genzoo_commit_names_the_commit_of_a_copied_tree(monkeypatch):
     assert git_state(ROOT) == {"commit": named, "dirty": None}
     monkeypatch.delenv("GENZOO_COMMIT")
     assert git_state(ROOT)["commit"] != named
+
+
+def test_a_budgeted_run_trains_scores_and_snapshots_on_tiny_data(tmp_path, monkeypatch):
+    """The script end to end on the tiny profile and a tiny IDX mirror: what a lent GPU's minutes depend on."""
+    from compose import compose
+    from gpu_models import main
+    from tiny_data import write_tiny_mirror
+
+    from genzoo import stages
+
+    params = tmp_path / "tiny.yaml"
+    compose(params, ["profile=tiny", "data.dataset=tiny"])
+    monkeypatch.setenv("GENZOO_DATA_MIRROR", str(write_tiny_mirror(tmp_path / "mirror")))
+    checkpoints, out = stages.CHECKPOINTS, tmp_path / "snap"
+    assert main(["cvae", "--params", str(params), "--budget", "0.01", "--out", str(out),
+                 "--work", str(tmp_path / "work"), "--bench-steps", "2", "--bench-only", "vae"]) == 0
+    assert stages.CHECKPOINTS == checkpoints  # the checkout's resumable checkpoints are left alone
+
+    run = json.loads((out / "run.json").read_text())
+    assert run["command"].startswith(f"python pipeline/gpu_models.py --params {params.as_posix()} --budget 0.01 ")
+    planned = run["models"]["cvae"]
+    assert planned["epochs"] == 1 <= planned["profile_epochs"]  # 10 ms of budget: the cap, never zero epochs
+    assert yaml.safe_load((out / "params.yaml").read_text())["cvae"]["epochs"] == 1  # what it trained with
+    assert set(run["bench_only"]) == {"vae"} and run["bench_only"]["vae"]["steps_per_s"] > 0 and not run["failed"]
+    evaluate = json.loads((out / "evaluate.json").read_text())
+    assert set(evaluate["models"]) == {"cvae"} and "label_agreement" in evaluate["models"]["cvae"]
+    assert list((out / "figures" / "cvae").glob("*.png")) and (out / "cvae.json").is_file()
+    assert (out / "plots" / "cvae_train.csv").is_file() and (out / "evaluator.json").is_file()

@@ -1,0 +1,44 @@
+"""MLflow tracking: buffered step metrics reach the run, all of them, in order, also when the stage fails."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import ROOT
+
+from genzoo.params import load_params
+from genzoo.tracking import StageRun
+
+
+def test_buffered_metrics_all_reach_mlflow(tmp_path, monkeypatch):
+    monkeypatch.setenv("GENZOO_MLFLOW", "on")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    params = load_params(ROOT / "params.yaml")
+    writes = []
+    with StageRun("train@vae", params, ["run", "vae"], {"profile": "cpu"}) as run:
+        original = run._mlflow.MlflowClient.log_batch
+
+        def counted(self, run_id, metrics):
+            writes.append(len(metrics))
+            return original(self, run_id, metrics=metrics)
+
+        monkeypatch.setattr(run._mlflow.MlflowClient, "log_batch", counted)
+        for step in range(1200):  # 2400 metrics: two full batches while training, the rest when the run ends
+            run.log_metrics(step, {"train/loss": 0.5 * step, "val@vae": 1.0})
+        run_id = run._mlflow.active_run().info.run_id
+    assert writes == [1000, 1000, 400]
+    history = run._mlflow.MlflowClient().get_metric_history(run_id, "train/loss")
+    assert [(m.step, m.value) for m in sorted(history, key=lambda m: m.step)] == [(s, 0.5 * s) for s in range(1200)]
+    assert len(run._mlflow.MlflowClient().get_metric_history(run_id, "val_vae")) == 1200
+
+
+def test_a_failed_stage_keeps_its_curve(tmp_path, monkeypatch):
+    monkeypatch.setenv("GENZOO_MLFLOW", "on")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    params = load_params(ROOT / "params.yaml")
+    with pytest.raises(RuntimeError), StageRun("train@vae", params, ["run"], {}) as run:
+        run.log_metrics(0, {"train/loss": 3.0})
+        run_id = run._mlflow.active_run().info.run_id
+        raise RuntimeError("NaN loss")
+    client = run._mlflow.MlflowClient()
+    assert client.get_run(run_id).info.status == "FAILED"
+    assert [m.value for m in client.get_metric_history(run_id, "train/loss")] == [3.0]
