@@ -1,8 +1,9 @@
 """Part of the gpu profile, outside DVC, inside a fixed time budget: a snapshot for machines lent by the minute.
 
-`make gpu` runs the whole gpu DAG (hours on one GPU). When a GPU is lent for minutes, this trains the named models
-with the gpu profile's params, except that each model's epochs are capped to what fits its share of `--budget`
-(steps/s measured here first, with the engine's own loop), then scores them with the evaluate stage's own code.
+`make gpu` runs the whole gpu DAG (well over an hour on one GPU). When a GPU is lent for minutes, this trains the
+named models with the gpu profile's params, except that each model's epochs are capped to what fits its share of
+`--budget` (steps/s measured here first, with the engine's own loop), then scores them with the evaluate stage's
+own code.
 The snapshot folder holds what the report needs (evaluate.json, each model's metrics and pictures, the exact
 params used) and run.json: the command, the hardware, and per model the profile's epochs beside the epochs run.
 
