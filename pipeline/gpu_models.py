@@ -3,7 +3,9 @@
 `make gpu` runs the whole gpu DAG (well over an hour on one GPU). When a GPU is lent for minutes, this trains the
 named models with the gpu profile's params, except that each model's epochs are capped to what fits its share of
 `--budget` (steps/s measured here first, with the engine's own loop), then scores them with the evaluate stage's
-own code.
+own code. With `--checkpoints DIR` the epochs stay the profile's instead: a model whose share runs out pauses at
+a checkpoint in DIR (the engine's SIGTERM path), and the same command run again with DIR carried back goes on
+from there, so a model longer than one lease (PixelRNN's 60 epochs) still trains to the end, over several.
 The snapshot folder holds what the report needs (evaluate.json, each model's metrics and pictures, the exact
 params used) and run.json: the command, the hardware, and per model the profile's epochs beside the epochs run.
 
@@ -61,6 +63,26 @@ def train_within(name: str, seconds: float, raw: dict, work: Path, data: Path, m
             "train_seconds": result["train_seconds"], "cuda_graphs": bench["cuda_graphs"]}
 
 
+def train_until(name: str, seconds: float, raw: dict, data: Path, models: Path, metrics: Path) -> dict:
+    """Train `name` for the profile's epochs, or pause at its checkpoint when `seconds` run out."""
+    from genzoo import stages
+    from genzoo.params import parse_params
+    from genzoo.training import Interrupted
+
+    params = parse_params(raw)
+    epochs = params.model(name).epochs
+    tic = time.time()
+    try:
+        result = stages.train_stage(name, params, data, models, metrics, stop_at=time.monotonic() + seconds)
+    except Interrupted as paused:
+        print(f"{name}: paused at step {paused.step} of {paused.total} after its {seconds:.0f} s", flush=True)
+        return {"profile_epochs": epochs, "paused_at": paused.step, "total_steps": paused.total,
+                "share_s": round(seconds, 1), "stage_seconds": round(time.time() - tic, 1)}
+    return {"profile_epochs": epochs, "epochs": epochs, "steps_per_s": round(result["final"]["train/steps_per_s"], 1),
+            "resumed_from": result["resumed_from"], "share_s": round(seconds, 1),
+            "stage_seconds": round(time.time() - tic, 1), "train_seconds": result["train_seconds"]}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("models", nargs="+", help="registered models, trained in this order")
@@ -70,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=Path(".gpu/work"), help="data, models and checkpoints")
     parser.add_argument("--bench-only", action="append", default=[], help="only time this model's steps (repeat)")
     parser.add_argument("--bench-steps", type=int, default=200, help="timed steps per model before planning")
+    parser.add_argument("--checkpoints", type=Path, help="keep the profile's epochs; pause unfinished models at "
+                        "checkpoints here, and resume from the ones found here")
     args = parser.parse_args(argv)
 
     from genzoo import stages
@@ -91,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     params = parse_params(raw, source=str(args.params))
     (work / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))  # what evaluate reads, epochs and all
     saved = stages.CHECKPOINTS
-    stages.CHECKPOINTS = work / "checkpoints"  # not the DVC checkout's resumable checkpoints
+    # not the DVC checkout's resumable checkpoints; --checkpoints: a folder that travels between leases
+    stages.CHECKPOINTS = args.checkpoints.resolve() if args.checkpoints else work / "checkpoints"
     try:
         run(args, raw, params, work, start)
     finally:
@@ -127,7 +152,11 @@ def run(args: argparse.Namespace, raw: dict, params, work: Path, start: float) -
         for graphs in dict.fromkeys([params.engine.cuda_graphs, False]):  # once more eager if a graph fails
             raw["engine"]["cuda_graphs"] = graphs
             try:
-                plan[name] = train_within(name, share, raw, work, data, models, metrics, meta, train, args.bench_steps)
+                if args.checkpoints:
+                    plan[name] = train_until(name, share, raw, data, models, metrics)
+                else:
+                    plan[name] = train_within(name, share, raw, work, data, models, metrics, meta, train,
+                                              args.bench_steps)
                 break
             except Exception as err:  # one model's failure spares the rest
                 failed[name if graphs == params.engine.cuda_graphs else f"{name} (eager)"] = \
@@ -143,7 +172,7 @@ def run(args: argparse.Namespace, raw: dict, params, work: Path, start: float) -
         except Exception as err:
             failed[name] = f"{type(err).__name__}: {err}"
 
-    trained = [name for name in args.models if name in plan]
+    trained = [name for name in args.models if name in plan and "paused_at" not in plan[name]]
     tic = time.time()
     evaluate_stage(load_params(work / "params.yaml"), data, models, metrics, only=trained)
     evaluate_seconds = time.time() - tic
@@ -164,14 +193,18 @@ def run(args: argparse.Namespace, raw: dict, params, work: Path, start: float) -
     shutil.copy(work / "params.yaml", out / "params.yaml")
     command = " ".join(["python pipeline/gpu_models.py",
                         *([f"--params {args.given_params.as_posix()}"] if args.given_params else []),
-                        f"--budget {args.budget:g}", f"--out {out.as_posix()}", *args.models,
+                        f"--budget {args.budget:g}", f"--out {out.as_posix()}",
+                        *([f"--checkpoints {args.checkpoints.as_posix()}"] if args.checkpoints else []), *args.models,
                         *(f"--bench-only {name}" for name in args.bench_only)])
     record = {"command": command, "hardware": describe_device(device), "torch": torch.__version__,
            "wall_seconds": round(time.time() - start), "evaluate_seconds": round(evaluate_seconds),
            "budget_seconds": args.budget, "models": plan, "failed": failed,
            "bench_only": {name: {k: r[k] for k in ("batch_size", "steps_per_s", "seconds_per_epoch", "cuda_graphs")}
                           for name, r in timed.items()},
-           "note": "the gpu profile's params with each model's epochs capped to its share of the budget"}
+           "checkpoints": bool(args.checkpoints),
+           "note": "the gpu profile's params, epochs and all; a model unfinished in its share paused at a checkpoint "
+                   "and resumed by the next run" if args.checkpoints else
+                   "the gpu profile's params with each model's epochs capped to its share of the budget"}
     (out / "run.json").write_text(json.dumps(record, indent=2) + "\n")
     print(json.dumps(record, indent=2))
 

@@ -67,3 +67,33 @@ def test_a_budgeted_run_trains_scores_and_snapshots_on_tiny_data(tmp_path, monke
     assert set(evaluate["models"]) == {"cvae"} and "label_agreement" in evaluate["models"]["cvae"]
     assert list((out / "figures" / "cvae").glob("*.png")) and (out / "cvae.json").is_file()
     assert (out / "plots" / "cvae_train.csv").is_file() and (out / "evaluator.json").is_file()
+
+
+def test_with_checkpoints_a_model_pauses_at_its_share_and_the_next_run_finishes_it(tmp_path, monkeypatch):
+    """--checkpoints: the profile's epochs over two runs (two leases), the second resuming the first's checkpoint."""
+    from compose import compose
+    from gpu_models import main
+    from tiny_data import write_tiny_mirror
+
+    params = tmp_path / "tiny.yaml"
+    compose(params, ["profile=tiny", "data.dataset=tiny"])
+    monkeypatch.setenv("GENZOO_DATA_MIRROR", str(write_tiny_mirror(tmp_path / "mirror")))
+    keep = tmp_path / "carried"
+    common = ["cvae", "--params", str(params), "--work", str(tmp_path / "work"), "--checkpoints", str(keep)]
+
+    assert main([*common, "--budget", "0", "--out", str(tmp_path / "first")]) == 0  # no time: pause at once
+    first = json.loads((tmp_path / "first" / "run.json").read_text())
+    paused = first["models"]["cvae"]
+    assert paused["paused_at"] == 1 < paused["total_steps"] and first["checkpoints"] and not first["failed"]
+    assert (keep / "cvae.pt").is_file() and not (tmp_path / "first" / "cvae.json").exists()
+    assert "--checkpoints" in first["command"]
+
+    assert main([*common, "--budget", "600", "--out", str(tmp_path / "second")]) == 0
+    second = json.loads((tmp_path / "second" / "run.json").read_text())
+    done = second["models"]["cvae"]
+    epochs = load_params(params).model("cvae").epochs
+    assert done["resumed_from"] == 1 and done["epochs"] == done["profile_epochs"] == epochs
+    assert not (keep / "cvae.pt").exists()  # finished: the checkpoint has done its job
+    summary = json.loads((tmp_path / "second" / "cvae.json").read_text())
+    assert summary["resumed_from"] == 1 and summary["steps"] == paused["total_steps"]
+    assert "cvae" in json.loads((tmp_path / "second" / "evaluate.json").read_text())["models"]

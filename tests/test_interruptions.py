@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 from conftest import ROOT, composed
 
@@ -37,6 +38,8 @@ def test_killed_training_resumes_from_its_checkpoint(tmp_path, tiny_processed):
     assert "resuming from" in second.stdout
     summary = yaml.safe_load((tmp_path / "metrics" / "vae.json").read_text())
     assert summary["resumed_from"] > 0 and summary["steps"] == 150 * 7
+    # the checkpoint kept the first run's training time: the summary counts both parts (the steps it kept)
+    assert summary["seconds_per_epoch"] == pytest.approx(summary["train_seconds"] / 150, abs=1e-3)
     assert (tmp_path / "models" / "vae" / "model.pt").exists() and not checkpoint.exists()
 
 

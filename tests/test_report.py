@@ -146,3 +146,18 @@ def test_render_adds_each_budgeted_gpu_part(tmp_path):
     assert "84.25 ± 0.50" in section and "`fedcba9876`" in section
     assert "vae 120 of 1500 (1190.7 steps/s, trained 45 s)" in section and "pixelrnn 34.5 steps/s" in section
     assert "| vae | test NLL ≤ 86.0 nats | 84.25 | met |" in section
+
+
+def test_render_says_a_checkpointed_part_ran_its_full_epochs_over_runs(tmp_path):
+    metrics = write_metrics(tmp_path / "metrics")
+    part = write_metrics(metrics / "gpu" / "rnn", nll=80.25)
+    (part / "run.json").write_text(json.dumps({
+        "command": "python pipeline/gpu_models.py --budget 500 --out metrics/gpu/rnn --checkpoints c vae pixelrnn",
+        "budget_seconds": 500, "checkpoints": True, "failed": {},
+        "models": {"vae": {"epochs": 60, "profile_epochs": 60, "steps_per_s": 34.5, "train_seconds": 1490.2,
+                           "resumed_from": 12000},
+                   "pixelrnn": {"profile_epochs": 60, "paused_at": 700, "total_steps": 28000}}}))
+    section = render(metrics).split("part `rnn`", 1)[1]
+    assert "epochs and all" in section and "capped" not in section.split("|")[0]
+    assert "vae 60 of 60 (34.5 steps/s, trained 1490 s, resumed at step 12000)" in section
+    assert "Paused, to go on: pixelrnn at step 700 of 28000." in section

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
+import time
 from dataclasses import dataclass
 
 import pytest
@@ -133,6 +134,24 @@ def test_sigterm_saves_a_checkpoint_then_resume_finishes(tmp_path):
     calm = dataclasses.replace(config, sigterm_at=0)
     result = fit(Toy(calm), TOY_DATA, config=calm, engine=ENGINE, seed=0, checkpoint=ckpt, progress=False)
     assert (result.resumed_from, result.steps) == (5, 12)
+
+
+def test_deadline_pauses_at_a_checkpoint_that_keeps_the_training_time(tiny_params, data, tmp_path):
+    """A passed `stop_at` stops after one step as SIGTERM would; the resumed run ends with the same weights
+    as a straight one and knows the time the first part took."""
+    straight, full = run(tiny_params, data)
+    ckpt = tmp_path / "ckpt.pt"
+    config = dataclasses.replace(tiny_params.model("vae"), epochs=2)
+    with pytest.raises(Interrupted, match=rf"the deadline at step 1/{full.steps}") as stopped:
+        fit(tiny_vae(tiny_params), data["train"], config=config, engine=ENGINE, seed=3, val=data["val"],
+            checkpoint=ckpt, fingerprint="f", progress=False, stop_at=time.monotonic())
+    assert (stopped.value.step, stopped.value.total) == (1, full.steps)
+    kept = torch.load(ckpt, weights_only=True)["seconds"]
+    assert kept > 0
+    resumed, rest = run(tiny_params, data, checkpoint=ckpt)
+    assert (rest.resumed_from, rest.earlier_seconds) == (1, kept)
+    assert_same_weights(weights(straight), weights(resumed))
+    assert full.earlier_seconds == 0.0  # a run from scratch had no earlier part
 
 
 def test_logs_every_n_steps_with_means_and_validation(tiny_params, data):

@@ -324,10 +324,23 @@ def _budget(run: dict) -> list[str]:
     """A part of the gpu profile run within a time budget (pipeline/gpu_models.py): the epochs it could afford."""
     if "budget_seconds" not in run:
         return []
+    done = {name: m for name, m in run["models"].items() if "paused_at" not in m}
     trained = "; ".join(f"{name} {m['epochs']} of {m['profile_epochs']} ({m['steps_per_s']:g} steps/s, trained "
-                        f"{m['train_seconds']:.0f} s)" for name, m in run["models"].items())
-    line = (f"Trained within a {run['budget_seconds']:g} s budget, the gpu profile's params except the epochs, each "
-            f"model's capped to its share at the steps/s measured first (epochs run of the profile's): {trained}.")
+                        f"{m['train_seconds']:.0f} s" + (f", resumed at step {m['resumed_from']}" if
+                                                        m.get("resumed_from") else "") + ")"
+                        for name, m in done.items())
+    if run.get("checkpoints"):  # --checkpoints: full epochs, paused between runs (train time counts every part)
+        line = (f"Trained at the gpu profile's params, epochs and all, in runs of a {run['budget_seconds']:g} s "
+                f"budget, a model unfinished in its share paused at a checkpoint and resumed by the next run "
+                f"(epochs of the profile's): {trained or 'none finished'}.")
+        paused = {name: m for name, m in run["models"].items() if "paused_at" in m}
+        if paused:
+            line += " Paused, to go on: " + "; ".join(f"{name} at step {m['paused_at']} of {m['total_steps']}"
+                                                     for name, m in paused.items()) + "."
+    else:
+        line = (f"Trained within a {run['budget_seconds']:g} s budget, the gpu profile's params except the epochs, "
+                f"each model's capped to its share at the steps/s measured first (epochs run of the profile's): "
+                f"{trained}.")
     if run.get("bench_only"):
         line += " Timed only, for a later lease: " + "; ".join(
             f"{name} {b['steps_per_s']:g} steps/s ({b['seconds_per_epoch']:g} s/epoch)"

@@ -92,8 +92,11 @@ def stage_name(name: str) -> str:
 
 
 def train_stage(name: str, params: Params, data: Path, models: Path, metrics: Path,
-                derived: Path = Path("data/derived")) -> dict:
-    """Fit one registered model, then write its weights, metrics, loss curves and pictures."""
+                derived: Path = Path("data/derived"), stop_at: float | None = None) -> dict:
+    """Fit one registered model, then write its weights, metrics, loss curves and pictures.
+
+    `stop_at` (a time.monotonic() deadline) pauses the training at a checkpoint instead: fit raises Interrupted
+    and nothing else is written."""
     config = params.model(name)
     meta = load_meta(data)
     device = resolve_device(params.engine.device)
@@ -110,7 +113,7 @@ def train_stage(name: str, params: Params, data: Path, models: Path, metrics: Pa
                   {k: info[k] for k in ("profile", "device", "commit", "dirty", "data_hash")}) as run:
         result = fit(model, train, config=config, engine=params.engine, seed=params.run.seed, val=val,
                      checkpoint=checkpoint, fingerprint=fingerprint(name, config, params, meta["data_hash"]),
-                     on_log=run.log_metrics, monitor=monitor)
+                     on_log=run.log_metrics, monitor=monitor, stop_at=stop_at)
         weights = save_model(model, name, models / name / "model.pt")
         test_metrics = validate(model, {k: v.to(device) for k, v in test.items()}, 4 * config.batch_size)
         run.log_metrics(result.steps, {f"test/{k}": v for k, v in test_metrics.items()})
@@ -124,10 +127,11 @@ def train_stage(name: str, params: Params, data: Path, models: Path, metrics: Pa
                 shown = {k: v[:100] for k, v in test.items()}
             save_pictures(model.pictures({k: v.to(device) for k, v in shown.items()}), figures)
         last = {k: v for row in result.history for k, v in row.items() if k != "step"}  # last value of each
+        # training time over every run that built the kept steps (a resumed stage adds the checkpoint's)
+        seconds = None if result.earlier_seconds is None else result.seconds + result.earlier_seconds
         summary = {"model": name, "test": test_metrics, "final": last, "steps": result.steps,
-                   "epochs": config.epochs, "train_seconds": round(result.seconds, 2),
-                   "seconds_per_epoch": round(result.seconds / max(config.epochs, 1), 3)
-                   if result.resumed_from == 0 else None,
+                   "epochs": config.epochs, "train_seconds": round(result.seconds if seconds is None else seconds, 2),
+                   "seconds_per_epoch": None if seconds is None else round(seconds / max(config.epochs, 1), 3),
                    "resumed_from": result.resumed_from, "provenance": info}
         write_metrics(metrics / f"{name}.json", summary)
         write_plot(metrics / "plots" / f"{name}_train.csv", result.history, "train/")

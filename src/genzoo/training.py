@@ -29,9 +29,13 @@ LogFn = Callable[[int, dict[str, float]], None]
 
 
 class Interrupted(GenzooError):
-    """SIGTERM arrived: the checkpoint is saved and re-running the same command resumes."""
+    """SIGTERM arrived (or the deadline passed): the checkpoint is saved and re-running the same command resumes."""
 
     exit_code = 128 + signal.SIGTERM
+
+    def __init__(self, message: str, step: int = 0, total: int = 0) -> None:
+        super().__init__(message)
+        self.step, self.total = step, total
 
 
 @dataclass
@@ -40,6 +44,7 @@ class FitResult:
     seconds: float  # wall time of this call (a resumed run counts only its own part)
     resumed_from: int
     history: list[dict[str, float]] = field(default_factory=list)  # every logged row: {"step": ..., name: value}
+    earlier_seconds: float | None = 0.0  # training time the checkpoint had kept (None: a checkpoint too old to say)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -133,12 +138,15 @@ class GraphedStep:
 def fit(model: nn.Module, train: dict[str, torch.Tensor], *, config: TrainConfig, engine: EngineParams,
         seed: int, val: dict[str, torch.Tensor] | None = None, checkpoint: Path | None = None,
         fingerprint: str = "", on_log: LogFn | None = None, stop_after: int | None = None,
-        monitor: Callable[[nn.Module], dict[str, float]] | None = None, progress: bool = True) -> FitResult:
+        monitor: Callable[[nn.Module], dict[str, float]] | None = None, progress: bool = True,
+        stop_at: float | None = None) -> FitResult:
     """Train `model` on `train` for `config.epochs` epochs; see the module docstring for what it guarantees.
 
     A config with a `max_steps` field > 0 stops after that many steps even inside an epoch.
     `fingerprint` identifies the run (params + data hash): a checkpoint with another fingerprint is stale and is
     ignored. `stop_after` ends the call early after that global step, as an interruption would (for tests).
+    `stop_at` is a time.monotonic() deadline: past it the run saves a checkpoint and raises Interrupted, as on
+    SIGTERM, so a machine lent by the minute can carry the checkpoint to the next lease (pipeline/gpu_models.py).
     `monitor(model)` runs beside validation (model in eval mode, training RNG untouched) and its numbers are
     logged as they are, e.g. the evaluator's class histogram of samples, so mode collapse shows while it happens.
     """
@@ -158,7 +166,7 @@ def fit(model: nn.Module, train: dict[str, torch.Tensor], *, config: TrainConfig
 
     sums: dict[str, torch.Tensor] = {}
     history: list[dict[str, float]] = []
-    start = 0
+    start, earlier = 0, 0.0
     state = _load_checkpoint(checkpoint, fingerprint)
     if state is not None:
         model.load_state_dict(state["model"])
@@ -169,6 +177,7 @@ def fit(model: nn.Module, train: dict[str, torch.Tensor], *, config: TrainConfig
         sums = {k: v.to(device) for k, v in state["sums"].items()}
         history = state["history"]
         start = state["step"]
+        earlier = state.get("seconds")  # None: written before checkpoints kept the time
         torch.set_rng_state(state["rng_cpu"])
         if device.type == "cuda" and "rng_cuda" in state:
             torch.cuda.set_rng_state(state["rng_cuda"], device)
@@ -185,7 +194,8 @@ def fit(model: nn.Module, train: dict[str, torch.Tensor], *, config: TrainConfig
         blob = {"fingerprint": fingerprint, "step": step, "model": model.state_dict(),
                 "opts": {k: o.state_dict() for k, o in opts.items()},
                 "schedules": [s.state_dict() for s in schedules], "sums": sums, "history": history,
-                "rng_cpu": torch.get_rng_state()}
+                "rng_cpu": torch.get_rng_state(),
+                "seconds": None if earlier is None else earlier + time.perf_counter() - began}
         if device.type == "cuda":
             blob["rng_cuda"] = torch.cuda.get_rng_state(device)
         save_torch(blob, checkpoint)
@@ -238,19 +248,21 @@ def fit(model: nn.Module, train: dict[str, torch.Tensor], *, config: TrainConfig
                 _require_finite(model, done, checkpoint)
                 save(done)
             bar.update(1)
-            if stop.requested or (stop_after is not None and done >= stop_after):
+            late = stop_at is not None and done < total and time.monotonic() >= stop_at
+            if stop.requested or late or (stop_after is not None and done >= stop_after):
                 _require_finite(model, done, checkpoint)
                 save(done)
                 bar.close()
-                if stop.requested:
-                    raise Interrupted(f"stopped by SIGTERM at step {done}/{total}; checkpoint saved to "
-                                      f"{checkpoint}; run the same command again to resume")
-                return FitResult(done, time.perf_counter() - began, start, history)
+                if stop.requested or late:
+                    raise Interrupted(f"stopped by {'SIGTERM' if stop.requested else 'the deadline'} at step "
+                                      f"{done}/{total}; checkpoint saved to {checkpoint}; run the same command "
+                                      f"again to resume", done, total)
+                return FitResult(done, time.perf_counter() - began, start, history, earlier)
     bar.close()
     _require_finite(model, total, checkpoint)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    return FitResult(total, time.perf_counter() - began, start, history)
+    return FitResult(total, time.perf_counter() - began, start, history, earlier)
 
 
 def rows(data: dict[str, torch.Tensor]) -> int:
