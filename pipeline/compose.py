@@ -2,6 +2,7 @@
 
     python pipeline/compose.py                 # the default (cpu) profile: what main commits
     python pipeline/compose.py profile=gpu     # any Hydra overrides
+    python pipeline/compose.py --out .gpu/gpu.yaml profile=gpu   # elsewhere, params.yaml untouched
 """
 
 import sys
@@ -17,5 +18,11 @@ def compose(output: Path, overrides: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    compose(ROOT / "params.yaml", sys.argv[1:])
-    print(f"wrote {ROOT / 'params.yaml'}" + (f" with {' '.join(sys.argv[1:])}" if sys.argv[1:] else ""))
+    args, output = sys.argv[1:], ROOT / "params.yaml"
+    if args[:1] == ["--out"]:
+        if len(args) < 2:
+            sys.exit("--out needs a file")
+        output, args = Path(args[1]), args[2:]
+        output.parent.mkdir(parents=True, exist_ok=True)
+    compose(output, args)
+    print(f"wrote {output}" + (f" with {' '.join(args)}" if args else ""))

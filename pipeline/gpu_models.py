@@ -13,8 +13,8 @@ params used) and run.json: the command, the hardware, and per model the profile'
         cvae aae flow_vae pixelcnn --bench-only pixelrnn
 
 The gpu params are composed from pipeline/conf with profile=gpu (DVC's Hydra code); on a machine without dvc,
-compose them beforehand (`python pipeline/compose.py profile=gpu`, copy params.yaml, `git checkout params.yaml`) and
-pass the copy with --params: the same params. Data, models and checkpoints go to `--work` (default .gpu/work,
+compose them beforehand (`python pipeline/compose.py --out .gpu/gpu.yaml profile=gpu`) and pass the file with
+--params: the same params. Data, models and checkpoints go to `--work` (default .gpu/work,
 git-ignored), never to the DVC outputs; the data comes from the offline mirror (GENZOO_DATA_MIRROR or data.mirror).
 A copy of the checkout whose .git is not its commit's can name the commit with GENZOO_COMMIT.
 """

@@ -97,3 +97,16 @@ def test_with_checkpoints_a_model_pauses_at_its_share_and_the_next_run_finishes_
     summary = json.loads((tmp_path / "second" / "cvae.json").read_text())
     assert summary["resumed_from"] == 1 and summary["steps"] == paused["total_steps"]
     assert "cvae" in json.loads((tmp_path / "second" / "evaluate.json").read_text())["models"]
+
+
+def test_compose_out_writes_the_gpu_params_elsewhere_and_leaves_params_yaml(tmp_path):
+    """What a machine without dvc is handed (--params): the gpu composition, with the checkout's params.yaml kept."""
+    import subprocess
+
+    before = (ROOT / "params.yaml").read_text()
+    out = tmp_path / "carry" / "gpu.yaml"
+    done = subprocess.run([sys.executable, str(ROOT / "pipeline" / "compose.py"), "--out", str(out), "profile=gpu"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (ROOT / "params.yaml").read_text() == before
+    assert yaml.safe_load(out.read_text())["run"]["profile"] == "gpu"

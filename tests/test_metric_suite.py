@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from genzoo.metrics.frechet import features, frechet_distance, kernel_inception_distance
+from genzoo.metrics.frechet import features, features_and_classes, frechet_distance, kernel_inception_distance
 from genzoo.metrics.parzen import parzen_log_likelihood, parzen_score, select_sigma
 from genzoo.metrics.precision_recall import precision_recall
 from genzoo.models import build_model
@@ -26,6 +26,20 @@ def test_features_shape_device_and_batch_independence():
     assert not feats.requires_grad
     assert evaluator.training  # the caller's mode is restored
     torch.testing.assert_close(feats, features(evaluator, images, batch_size=100))  # eval-mode BatchNorm
+
+
+def test_features_and_classes_give_exactly_features_and_predict_from_one_pass():
+    """evaluate's mode histogram comes from the FD features' own forward pass: the very classes predict gives."""
+    torch.manual_seed(0)
+    evaluator = build_model("evaluator", EvaluatorConfig(width=4, features=16), (1, 28, 28), 10)
+    for p in evaluator.parameters():  # untrained weights would give one class to every image
+        p.data.normal_(0, 0.5)
+    images = torch.rand(37, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    feats, classes = features_and_classes(evaluator.train(), images, batch_size=8)
+    assert evaluator.training and classes.shape == (37,) and len(classes.unique()) > 1
+    assert torch.equal(feats, features(evaluator, images, batch_size=8))
+    evaluator.eval()
+    assert torch.equal(classes, torch.cat([evaluator.predict(images[i:i + 8]) for i in range(0, 37, 8)]))
 
 
 def test_frechet_distance_zero_for_identical_sets_and_grows_with_shift():

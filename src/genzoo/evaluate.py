@@ -21,7 +21,7 @@ import torch
 from genzoo.data.loading import labelled_subset, load_meta, load_split
 from genzoo.errors import GenzooError
 from genzoo.io import write_text
-from genzoo.metrics.frechet import features, frechet_distance, kernel_inception_distance
+from genzoo.metrics.frechet import features, features_and_classes, frechet_distance, kernel_inception_distance
 from genzoo.metrics.likelihood import test_elbo, test_nll
 from genzoo.metrics.modes import class_histogram, mode_coverage
 from genzoo.metrics.parzen import parzen_score
@@ -33,11 +33,6 @@ from genzoo.pictures import save_pictures
 from genzoo.stages import model_splits
 from genzoo.tracking import StageRun, provenance, write_metrics
 from genzoo.training import describe_device, resolve_device
-
-
-@torch.no_grad()
-def predict(evaluator, images01: torch.Tensor, batch_size: int) -> torch.Tensor:
-    return torch.cat([evaluator.predict(images01[i:i + batch_size]) for i in range(0, len(images01), batch_size)])
 
 
 @torch.no_grad()
@@ -60,10 +55,10 @@ class Reference:
     def score(self, images01: torch.Tensor, num_classes: int) -> dict:
         """The sample metrics of `images01` (N, C, H, W) in [0, 1] against the real test digits."""
         cfg = self.cfg
-        fake = features(self.evaluator, images01, cfg.batch_size)
+        fake, classes = features_and_classes(self.evaluator, images01, cfg.batch_size)
         kid_mean, kid_std = kernel_inception_distance(self.test_features, fake, cfg.kid_subsets, cfg.kid_subset_size,
                                                       seed=self.seed)
-        histogram = class_histogram(predict(self.evaluator, images01, cfg.batch_size), num_classes)
+        histogram = class_histogram(classes, num_classes)
         parzen = parzen_score(images01[:cfg.parzen_samples], self.parzen_val, self.parzen_test)
         return {"fd": frechet_distance(self.test_features, fake), "kid": kid_mean, "kid_std": kid_std,
                 **precision_recall(self.test_features, fake, k=cfg.pr_k), **mode_coverage(histogram),

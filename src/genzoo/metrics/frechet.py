@@ -23,11 +23,19 @@ def features(evaluator: nn.Module, images01: torch.Tensor, batch_size: int = 500
 
     Eval mode matters: BatchNorm in train mode would make a sample's features depend on its batch-mates.
     The evaluator's previous mode is restored afterwards."""
+    return features_and_classes(evaluator, images01, batch_size)[0]
+
+
+@torch.no_grad()
+def features_and_classes(evaluator: nn.Module, images01: torch.Tensor, batch_size: int = 500
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+    """`features` and the evaluator's predicted class of each image, (N, F) and (N,), from one forward pass:
+    the classes cost one Linear on the features, where `predict` would run the convolutions again."""
     was_training = evaluator.training
     evaluator.eval()
     try:
-        return torch.cat([evaluator.features(images01[i:i + batch_size].float())
-                          for i in range(0, len(images01), batch_size)])
+        feats = [evaluator.features(images01[i:i + batch_size].float()) for i in range(0, len(images01), batch_size)]
+        return torch.cat(feats), torch.cat([evaluator.classes_of(f) for f in feats])
     finally:
         evaluator.train(was_training)
 

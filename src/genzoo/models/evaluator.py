@@ -72,6 +72,11 @@ class Model(nn.Module):
     def predict(self, x01: torch.Tensor) -> torch.Tensor:
         return self(x01).argmax(dim=1)
 
+    @torch.no_grad()
+    def classes_of(self, features: torch.Tensor) -> torch.Tensor:
+        """The class `predict` gives, from `features`' output: in eval mode predict(x) == classes_of(features(x))."""
+        return self.classify(self.dropout(features)).argmax(dim=1)
+
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"model": adam(self.parameters(), self.config.lr, weight_decay=self.config.weight_decay)}
 
