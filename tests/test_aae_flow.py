@@ -241,3 +241,18 @@ def test_aae_pictures_include_the_code_scatter_only_for_a_2d_code():
     assert scatter.ndim == 4 and scatter.shape[:2] == (1, 3) and nrow == 1
     assert 0 <= scatter.min() and scatter.max() <= 1
     assert "codes" not in tiny_aae(latent_dim=3).eval().pictures(data)
+
+
+@pytest.mark.parametrize("profile", ["cpu", "gpu", "tiny"])
+def test_aae_2d_is_the_aae_with_a_2d_code_so_its_stage_draws_the_scatter(tmp_path, profile):
+    """The issue's picture needs a 2-D code; the likelihood AAE keeps the paper's 8: a second name, as flow_vae_deep."""
+    from conftest import composed
+
+    from genzoo.models import GENERATIVE
+    from genzoo.params import parse_params
+
+    params = parse_params(composed(tmp_path, f"profile={profile}"))
+    assert GENERATIVE["aae_2d"] is GENERATIVE["aae"]
+    assert params.model("aae_2d").latent_dim == 2
+    if profile != "tiny":  # the tiny profile draws the scatter of `aae` itself
+        assert params.model("aae").latent_dim == 8

@@ -24,6 +24,7 @@ from genzoo.pictures import save_pictures
 from genzoo.tracking import StageRun, provenance, write_metrics, write_plot
 from genzoo.training import describe_device, fit, resolve_device, validate
 
+PICTURE_ROWS = 2000  # test digits handed to a model's pictures()
 CHECKPOINTS = Path("models/.checkpoints")  # not a DVC output: DVC deletes outputs before a stage re-runs
 
 
@@ -122,7 +123,9 @@ def train_stage(name: str, params: Params, data: Path, models: Path, metrics: Pa
         if hasattr(model, "pictures"):
             torch.manual_seed(params.run.seed)
             if getattr(model_cls, "dataset", None) is None:
-                shown = {"test": to_unit(test["x"][:100]), "test_y": test["y"][:100], "train": train["x"]}
+                # models draw the first rows they need (a 10x10 grid at most); the AAE's 2-D code scatter all
+                shown = {"test": to_unit(test["x"][:PICTURE_ROWS]), "test_y": test["y"][:PICTURE_ROWS],
+                         "train": train["x"]}
             else:  # a derived set: its first 100 test rows, every key, as stored
                 shown = {k: v[:100] for k, v in test.items()}
             save_pictures(model.pictures({k: v.to(device) for k, v in shown.items()}), figures)

@@ -44,6 +44,7 @@ GENERATIVE: dict[str, type[nn.Module]] = {
     "gan": gan.Model,
     "dcgan": dcgan.Model,
     "aae": aae.Model,
+    "aae_2d": aae.Model,  # the same model with a 2-D code: the paper's picture of the code space (its Figure 2)
     "flow_vae": flow_vae.Model,
     "flow_vae_deep": flow_vae.Model,  # the same model at a larger K: the paper's NLL-vs-K table needs two rows
     "pixelcnn": pixelcnn.Model,

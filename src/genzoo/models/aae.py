@@ -152,10 +152,10 @@ def code_scatter(codes: torch.Tensor, labels: torch.Tensor, prior_std: float, nu
     for r in (1, 2, 3):
         ax.add_patch(Circle((0, 0), r * prior_std, fill=False, color="0.8", lw=0.8))
     points = ax.scatter(codes[:, 0], codes[:, 1], c=labels, cmap="tab10" if num_classes <= 10 else "tab20",
-                        vmin=-0.5, vmax=num_classes - 0.5, s=12)
+                        vmin=-0.5, vmax=num_classes - 0.5, s=12 if len(codes) <= 200 else 3)
     fig.colorbar(points, ax=ax, ticks=range(num_classes), label="label")
     limit = max(3.2 * prior_std, float(abs(codes).max()) * 1.05)
-    ax.set(xlim=(-limit, limit), ylim=(-limit, limit), aspect="equal", xlabel="z1", ylabel="z2",
-           title="test codes (circles: 1-3 prior std)")
+    ax.set(xlim=(-limit, limit), ylim=(-limit, limit), aspect="equal", xlabel="z1", ylabel="z2")
+    ax.set_title(f"{len(codes)} test codes (circles: 1-3 prior std)", fontsize=9)
     fig.tight_layout()
     return figure_to_image(fig)
