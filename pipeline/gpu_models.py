@@ -4,8 +4,9 @@
 named models with the gpu profile's params, except that each model's epochs are capped to what fits its share of
 `--budget` (steps/s measured here first, with the engine's own loop), then scores them with the evaluate stage's
 own code. With `--checkpoints DIR` the epochs stay the profile's instead: a model whose share runs out pauses at
-a checkpoint in DIR (the engine's SIGTERM path), and the same command run again with DIR carried back goes on
-from there, so a model longer than one lease (PixelRNN's 60 epochs) still trains to the end, over several.
+a checkpoint in DIR (the engine's SIGTERM path), and a later run naming it, with DIR carried back, goes on from
+there, so a model longer than one lease (PixelRNN's 60 epochs) still trains to the end, over several. (A model
+that finished is in that run's snapshot and has no checkpoint left: name only the paused ones again.)
 The snapshot folder holds what the report needs (evaluate.json, each model's metrics and pictures, the exact
 params used) and run.json: the command, the hardware, and per model the profile's epochs beside the epochs run.
 
