@@ -41,17 +41,25 @@ def test_genzoo_commit_names_the_commit_of_a_copied_tree(monkeypatch):
     assert git_state(ROOT)["commit"] != named
 
 
-def test_a_budgeted_run_trains_scores_and_snapshots_on_tiny_data(tmp_path, monkeypatch):
-    """The script end to end on the tiny profile and a tiny IDX mirror: what a lent GPU's minutes depend on."""
+@pytest.fixture
+def tiny_params_file(tmp_path, monkeypatch):
+    """The tiny profile composed to a file (what --params takes) and a tiny IDX mirror to download from."""
     from compose import compose
-    from gpu_models import main
     from tiny_data import write_tiny_mirror
-
-    from genzoo import stages
 
     params = tmp_path / "tiny.yaml"
     compose(params, ["profile=tiny", "data.dataset=tiny"])
     monkeypatch.setenv("GENZOO_DATA_MIRROR", str(write_tiny_mirror(tmp_path / "mirror")))
+    return params
+
+
+def test_a_budgeted_run_trains_scores_and_snapshots_on_tiny_data(tmp_path, tiny_params_file):
+    """The script end to end on the tiny profile and a tiny IDX mirror: what a lent GPU's minutes depend on."""
+    from gpu_models import main
+
+    from genzoo import stages
+
+    params = tiny_params_file
     checkpoints, out = stages.CHECKPOINTS, tmp_path / "snap"
     assert main(["cvae", "--params", str(params), "--budget", "0.01", "--out", str(out),
                  "--work", str(tmp_path / "work"), "--bench-steps", "2", "--bench-only", "vae"]) == 0
@@ -69,15 +77,11 @@ def test_a_budgeted_run_trains_scores_and_snapshots_on_tiny_data(tmp_path, monke
     assert (out / "plots" / "cvae_train.csv").is_file() and (out / "evaluator.json").is_file()
 
 
-def test_with_checkpoints_a_model_pauses_at_its_share_and_the_next_run_finishes_it(tmp_path, monkeypatch):
+def test_with_checkpoints_a_model_pauses_at_its_share_and_the_next_run_finishes_it(tmp_path, tiny_params_file):
     """--checkpoints: the profile's epochs over two runs (two leases), the second resuming the first's checkpoint."""
-    from compose import compose
     from gpu_models import main
-    from tiny_data import write_tiny_mirror
 
-    params = tmp_path / "tiny.yaml"
-    compose(params, ["profile=tiny", "data.dataset=tiny"])
-    monkeypatch.setenv("GENZOO_DATA_MIRROR", str(write_tiny_mirror(tmp_path / "mirror")))
+    params = tiny_params_file
     keep = tmp_path / "carried"
     common = ["cvae", "--params", str(params), "--work", str(tmp_path / "work"), "--checkpoints", str(keep)]
 
