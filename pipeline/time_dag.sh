@@ -3,7 +3,10 @@
 # every stage forced, the installed .venv reused (its editable genzoo is this checkout's src/, so src/ must be
 # committed). Run it on otherwise idle cores: anything else running inflates every number.
 #   bash pipeline/time_dag.sh [profile]      -> metrics/timing/<profile>_dag.json (commit it)
+# With KEEP_METRICS=DIR the run's metrics/ folder is kept there, to set beside the committed one:
+#   python pipeline/reproduced.py DIR metrics   (which numbers a fresh clone reproduces)
 set -euo pipefail
+keep=${KEEP_METRICS:+$(realpath -m "$KEEP_METRICS")}
 cd "$(dirname "$0")/.."
 root=$(pwd)
 profile=${1:-cpu}
@@ -44,4 +47,8 @@ total = result["total_seconds"]
 print(f"total {total:.0f} s")
 ' "$work/timing.json" "$profile"
 mv "$work/timing.json" "$root/metrics/timing/${profile}_dag.json"  # only a run that finished (pipefail)
+if [ -n "$keep" ]; then
+  rm -rf "$keep" && mkdir -p "$(dirname "$keep")" && cp -r metrics "$keep"
+  echo "kept this run's metrics in $keep"
+fi
 echo "wrote metrics/timing/${profile}_dag.json"
