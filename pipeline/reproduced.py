@@ -21,11 +21,12 @@ from pathlib import Path
 
 SKIPPED_FOLDERS = ("gpu", "timing")
 SKIPPED_FILES = ("report.html", "results.md")
-SKIPPED_KEYS = ("provenance", "steps_per_s", "created")  # plus any key that names seconds
+SKIPPED_KEYS = ("provenance", "created")
+SKIPPED_WORDS = ("second", "steps_per_s")  # times and speeds, wherever they sit (`train/steps_per_s`)
 
 
 def skipped(key: str) -> bool:
-    return key in SKIPPED_KEYS or "second" in key
+    return key in SKIPPED_KEYS or any(word in key for word in SKIPPED_WORDS)
 
 
 def leaves(value, path: str = "") -> dict[str, object]:
