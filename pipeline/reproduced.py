@@ -85,6 +85,12 @@ def finite(x: float) -> float | None:
     return x if math.isfinite(x) else None  # None: not comparable as numbers (JSON has no infinity)
 
 
+def commits(folder: Path) -> list[str]:
+    """The commits the folder's JSON files name in their provenance: which code each side's numbers came from."""
+    named = {json.loads(p.read_text()).get("provenance", {}).get("commit") for p in folder.glob("*.json")}
+    return sorted(c for c in named if c)
+
+
 def compare(fresh: Path, committed: Path) -> dict:
     """Every file of FRESH that COMMITTED also holds: its values (JSON, CSV) or its bytes (pictures)."""
     files, pictures, missing = {}, {"equal": [], "different": []}, []
@@ -108,6 +114,7 @@ def compare(fresh: Path, committed: Path) -> dict:
     values = sum(f["values"] for f in files.values())
     equal = sum(f["equal"] for f in files.values())
     return {"fresh": str(fresh), "committed": str(committed),
+            "commits": {"fresh": commits(fresh), "committed": commits(committed)},
             "summary": {"files": len(files), "files_identical": sum(f["values"] == f["equal"] for f in files.values()),
                         "values": values, "values_equal": equal,
                         "pictures": len(pictures["equal"]) + len(pictures["different"]),

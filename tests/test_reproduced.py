@@ -32,7 +32,9 @@ def test_a_copy_is_identical_apart_from_times_and_provenance(tmp_path):
     (fresh / "plots" / "vae_train.csv").write_text("step,loss,steps_per_s\n1,0.5,99.0\n2,0.25,98.0\n")
     (fresh / "gpu" / "vae.json").write_text(json.dumps({"test_nll": 90.0}))  # gpu snapshots are not a cpu run's
 
-    s = compare(fresh, committed)["summary"]
+    result = compare(fresh, committed)
+    assert result["commits"] == {"fresh": ["def"], "committed": ["abc"]}
+    s = result["summary"]
     assert s == {"files": 2, "files_identical": 2, "values": 5 + 4, "values_equal": 9,  # NaN = NaN: same result
                  "pictures": 1, "pictures_identical": 1}
 
