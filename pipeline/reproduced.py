@@ -91,26 +91,24 @@ def commits(folder: Path) -> list[str]:
     return sorted(c for c in named if c)
 
 
+def compared_files(folder: Path) -> set[str]:
+    """The folder's files, as paths relative to it, without the skipped folders and files."""
+    relative = (p.relative_to(folder) for p in folder.rglob("*") if p.is_file())
+    return {r.as_posix() for r in relative if r.parts[0] not in SKIPPED_FOLDERS and r.name not in SKIPPED_FILES}
+
+
 def compare(fresh: Path, committed: Path) -> dict:
     """Every file of FRESH that COMMITTED also holds: its values (JSON, CSV) or its bytes (pictures)."""
-    files, pictures, missing = {}, {"equal": [], "different": []}, []
-    for path in sorted(p for p in fresh.rglob("*") if p.is_file()):
-        relative = path.relative_to(fresh)
-        if relative.parts[0] in SKIPPED_FOLDERS or relative.name in SKIPPED_FILES:
-            continue
-        other = committed / relative
-        if not other.exists():
-            missing.append(relative.as_posix())
-        elif path.suffix == ".json":
-            files[relative.as_posix()] = compare_values(leaves(json.loads(path.read_text())),
-                                                        leaves(json.loads(other.read_text())))
+    ours, theirs = compared_files(fresh), compared_files(committed)
+    files, pictures = {}, {"equal": [], "different": []}
+    for name in sorted(ours & theirs):
+        path, other = fresh / name, committed / name
+        if path.suffix == ".json":
+            files[name] = compare_values(leaves(json.loads(path.read_text())), leaves(json.loads(other.read_text())))
         elif path.suffix == ".csv":
-            files[relative.as_posix()] = compare_values(table(path), table(other))
+            files[name] = compare_values(table(path), table(other))
         elif path.suffix == ".png":
-            pictures["equal" if path.read_bytes() == other.read_bytes() else "different"].append(relative.as_posix())
-    ours = {p.relative_to(committed).as_posix() for p in committed.rglob("*") if p.is_file()
-            and p.relative_to(committed).parts[0] not in SKIPPED_FOLDERS and p.name not in SKIPPED_FILES}
-    stale = sorted(ours - {p.relative_to(fresh).as_posix() for p in fresh.rglob("*") if p.is_file()})
+            pictures["equal" if path.read_bytes() == other.read_bytes() else "different"].append(name)
     values = sum(f["values"] for f in files.values())
     equal = sum(f["equal"] for f in files.values())
     return {"fresh": str(fresh), "committed": str(committed),
@@ -119,7 +117,8 @@ def compare(fresh: Path, committed: Path) -> dict:
                         "values": values, "values_equal": equal,
                         "pictures": len(pictures["equal"]) + len(pictures["different"]),
                         "pictures_identical": len(pictures["equal"])},
-            "not_in_committed": missing, "not_in_fresh": stale, "pictures_different": pictures["different"], "files": files}
+            "not_in_committed": sorted(ours - theirs), "not_in_fresh": sorted(theirs - ours),
+            "pictures_different": pictures["different"], "files": files}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -135,8 +134,9 @@ def main(argv: list[str] | None = None) -> int:
     for name, f in result["files"].items():
         if f["equal"] < f["values"]:
             top = f["largest"][0]
-            print(f"{name}: {f['values'] - f['equal']} of {f['values']} values differ, largest relative "
-                  f"{top['relative'] if top['relative'] is not None else 'n/a'} ({top['value']}: {top['fresh']!r} vs {top['committed']!r})")
+            relative = top["relative"] if top["relative"] is not None else "n/a"
+            print(f"{name}: {f['values'] - f['equal']} of {f['values']} values differ, largest relative {relative} "
+                  f"({top['value']}: {top['fresh']!r} vs {top['committed']!r})")
     for name in result["pictures_different"]:
         print(f"{name}: picture differs")
     s = result["summary"]

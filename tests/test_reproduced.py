@@ -15,7 +15,8 @@ def metrics_folder(root: Path) -> Path:
     (root / "gpu").mkdir()
     (root / "vae.json").write_text(json.dumps({
         "test_nll": 99.58, "nll_kind": "iwae", "histogram": [0.1, 0.9], "loss": float("nan"),
-        "train_seconds": 75.8, "final": {"train/steps_per_s": 84.7}, "provenance": {"commit": "abc", "created": "2026-11-26T00:00:00Z"}}))
+        "train_seconds": 75.8, "final": {"train/steps_per_s": 84.7},
+        "provenance": {"commit": "abc", "created": "2026-11-26T00:00:00Z"}}))
     (root / "plots" / "vae_train.csv").write_text("step,loss,steps_per_s\n1,0.5,120.0\n2,0.25,130.0\n")
     (root / "figures" / "vae" / "samples.png").write_bytes(b"\x89PNG one")
     (root / "gpu" / "vae.json").write_text(json.dumps({"test_nll": 86.0}))
@@ -27,7 +28,8 @@ def test_a_copy_is_identical_apart_from_times_and_provenance(tmp_path):
     fresh = tmp_path / "fresh"
     shutil.copytree(committed, fresh)
     run = json.loads((fresh / "vae.json").read_text())
-    run.update(train_seconds=80.1, final={"train/steps_per_s": 65.1}, provenance={"commit": "def", "created": "2026-11-27T00:00:00Z"})
+    run.update(train_seconds=80.1, final={"train/steps_per_s": 65.1},
+               provenance={"commit": "def", "created": "2026-11-27T00:00:00Z"})
     (fresh / "vae.json").write_text(json.dumps(run))
     (fresh / "plots" / "vae_train.csv").write_text("step,loss,steps_per_s\n1,0.5,99.0\n2,0.25,98.0\n")
     (fresh / "gpu" / "vae.json").write_text(json.dumps({"test_nll": 90.0}))  # gpu snapshots are not a cpu run's
