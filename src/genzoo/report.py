@@ -26,7 +26,8 @@ ANCHORS = {
     "gan": {"parzen": "225 ± 2 (Goodfellow et al. 2014, Table 1)"},
     "aae": {"parzen": "340 ± 2 (Makhzani et al. 2015, Table 1)"},
     "pixelcnn": {"nll": "81.30 (van den Oord et al. 2016, Table 4)"},
-    "pixelrnn": {"nll": "80.54 Row LSTM / 79.20 Diagonal BiLSTM (van den Oord et al. 2016)"},
+    "pixelrnn": {"nll": "80.54 Row LSTM (van den Oord et al. 2016)"},
+    "pixelrnn_diagonal": {"nll": "79.20 Diagonal BiLSTM, 7 layers, h = 16 (van den Oord et al. 2016)"},
     "flow_vae": {"nll": "K=10/20/40/80: 87.5/86.5/85.7/85.1 (Rezende & Mohamed 2015, Table 2)"},
     "flow_vae_deep": {"nll": "K=10/20/40/80: 87.5/86.5/85.7/85.1 (Rezende & Mohamed 2015, Table 2)"},
 }

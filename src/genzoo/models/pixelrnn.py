@@ -111,7 +111,9 @@ class RowLSTM(nn.Module):
 
 class DiagonalBiLSTM(nn.Module):
     """Both directions run in one scan over the skewed columns; states are channels-last (B, H, 2h) = [left,
-    right], and each direction's 2x1 state-to-state kernel is a matmul over its [above, beside] states."""
+    right], and each direction's 2x1 state-to-state kernel is a matmul over its [above, beside] states. A
+    skewed column has image pixels in a band of rows only (half the skewed map is padding): the scan computes
+    that band and keeps the learned initial state everywhere else, which is what an off-image neighbour reads."""
 
     def __init__(self, h: int, height: int, width: int):
         super().__init__()
@@ -120,29 +122,30 @@ class DiagonalBiLSTM(nn.Module):
         self.state_to_state = nn.ModuleList(nn.Linear(2 * h, 4 * h) for _ in range(2))  # (above, beside) -> gates
         self.out = nn.Linear(h, 2 * h)
         self.h0, self.c0 = nn.Parameter(torch.zeros(2 * h)), nn.Parameter(torch.zeros(2 * h))
-        rows, cols = torch.arange(height)[:, None], torch.arange(height + width - 1)[None]
-        self.register_buffer("inside", ((cols >= rows) & (cols < rows + width))[..., None], persistent=False)
 
     def forward(self, f: torch.Tensor) -> torch.Tensor:
         b, _, height, width = f.shape
         h = self.h
+        left, right = self.state_to_state  # weights (4h, 2h) over [above, beside] per direction
         gates = self.input_to_state(f)
         gates = skew(torch.cat([gates[:, :4 * h], gates[:, 4 * h:].flip(3)], 1))  # right pass: mirrored map
-        gates = gates.permute(0, 3, 2, 1)  # (B, H+W-1, H, 8h)
-        left, right = self.state_to_state  # weights (4h, 2h) over [above, beside] per direction
+        gates = gates.permute(0, 3, 2, 1) + torch.cat([left.bias, right.bias])  # (B, H+W-1, H, 8h)
         weight = torch.cat([torch.block_diag(left.weight[:, :h], right.weight[:, :h]),  # (16h, 2h): a state's
                             torch.block_diag(left.weight[:, h:], right.weight[:, h:])])  # pull as above, as beside
-        bias = torch.cat([left.bias, right.bias])
         h_init, c_init = self.h0.expand(b, height, -1), self.c0.expand(b, height, -1)
         top = F.linear(self.h0, weight[:8 * h]).expand(b, 1, -1)  # the state above row 0, through its kernel
         state, cell, columns = h_init, c_init, []
         for j, gates_column in enumerate(gates.unbind(1)):
-            as_above, as_beside = F.linear(state, weight).split(8 * h, dim=-1)  # one matmul for both taps
-            gates_column = gates_column + torch.cat([top, as_above[:, :-1]], 1) + as_beside + bias  # row r: r-1, r
-            new_state, new_cell = lstm(gates_column, cell, groups=2)
-            inside = self.inside[:, j]  # (H, 1): off-image positions go back to the initial state
-            state = torch.where(inside, new_state, h_init)
-            cell = torch.where(inside, new_cell, c_init)
+            lo, hi = max(0, j - width + 1), min(height, j + 1)  # rows [lo, hi) of column j are image pixels
+            taps = F.linear(state[:, max(lo - 1, 0):hi], weight)  # one matmul for both taps, from the row above lo
+            as_above, as_beside = taps.split(8 * h, dim=-1)
+            if lo == 0:
+                as_above = torch.cat([top, as_above[:, :-1]], 1)
+            else:
+                as_above, as_beside = as_above[:, :-1], as_beside[:, 1:]
+            new_state, new_cell = lstm(gates_column[:, lo:hi] + as_above + as_beside, cell[:, lo:hi], groups=2)
+            state = torch.cat([h_init[:, :lo], new_state, h_init[:, hi:]], 1)
+            cell = torch.cat([c_init[:, :lo], new_cell, c_init[:, hi:]], 1)
             columns.append(state)
         states = unskew(torch.stack(columns, dim=3).transpose(1, 2), width)  # (B, 2h, H, W)
         left_out, right_out = states[:, :h], states[:, h:].flip(3)
