@@ -81,6 +81,11 @@ def compare_values(fresh: dict, committed: dict) -> dict:
             "largest": [{"value": k, "fresh": f, "committed": c, "relative": finite(r)} for k, (f, c, r) in worst[:5]]}
 
 
+def identical(file: dict) -> bool:
+    """Every value equal, and none on one side only (a key or a table row added or lost)."""
+    return file["values"] == file["equal"] and not (file["only_fresh"] or file["only_committed"])
+
+
 def finite(x: float) -> float | None:
     return x if math.isfinite(x) else None  # None: not comparable as numbers (JSON has no infinity)
 
@@ -113,7 +118,7 @@ def compare(fresh: Path, committed: Path) -> dict:
     equal = sum(f["equal"] for f in files.values())
     return {"fresh": str(fresh), "committed": str(committed),
             "commits": {"fresh": commits(fresh), "committed": commits(committed)},
-            "summary": {"files": len(files), "files_identical": sum(f["values"] == f["equal"] for f in files.values()),
+            "summary": {"files": len(files), "files_identical": sum(map(identical, files.values())),
                         "values": values, "values_equal": equal,
                         "pictures": len(pictures["equal"]) + len(pictures["different"]),
                         "pictures_identical": len(pictures["equal"])},
@@ -137,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
             relative = top["relative"] if top["relative"] is not None else "n/a"
             print(f"{name}: {f['values'] - f['equal']} of {f['values']} values differ, largest relative {relative} "
                   f"({top['value']}: {top['fresh']!r} vs {top['committed']!r})")
+        if f["only_fresh"] or f["only_committed"]:
+            print(f"{name}: {f['only_fresh']} values only in the fresh run, {f['only_committed']} only in the committed")
     for name in result["pictures_different"]:
         print(f"{name}: picture differs")
     s = result["summary"]

@@ -65,3 +65,23 @@ def test_changed_values_pictures_and_missing_files_are_reported(tmp_path, capsys
     printed = capsys.readouterr().out
     assert "vae.json: 1 of 5 values differ" in printed and "figures/vae/samples.png: picture differs" in printed
     assert json.loads((tmp_path / "out.json").read_text())["summary"]["values_equal"] == 4 + 3
+
+
+def test_values_on_one_side_only_keep_a_file_from_counting_as_identical(tmp_path, capsys):
+    """A model added to evaluate.json, or a CSV row lost, is a difference even when every shared value agrees."""
+    committed = metrics_folder(tmp_path / "committed")
+    fresh = tmp_path / "fresh"
+    shutil.copytree(committed, fresh)
+    run = json.loads((fresh / "vae.json").read_text())
+    (fresh / "vae.json").write_text(json.dumps({**run, "new_score": 1.0}))
+    (fresh / "plots" / "vae_train.csv").write_text("step,loss,steps_per_s\n1,0.5,120.0\n")
+
+    result = compare(fresh, committed)
+    assert result["summary"]["values"] == result["summary"]["values_equal"] == 5 + 2
+    assert result["summary"]["files_identical"] == 0
+    assert result["files"]["vae.json"]["only_fresh"] == 1
+    assert result["files"]["plots/vae_train.csv"]["only_committed"] == 2
+    main([str(fresh), str(committed)])
+    printed = capsys.readouterr().out
+    assert "vae.json: 1 values only in the fresh run, 0 only in the committed" in printed
+    assert "identical: 0 of 2 files" in printed
