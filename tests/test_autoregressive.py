@@ -156,3 +156,23 @@ def test_pictures_show_samples_and_completions(name):
     assert grids["samples"][0].shape == (100, *shape)
     images, nrow = grids["completions"]
     assert images.shape == (10 * nrow, *shape) and images.min() >= 0 and images.max() <= 1
+
+
+@pytest.mark.parametrize("profile", ["cpu", "gpu", "tiny"])
+def test_pixelrnn_diagonal_is_the_pixelrnn_with_the_diagonal_cell(tmp_path, profile):
+    """The paper's two cells get a stage each: a second name of the same model, as aae_2d and flow_vae_deep. On
+    the cpu and tiny profiles both cells are trained at one size, so that their rows compare the cells alone."""
+    from conftest import composed
+
+    from genzoo.models import GENERATIVE
+    from genzoo.params import parse_params
+
+    params = parse_params(composed(tmp_path, f"profile={profile}"))
+    assert GENERATIVE["pixelrnn_diagonal"] is GENERATIVE["pixelrnn"]
+    row, diagonal = params.model("pixelrnn"), params.model("pixelrnn_diagonal")
+    assert (row.cell, diagonal.cell) == ("row", "diagonal")
+    if profile == "gpu":
+        assert (diagonal.layers, diagonal.hidden) == (7, 16)  # the paper's MNIST Diagonal BiLSTM
+    else:
+        assert {k: v for k, v in vars(row).items() if k != "cell"} == \
+            {k: v for k, v in vars(diagonal).items() if k != "cell"}
