@@ -154,6 +154,16 @@ def test_deadline_pauses_at_a_checkpoint_that_keeps_the_training_time(tiny_param
     assert full.earlier_seconds == 0.0  # a run from scratch had no earlier part
 
 
+def test_the_progress_bar_is_named_after_the_stage_not_the_file(tiny_params, data, capsys):
+    """A second registry name (aae_2d, pixelrnn_diagonal) trains a model of another file: its stage's bar says
+    which stage it is; without a label the bar falls back to the file's name."""
+    config = dataclasses.replace(tiny_params.model("vae"), epochs=1)
+    fit(tiny_vae(tiny_params), data["train"], config=config, engine=ENGINE, seed=3, stop_after=1, label="vae_2d")
+    fit(tiny_vae(tiny_params), data["train"], config=config, engine=ENGINE, seed=3, stop_after=1)
+    bars = capsys.readouterr().err
+    assert "vae_2d:" in bars and "vae:" in bars.replace("vae_2d:", "")
+
+
 def test_logs_every_n_steps_with_means_and_validation(tiny_params, data):
     rows = []
     _, result = run(tiny_params, data, log=lambda step, row: rows.append((step, row)))

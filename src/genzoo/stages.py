@@ -114,7 +114,7 @@ def train_stage(name: str, params: Params, data: Path, models: Path, metrics: Pa
                   {k: info[k] for k in ("profile", "device", "commit", "dirty", "data_hash")}) as run:
         result = fit(model, train, config=config, engine=params.engine, seed=params.run.seed, val=val,
                      checkpoint=checkpoint, fingerprint=fingerprint(name, config, params, meta["data_hash"]),
-                     on_log=run.log_metrics, monitor=monitor, stop_at=stop_at)
+                     on_log=run.log_metrics, monitor=monitor, stop_at=stop_at, label=name)
         weights = save_model(model, name, models / name / "model.pt")
         test_metrics = validate(model, {k: v.to(device) for k, v in test.items()}, 4 * config.batch_size)
         run.log_metrics(result.steps, {f"test/{k}": v for k, v in test_metrics.items()})

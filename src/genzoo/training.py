@@ -139,7 +139,7 @@ def fit(model: nn.Module, train: dict[str, torch.Tensor], *, config: TrainConfig
         seed: int, val: dict[str, torch.Tensor] | None = None, checkpoint: Path | None = None,
         fingerprint: str = "", on_log: LogFn | None = None, stop_after: int | None = None,
         monitor: Callable[[nn.Module], dict[str, float]] | None = None, progress: bool = True,
-        stop_at: float | None = None) -> FitResult:
+        stop_at: float | None = None, label: str = "") -> FitResult:
     """Train `model` on `train` for `config.epochs` epochs; see the module docstring for what it guarantees.
 
     A config with a `max_steps` field > 0 stops after that many steps even inside an epoch.
@@ -149,6 +149,7 @@ def fit(model: nn.Module, train: dict[str, torch.Tensor], *, config: TrainConfig
     SIGTERM, so a machine lent by the minute can carry the checkpoint to the next lease (pipeline/gpu_models.py).
     `monitor(model)` runs beside validation (model in eval mode, training RNG untouched) and its numbers are
     logged as they are, e.g. the evaluator's class histogram of samples, so mode collapse shows while it happens.
+    `label` names the progress bar (a stage passes its registry name: `aae_2d`, not the file's `aae`).
     """
     device = resolve_device(engine.device)
     model.to(device).train()
@@ -207,7 +208,7 @@ def fit(model: nn.Module, train: dict[str, torch.Tensor], *, config: TrainConfig
 
     stop = _StopFlag()
     bar = tqdm(total=total, initial=start, disable=not (progress and is_main_process()), unit="step",
-               dynamic_ncols=True, mininterval=1.0, desc=type(model).__module__.rsplit(".", 1)[-1])
+               dynamic_ncols=True, mininterval=1.0, desc=label or type(model).__module__.rsplit(".", 1)[-1])
     began = time.perf_counter()
     last_log_time, last_log_step = began, _last_train_step(history)  # the steps `sums` has accumulated since
     perm = None
