@@ -1,13 +1,14 @@
 """Deterministic autoencoder — Hinton & Salakhutdinov 2006, "Reducing the Dimensionality of Data with Neural
-Networks" (Science 313), whose MNIST autoencoder is 784-1000-500-250-30 with a linear code layer, logistic
-output units and a cross-entropy reconstruction error; here trained end to end with Adam (no RBM pretraining).
+Networks" (Science 313), whose MNIST autoencoder is 784-1000-500-250-30 with logistic hidden units, a linear
+code layer, logistic output units and a cross-entropy reconstruction error. Two departures: it is trained end to
+end with Adam (no RBM pretraining), and its hidden units are ReLUs (the default of the zoo's MLP block).
 
 An MLP encoder maps an image to a code, an MLP decoder maps the code back to Bernoulli logits, and the loss is
 the binary cross-entropy of a dynamically binarized image, like the VAE (so the two reconstruction numbers are
-in the same units, nats per image). Binarizing the *input* too is a light denoising regularizer; the target's
-binarization changes only the gradient noise, since BCE is linear in the target. The model cannot sample: it is
-scored by what its codes are worth (`extra_scores`): the same small classifier trained on only the 100 shared
-labels (genzoo.metrics.few_labels), once on the codes and once on raw pixels.
+in the same units, nats per image): each step draws a fresh binarization and reconstructs that same draw (no
+denoising: input and target are one image). The model cannot sample: it is scored by what its codes are worth
+(`extra_scores`): the same small classifier trained on only the 100 shared labels (genzoo.metrics.few_labels),
+once on the codes and once on raw pixels, both from the grey-level images.
 """
 
 from __future__ import annotations
@@ -76,7 +77,8 @@ class Model(nn.Module):
 
     @torch.no_grad()
     def codes(self, x: torch.Tensor) -> torch.Tensor:
-        """Codes (N, code_dim) of uint8 images, batched: the classifier's features."""
+        """Codes (N, code_dim) of uint8 images, batched: the classifier's features. They encode the grey levels,
+        the mean of the binary draws the encoder was trained on (deterministic, and the pixels the baseline sees)."""
         return torch.cat([self.encode(to_unit(x[i:i + BATCH])) for i in range(0, len(x), BATCH)])
 
     @torch.no_grad()
