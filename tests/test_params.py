@@ -34,6 +34,17 @@ def test_profiles_differ_where_they_should(tmp_path):
     assert gpu["data"] == cpu["data"]
 
 
+def test_gpu_aae_recipe_is_the_one_its_probe_measured(tmp_path):
+    """The gpu AAEs' learning rates come from a CPU probe of their nets (metrics/probes/aae_gpu_recipe/): a change
+    to the recipe must come with a new probe, not leave the old one standing behind it."""
+    cpu, gpu = composed(tmp_path, "profile=cpu"), composed(tmp_path, "profile=gpu")
+    probed = yaml.safe_load((ROOT / "metrics/probes/aae_gpu_recipe/lr_reg_0.0001/params.yaml").read_text())["aae"]
+    for key in ("batch_size", "lr", "lr_reg", "latent_dim", "hidden", "disc_hidden", "prior_std", "rec_loss", "beta1",
+                "paper_init"):
+        assert gpu["aae"][key] == probed[key], key
+    assert gpu["aae_2d"]["lr_reg"] == gpu["aae"]["lr_reg"] < cpu["aae"]["lr_reg"]
+
+
 def test_override_reaches_the_params(tmp_path):
     assert composed(tmp_path, "vae.lr=2e-3")["vae"]["lr"] == pytest.approx(2e-3)
 

@@ -10,11 +10,15 @@ The likelihood setup of the paper (appendix): encoder, decoder and D are ReLU ML
 linear code layer, sigmoid pixel outputs, the Euclidean (sum of squared errors) reconstruction cost on
 intensities in [0, 1], codes of size 8 with a Gaussian prior of std 5 on MNIST, weights ~ N(0, 0.01),
 minibatches of 100; the paper reports a Parzen-window log-likelihood of 340 ± 2 from decoded prior samples.
-The paper trains with SGD + momentum; Adam is used here, one optimizer per phase, so each phase has its own
-step size and the loss scales of the two phases do not compete (lr_reg = lr / 2 kept D near chance on MNIST in
-short runs; lr_reg > lr let the adversarial phase spoil the reconstructions). `rec_loss: bce` is the common
-alternative cost. On a CPU turn `paper_init` off: N(0, 0.01) weights push the 1000-unit layers' activations and
-gradients into float32 denormals there, which made each step about 8 times slower.
+The paper trains with SGD + momentum; Adam is used here, one optimizer per phase, so each phase has its own step
+size and the loss scales of the two phases do not compete. Adam's steps have a size of about the learning rate
+whatever the strength of D's signal, so lr_reg sets how fast the adversarial phase moves the codes: half of lr kept
+D near chance in short runs (the cpu profile), but within 11k steps of the paper's 1000-unit nets it moved them
+faster than the decoder followed (worse reconstructions, samples drifting to one class); the gpu profile uses a
+tenth of lr (metrics/probes/aae_gpu_recipe/); lr_reg > lr spoiled the reconstructions even in short runs.
+`rec_loss: bce` is the common alternative cost. On a CPU turn `paper_init` off: N(0, 0.01) weights push the
+1000-unit layers' activations and gradients into float32 denormals there, which made each step about 8 times
+slower.
 """
 
 from __future__ import annotations
