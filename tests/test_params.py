@@ -39,9 +39,9 @@ def test_gpu_aae_recipe_is_the_one_its_probe_measured(tmp_path):
     to the recipe must come with a new probe, not leave the old one standing behind it."""
     cpu, gpu = composed(tmp_path, "profile=cpu"), composed(tmp_path, "profile=gpu")
     probed = yaml.safe_load((ROOT / "metrics/probes/aae_gpu_recipe/lr_reg_0.0001/params.yaml").read_text())["aae"]
-    for key in ("batch_size", "lr", "lr_reg", "latent_dim", "hidden", "disc_hidden", "prior_std", "rec_loss", "beta1",
-                "paper_init"):
-        assert gpu["aae"][key] == probed[key], key
+    unprobed = ("epochs", "lr_schedule")  # the probe's 20 epochs at a constant rate: the start of the gpu run
+    assert {k: v for k, v in gpu["aae"].items() if k not in unprobed} == \
+        {k: v for k, v in probed.items() if k not in unprobed}
     assert gpu["aae_2d"]["lr_reg"] == gpu["aae"]["lr_reg"] < cpu["aae"]["lr_reg"]
 
 
