@@ -110,6 +110,23 @@ def test_with_no_flows_the_bound_is_the_plain_vae_elbo():
     assert (ours["log_det"] == 0).all()
 
 
+def test_saturated_counts_the_maps_whose_tanh_is_flat():
+    """`saturated` is the share of (image, map) pairs with |tanh(wᵀz + b)| > 0.99: a fresh net's maps are live,
+    and pushing every b far out (the encoder's last bias) saturates all of them, with log det -> 0."""
+    model = tiny_flow_vae(flows=4).eval()
+    xb = images(n=16)["xb"].float()
+    with torch.no_grad():
+        live = model.validate({"xb": xb})
+        last = model.encoder[-1]
+        latent, flows = 3, 4
+        b_index = 2 * latent + torch.arange(flows) * (2 * latent + 1) + 2 * latent  # each flow's b output
+        last.bias[b_index] = 50.0
+        dead = model.validate({"xb": xb})
+    assert 0 <= live["saturated"] < 0.5
+    assert dead["saturated"] == 1
+    assert abs(dead["log_det"]) < 1e-3 < abs(live["log_det"])
+
+
 def test_the_kl_estimate_is_unbiased_for_kl_of_the_flow_posterior():
     """Our estimate (closed-form KL(q0||p) + log p(z0) - log p(z_K) - Σ log det) against the direct
     Monte Carlo average of log q_K(z_K) - log p(z_K) = log q0(z0) - Σ log det - log p(z_K)."""

@@ -88,17 +88,20 @@ class Model(nn.Module):
         u_hat, m = constrain(u, w)
         return mean, logvar, (u_hat, w, b.squeeze(-1), m)
 
-    def flow(self, z: torch.Tensor, params: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
-        """z0 (..., B, L) -> z_K and Σ_k log|det| (..., B). The maps run in sequence; their log-dets, which
-        need only each map's h, are taken at once afterwards (fewer kernels per flow)."""
-        u_hat, w, b, m = params
-        if self.config.flows == 0:
-            return z, z.new_zeros(z.shape[:-1])
+    def maps(self, z: torch.Tensor, params: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+        """z0 (..., B, L) -> z_K and every map's h = tanh(wᵀz + b), (..., B, K): the K maps in sequence."""
+        u_hat, w, b, _ = params
         hs = []
         for u_k, w_k, b_k in zip(u_hat.unbind(1), w.unbind(1), b.unbind(1)):  # unbind: one stack in backward,
             z, h = planar_map(z, u_k, w_k, b_k)  # where indexing [:, k] would scatter into zeros once per flow
             hs.append(h)
-        return z, planar_log_det(torch.stack(hs, dim=-1), m).sum(-1)  # (..., B, K) -> (..., B)
+        return z, torch.stack(hs, dim=-1) if hs else z.new_zeros(*z.shape[:-1], 0)
+
+    def flow(self, z: torch.Tensor, params: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+        """z0 (..., B, L) -> z_K and Σ_k log|det| (..., B). The log-dets, which need only each map's h, are taken
+        at once after the maps (fewer kernels per flow)."""
+        z, h = self.maps(z, params)
+        return z, planar_log_det(h, params[3]).sum(-1)  # (..., B, K) -> (..., B)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return self.decoder(z)  # (..., pixels) logits
@@ -108,13 +111,17 @@ class Model(nn.Module):
         x = xb.flatten(1).float()
         mean, logvar, params = self.encode(x)
         z0 = mean + torch.randn_like(mean) * (0.5 * logvar).exp()
-        z, log_det = self.flow(z0, params)
+        z, h = self.maps(z0, params)
+        log_det = planar_log_det(h, params[3]).sum(-1)  # (B,)
         logits = self.decode(z).float()
         rec = -F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(-1)  # (B,) log p(x|z_K)
         kl = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).sum(-1)  # (B,) KL(q0 || p), closed form
         if self.config.flows:
             kl = kl + 0.5 * (z.pow(2) - z0.pow(2)).sum(-1) - log_det  # + log p(z0) - log p(z_K) - Σ log det
-        return {"elbo": rec - kl, "rec": rec, "kl": kl, "log_det": log_det}
+        # A map whose tanh saturates (|h| > 0.99: h' < 0.02) is a shift with log det ~ 0 and almost no gradient
+        # to leave that state: the share of saturated (image, map) pairs tells a live flow from a dead one.
+        saturated = (h.abs() > 0.99).float().mean(-1) if self.config.flows else torch.zeros_like(rec)
+        return {"elbo": rec - kl, "rec": rec, "kl": kl, "log_det": log_det, "saturated": saturated}
 
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"model": adam(self.parameters(), self.config.lr)}
@@ -127,7 +134,7 @@ class Model(nn.Module):
     @torch.no_grad()
     def validate(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         terms = self.elbo(batch["xb"])
-        return {"elbo": terms["elbo"].mean(), "kl": terms["kl"].mean(), "log_det": terms["log_det"].mean()}
+        return {name: terms[name].mean() for name in ("elbo", "kl", "log_det", "saturated")}
 
     @torch.no_grad()
     def log_likelihood(self, xb: torch.Tensor, k: int) -> torch.Tensor:
