@@ -34,14 +34,23 @@ def test_profiles_differ_where_they_should(tmp_path):
     assert gpu["data"] == cpu["data"]
 
 
-def test_gpu_aae_recipe_is_the_one_its_probe_measured(tmp_path):
-    """The gpu AAEs' learning rates come from a CPU probe of their nets (metrics/probes/aae_gpu_recipe/): a change
-    to the recipe must come with a new probe, not leave the old one standing behind it."""
+# The gpu recipes that a CPU probe of their nets chose (metrics/probes/): the section and the probe run it copies.
+PROBED_RECIPES = [("aae", "aae_gpu_recipe/lr_reg_0.0001"),
+                  ("flow_vae", "flow_vae_gpu_recipe/cos40_k10_warmup_2k_from_0"),
+                  ("flow_vae_deep", "flow_vae_gpu_recipe/k80_warmup_2k_from_0")]
+
+
+@pytest.mark.parametrize(("section", "probe"), PROBED_RECIPES)
+def test_gpu_recipe_is_the_one_its_probe_measured(tmp_path, section, probe):
+    """A change to a probed gpu recipe must come with a new probe, not leave the old one standing behind it."""
+    gpu = composed(tmp_path, "profile=gpu")[section]
+    probed = yaml.safe_load((ROOT / "metrics/probes" / probe / "params.yaml").read_text())[section]
+    unprobed = ("epochs", "lr_schedule")  # the probes' few epochs: the start (or a short copy) of the gpu run
+    assert {k: v for k, v in gpu.items() if k not in unprobed} == {k: v for k, v in probed.items() if k not in unprobed}
+
+
+def test_gpu_aae_2d_shares_the_probed_aae_rates(tmp_path):
     cpu, gpu = composed(tmp_path, "profile=cpu"), composed(tmp_path, "profile=gpu")
-    probed = yaml.safe_load((ROOT / "metrics/probes/aae_gpu_recipe/lr_reg_0.0001/params.yaml").read_text())["aae"]
-    unprobed = ("epochs", "lr_schedule")  # the probe's 20 epochs at a constant rate: the start of the gpu run
-    assert {k: v for k, v in gpu["aae"].items() if k not in unprobed} == \
-        {k: v for k, v in probed.items() if k not in unprobed}
     assert gpu["aae_2d"]["lr_reg"] == gpu["aae"]["lr_reg"] < cpu["aae"]["lr_reg"]
 
 

@@ -11,9 +11,10 @@ The KL estimate is KL(q0‖p) in closed form plus log p(z0) − log p(z_K) − �
 expectation as log q_K(z_K) − log p(z_K) and with K = 0 is exactly the VAE's (genzoo.models.vae) ELBO.
 The paper's MNIST model: 40 latents, maxout hidden layers of 400 units, RMSprop (lr 1e-5, momentum 0.9) for
 500k updates, the annealed bound β_t·log p(x, z_K) with β from 0.01 to 1 over 10000 updates; test NLL
-87.5 / 86.5 / 85.7 / 85.1 nats for K = 10 / 20 / 40 / 80. Here: ReLU layers, Adam, and the KL weight of our
-VAE warmed up from `kl_warmup_start` to 1 (Sønderby et al. 2016), so that a flow-VAE differs from our VAE
-in the flows only. Scored, like the VAE, by the IWAE bound with weights p(x, z_K) / q_K(z_K|x),
+87.5 / 86.5 / 85.7 / 85.1 nats for K = 10 / 20 / 40 / 80. Here: ReLU layers, Adam, and the KL weight warmed up
+from `kl_warmup_start` to 1 by our VAE's code (Sønderby et al. 2016). Keep that warm-up short: while the KL weight
+is small the maps' tanh saturate (`saturated` in the validation metrics) and stay so, which leaves dead flows
+(metrics/probes/flow_vae_gpu_recipe/). Scored, like the VAE, by the IWAE bound with weights p(x, z_K) / q_K(z_K|x),
 log q_K(z_K|x) = log q0(z0) − Σ log det.
 """
 
