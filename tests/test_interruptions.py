@@ -16,18 +16,26 @@ from conftest import ROOT, composed
 GENZOO = [sys.executable, "-m", "genzoo"]
 
 
-def test_killed_training_resumes_from_its_checkpoint(tmp_path, tiny_processed):
+def _train_vae_until_a_checkpoint(tmp_path, data, checkpoint, *options):
+    """`genzoo train vae` in tmp_path (tiny profile, a checkpoint every 10 steps) until `checkpoint` appears.
+    Returns the still-running process and what a second run needs (command, env)."""
     raw = composed(tmp_path, "profile=tiny", "engine.device=cpu", "vae.epochs=150", "engine.checkpoint_every=10")
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
-    command = [*GENZOO, "train", "vae", "--data", str(tiny_processed)]
+    command = [*GENZOO, "train", "vae", "--data", str(data), *options]
     env = {**os.environ, "GENZOO_MLFLOW": "off", "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": str(ROOT / "src")}
-    checkpoint = tmp_path / "models" / ".checkpoints" / "vae.pt"
-
-    first = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    run = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
-    while not checkpoint.exists() and first.poll() is None and time.monotonic() < deadline:
+    while not checkpoint.exists() and run.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert checkpoint.exists(), "no checkpoint appeared: " + first.stderr.read().decode()[-2000:]
+    if not checkpoint.exists():
+        run.kill()
+        pytest.fail("no checkpoint appeared: " + run.communicate()[1].decode()[-2000:])
+    return run, command, env
+
+
+def test_killed_training_resumes_from_its_checkpoint(tmp_path, tiny_processed):
+    checkpoint = tmp_path / "models" / ".checkpoints" / "vae.pt"
+    first, command, env = _train_vae_until_a_checkpoint(tmp_path, tiny_processed, checkpoint)
     os.kill(first.pid, signal.SIGKILL)
     first.wait()
     assert first.returncode == -signal.SIGKILL
@@ -41,6 +49,17 @@ def test_killed_training_resumes_from_its_checkpoint(tmp_path, tiny_processed):
     # the checkpoint kept the first run's training time: the summary counts both parts (the steps it kept)
     assert summary["seconds_per_epoch"] == pytest.approx(summary["train_seconds"] / 150, abs=1e-3)
     assert (tmp_path / "models" / "vae" / "model.pt").exists() and not checkpoint.exists()
+
+
+def test_a_side_run_keeps_its_checkpoints_beside_its_own_models(tmp_path, tiny_processed):
+    """`--models DIR` (a probe beside the pipeline) checkpoints into DIR/.checkpoints: never into the pipeline's
+    models/.checkpoints, where a finished side run would delete the pipeline's checkpoint of the same model."""
+    checkpoint = tmp_path / "side" / ".checkpoints" / "vae.pt"
+    run, _, _ = _train_vae_until_a_checkpoint(tmp_path, tiny_processed, checkpoint,
+                                              "--models", "side", "--metrics", "side_metrics")
+    run.kill()
+    run.wait()
+    assert not (tmp_path / "models").exists()
 
 
 def test_only_tracking_imports_mlflow():

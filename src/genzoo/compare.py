@@ -38,7 +38,7 @@ from genzoo.models import GENERATIVE, build_model, load_model, save_model
 from genzoo.models.blocks import to_unit
 from genzoo.params import Params
 from genzoo.pictures import figure_to_image, save_pictures
-from genzoo.stages import CHECKPOINTS, _mode_monitor, attach_evaluator, fingerprint
+from genzoo.stages import _mode_monitor, attach_evaluator, checkpoint_dir, fingerprint
 from genzoo.tracking import StageRun, provenance, write_metrics
 from genzoo.training import describe_device, fit, resolve_device
 
@@ -135,8 +135,9 @@ def saved_model(path: Path, name: str, config, device) -> torch.nn.Module:
     return load_model(path, device)
 
 
-def compare_stage(params: Params, data: Path, models: Path, metrics: Path, checkpoints: Path = CHECKPOINTS) -> dict:
+def compare_stage(params: Params, data: Path, models: Path, metrics: Path, checkpoints: Path | None = None) -> dict:
     device = resolve_device(params.engine.device)
+    checkpoints = checkpoints or checkpoint_dir(models)
     torch.backends.cuda.matmul.allow_tf32 = False  # distances and likelihoods in full fp32, as in evaluate
     cfg, ecfg = params.compare, params.evaluate
     for name in cfg.models:

@@ -25,7 +25,13 @@ from genzoo.tracking import StageRun, provenance, write_metrics, write_plot
 from genzoo.training import describe_device, fit, resolve_device, validate
 
 PICTURE_ROWS = 2000  # test digits handed to a model's pictures()
-CHECKPOINTS = Path("models/.checkpoints")  # not a DVC output: DVC deletes outputs before a stage re-runs
+CHECKPOINTS: Path | None = None  # None: <models>/.checkpoints; pipeline/gpu_models.py points it elsewhere
+
+
+def checkpoint_dir(models: Path) -> Path:
+    """Where a stage keeps its resumable checkpoints: beside the models it writes (not a DVC output: DVC deletes
+    outputs before a stage re-runs), so a side run with its own `--models` never touches the pipeline's."""
+    return CHECKPOINTS if CHECKPOINTS is not None else models / ".checkpoints"
 
 
 def download_stage(params: Params, out: Path, offline: bool) -> None:
@@ -108,7 +114,7 @@ def train_stage(name: str, params: Params, data: Path, models: Path, metrics: Pa
     attach_evaluator(model, models, device)
     stage = stage_name(name)
     info = provenance(stage, params, describe_device(device), data)
-    checkpoint = CHECKPOINTS / f"{name}.pt"
+    checkpoint = checkpoint_dir(models) / f"{name}.pt"
     monitor = _mode_monitor(model, params, models, device, len(meta["classes"]))
     with StageRun(stage, params, ["run", "data", "engine", name],
                   {k: info[k] for k in ("profile", "device", "commit", "dirty", "data_hash")}) as run:

@@ -25,7 +25,7 @@ from genzoo.models import triplegan
 from genzoo.models.blocks import adam, to_unit
 from genzoo.params import Params
 from genzoo.pictures import save_pictures
-from genzoo.stages import CHECKPOINTS, fingerprint
+from genzoo.stages import checkpoint_dir, fingerprint
 from genzoo.tracking import StageRun, provenance, write_metrics, write_plot
 from genzoo.training import describe_device, fit, resolve_device
 
@@ -83,13 +83,13 @@ def triplegan_stage(params: Params, data: Path, models: Path, metrics: Path) -> 
             model.attach_labelled(x_l, y_l)
             key = f"{fingerprint(NAME, config, params, meta['data_hash'])}-seed{seed}-labels{labelled.tolist()}"
             result = fit(model, unlabelled, config=config, engine=params.engine, seed=seed, val=val,
-                         checkpoint=CHECKPOINTS / f"{NAME}_seed{seed}.pt", fingerprint=key,
+                         checkpoint=checkpoint_dir(models) / f"{NAME}_seed{seed}.pt", fingerprint=key,
                          on_log=lambda step, row, s=seed: run.log_metrics(step, {f"seed{s}/{k}": v
                                                                                 for k, v in row.items()}))
             per_seed.append(test_error(model.predict, test))
             seconds.append(round(result.seconds, 2))
             save_model(model, NAME, models / NAME / f"seed{seed}.pt")
-            (CHECKPOINTS / f"{NAME}_seed{seed}.pt").unlink(missing_ok=True)
+            (checkpoint_dir(models) / f"{NAME}_seed{seed}.pt").unlink(missing_ok=True)
             if i == 0:
                 history = result.history
                 torch.manual_seed(seed)
