@@ -82,14 +82,15 @@ def triplegan_stage(params: Params, data: Path, models: Path, metrics: Path) -> 
                 model = triplegan.Model(config, image_shape, num_classes)
             model.attach_labelled(x_l, y_l)
             key = f"{fingerprint(NAME, config, params, meta['data_hash'])}-seed{seed}-labels{labelled.tolist()}"
+            checkpoint = checkpoint_dir(models) / f"{NAME}_seed{seed}.pt"
             result = fit(model, unlabelled, config=config, engine=params.engine, seed=seed, val=val,
-                         checkpoint=checkpoint_dir(models) / f"{NAME}_seed{seed}.pt", fingerprint=key,
+                         checkpoint=checkpoint, fingerprint=key,
                          on_log=lambda step, row, s=seed: run.log_metrics(step, {f"seed{s}/{k}": v
                                                                                 for k, v in row.items()}))
             per_seed.append(test_error(model.predict, test))
             seconds.append(round(result.seconds, 2))
             save_model(model, NAME, models / NAME / f"seed{seed}.pt")
-            (checkpoint_dir(models) / f"{NAME}_seed{seed}.pt").unlink(missing_ok=True)
+            checkpoint.unlink(missing_ok=True)
             if i == 0:
                 history = result.history
                 torch.manual_seed(seed)

@@ -108,7 +108,8 @@ class Model(nn.Module):
         return self.decoder(z)  # (..., pixels) logits
 
     def elbo(self, xb: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Per-image ELBO terms for binary images xb (B, C, H, W): log p(x|z_K), the KL estimate, Σ log det."""
+        """Per-image ELBO terms for binary images xb (B, C, H, W): log p(x|z_K), the KL estimate, Σ log det, and
+        each map's h (B, K)."""
         x = xb.flatten(1).float()
         mean, logvar, params = self.encode(x)
         z0 = mean + torch.randn_like(mean) * (0.5 * logvar).exp()
@@ -119,10 +120,7 @@ class Model(nn.Module):
         kl = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).sum(-1)  # (B,) KL(q0 || p), closed form
         if self.config.flows:
             kl = kl + 0.5 * (z.pow(2) - z0.pow(2)).sum(-1) - log_det  # + log p(z0) - log p(z_K) - Σ log det
-        # A map whose tanh saturates (|h| > 0.99: h' < 0.02) is a shift with log det ~ 0 and almost no gradient
-        # to leave that state: the share of saturated (image, map) pairs tells a live flow from a dead one.
-        saturated = (h.abs() > 0.99).float().mean(-1) if self.config.flows else torch.zeros_like(rec)
-        return {"elbo": rec - kl, "rec": rec, "kl": kl, "log_det": log_det, "saturated": saturated}
+        return {"elbo": rec - kl, "rec": rec, "kl": kl, "log_det": log_det, "h": h}
 
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"model": adam(self.parameters(), self.config.lr)}
@@ -135,7 +133,11 @@ class Model(nn.Module):
     @torch.no_grad()
     def validate(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         terms = self.elbo(batch["xb"])
-        return {name: terms[name].mean() for name in ("elbo", "kl", "log_det", "saturated")}
+        # A map whose tanh saturates (|h| > 0.99: h' < 0.02) is a shift with log det ~ 0 and almost no gradient
+        # to leave that state: the share of saturated (image, map) pairs tells a live flow from a dead one.
+        h = terms["h"]  # (B, K)
+        saturated = (h.abs() > 0.99).float().mean(-1) if self.config.flows else h.new_zeros(len(h))
+        return {**{name: terms[name].mean() for name in ("elbo", "kl", "log_det")}, "saturated": saturated.mean()}
 
     @torch.no_grad()
     def log_likelihood(self, xb: torch.Tensor, k: int) -> torch.Tensor:
