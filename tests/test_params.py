@@ -35,7 +35,8 @@ def test_profiles_differ_where_they_should(tmp_path):
 
 
 # The gpu recipes that a CPU probe of their nets chose (metrics/probes/): the section and the probe run it copies.
-PROBED_RECIPES = [("aae", "aae_gpu_recipe/lr_reg_0.0001"),
+PROBED_RECIPES = [("aae", "aae_gpu_recipe/aae_50_epochs_cosine"),
+                  ("aae_2d", "aae_gpu_recipe/aae_2d_50_epochs_cosine"),
                   ("flow_vae", "flow_vae_gpu_recipe/cos40_k10_warmup_2k_from_0"),
                   ("flow_vae_deep", "flow_vae_gpu_recipe/k80_warmup_2k_from_0")]
 
