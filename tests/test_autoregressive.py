@@ -61,6 +61,27 @@ def test_the_diagonal_bilstm_sees_all_earlier_pixels_but_the_end_of_the_row_abov
         assert blind == {(r - 1, 27)}
 
 
+def test_the_row_lstm_wavefront_is_the_layers_run_one_after_another():
+    """logits() runs a stack of Row LSTMs as a wavefront over the layers; run layer by layer, the same values and
+    the same gradients. Three layers (two ramps), a non-square image, generic initial states and biases."""
+    shape = (1, 9, 12)
+    model, x = build("row_lstm", shape=shape, layers=3), binary_images(2, shape)
+
+    def layer_by_layer(x01: torch.Tensor) -> torch.Tensor:
+        f = model.first(model._input(x01))
+        for lay in model.layers:
+            f = lay(f)
+        return model.head(f)
+
+    weights = list(model.parameters())
+    wavefront, plain = model.logits(x), layer_by_layer(x)
+    torch.testing.assert_close(wavefront, plain, rtol=0, atol=1e-12)
+    upstream = torch.randn_like(plain)
+    for got, want in zip(torch.autograd.grad(wavefront, weights, upstream), torch.autograd.grad(plain, weights, upstream)):
+        assert got.abs().sum() > 0  # every weight reaches the output, the initial states included
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
+
+
 @pytest.mark.parametrize("levels", [2, 256])
 @pytest.mark.parametrize("name", VARIANTS)
 def test_the_sampler_reproduces_the_parallel_forward_pass(name, levels):
