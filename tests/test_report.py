@@ -161,3 +161,25 @@ def test_render_says_a_checkpointed_part_ran_its_full_epochs_over_runs(tmp_path)
     assert "epochs and all" in section and "capped" not in section.split("|")[0]
     assert "vae 60 of 60 (34.5 steps/s, trained 1490 s, resumed at step 12000)" in section
     assert "Paused, to go on: pixelrnn at step 700 of 28000." in section
+
+
+def test_the_gpu_overview_scores_each_target_by_its_latest_run_not_its_best(tmp_path):
+    """Several gpu runs of one model: the overview shows the most recently evaluated (the current recipe), even
+    when an older run did better; a target no gpu run has reached says pending, never a cpu number."""
+    metrics = write_metrics(tmp_path / "metrics")
+    for part, nll, created, epochs in [("old", 84.0, "2026-11-20T10:00:00Z", 900),
+                                       ("new", 86.5, "2026-11-25T10:00:00Z", 120)]:
+        folder = write_metrics(metrics / "gpu" / part, nll=nll)
+        evaluate = json.loads((folder / "evaluate.json").read_text())
+        evaluate["provenance"].update(profile="gpu", created=created)
+        (folder / "evaluate.json").write_text(json.dumps(evaluate))
+        (folder / "run.json").write_text(json.dumps({"models": {"vae": {"epochs": epochs, "profile_epochs": 1500}}}))
+    overview = render(metrics).split("### GPU targets", 1)[1].split("###", 1)[0]
+    assert "| vae | test NLL ≤ 86.0 nats | 86.50 | not met | part `new` (2026-11-25, 120 of 1500 epochs) |" in overview
+    assert "84.00" not in overview
+    assert "| pixelrnn | test NLL ≤ 80.5 nats (Row LSTM) | pending | | no gpu run yet |" in overview
+    assert "| anogan | AnoGAN mean AUROC ≥ 0.95 | pending |" in overview
+
+
+def test_no_gpu_run_means_no_gpu_overview(tmp_path):
+    assert "GPU targets" not in render(write_metrics(tmp_path / "metrics"))

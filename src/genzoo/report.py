@@ -137,9 +137,58 @@ def _targets(evaluate: dict, folder: Path) -> list[str]:
         value = measure(models[name]) if name in models else None
         if value is None:
             continue
-        digits = 4 if isinstance(value, float) and abs(value) < 1 else 2  # a rate: 0.9985, not 1.00
-        rows.append(f"| {name} | {what} | {_fmt(value, digits)} | {'met' if met(value, models) else 'not met'} |")
+        rows.append(f"| {name} | {what} | {_measured(value)} | {'met' if met(value, models) else 'not met'} |")
     return ["| model | target (gpu profile) | measured here | |", "|---|---|---|---|", *rows, ""] if rows else []
+
+
+def _measured(value) -> str:
+    return _fmt(value, 4 if isinstance(value, float) and abs(value) < 1 else 2)  # a rate: 0.9985, not 1.00
+
+
+def _gpu_overview(runs: list[tuple[str, Path]]) -> list[str]:
+    """Each gpu-profile target once, scored by the most recent gpu run that has its model (by evaluation time:
+    the latest recipe, never the best of several runs), with that run's epochs; the sections below hold each run
+    in full. A target no gpu run has reached yet says so."""
+    scored = []
+    for label, folder in runs:
+        evaluate, run_file = read_json(folder / "evaluate.json"), folder / "run.json"
+        scored.append((evaluate["provenance"].get("created", ""), label, folder, evaluate["models"],
+                       read_json(run_file).get("models", {}) if run_file.exists() else {}))
+
+    def where(created: str, label: str, folder: Path, budgeted: dict, name: str) -> str:
+        if "epochs" in budgeted.get(name, {}):
+            epochs = f", {budgeted[name]['epochs']} of {budgeted[name]['profile_epochs']} epochs"
+        elif (folder / f"{name}.json").exists():
+            epochs = f", {read_json(folder / f'{name}.json')['epochs']} epochs"
+        else:
+            epochs = ""
+        return f"{label} ({created[:10]}{epochs})"
+
+    rows = []
+    for file, what, measure, met in STAGE_TARGETS:
+        have = [r for r in scored if (r[2] / file).exists()]
+        name = file.removesuffix(".json")
+        if not have:
+            rows.append(f"| {name} | {what} | pending | | no gpu run yet |")
+            continue
+        created, label, folder, _, _ = max(have, key=lambda r: r[0])
+        value = measure(read_json(folder / file))
+        rows.append(f"| {name} | {what} | {_measured(value)} | {'met' if met(value) else 'not met'} | "
+                    f"{label} ({created[:10]}) |")
+    for name, what, measure, met in TARGETS:
+        have = [r for r in scored if name in r[3] and measure(r[3][name]) is not None]
+        if not have:
+            rows.append(f"| {name} | {what} | pending | | no gpu run yet |")
+            continue
+        created, label, folder, models, budgeted = max(have, key=lambda r: r[0])
+        value = measure(models[name])
+        rows.append(f"| {name} | {what} | {_measured(value)} | {'met' if met(value, models) else 'not met'} | "
+                    f"{where(created, label, folder, budgeted, name)} |")
+    return ["### GPU targets, each by its latest gpu run", "",
+            "| model | target (gpu profile) | measured | | run (evaluated, epochs of the profile's) |",
+            "|---|---|---|---|---|", *rows, "",
+            "The profile's epochs are those of its recipe when the run was made (a later recipe may differ); each "
+            "run's section below links the params it used.", ""]
 
 
 def _fmt(value, digits: int = 2) -> str:
@@ -406,12 +455,16 @@ def render(metrics: Path) -> str:
         lines += profile_section(metrics, "Default pipeline (the last `dvc repro` of this checkout)",
                                  f"{metrics.as_posix()}/")
     gpu = metrics / "gpu"
+    parts = sorted(p for p in gpu.iterdir() if (p / "evaluate.json").exists()) if gpu.is_dir() else []
+    runs = [("`make gpu` snapshot", gpu)] if (gpu / "evaluate.json").exists() else []
+    runs += [(f"part `{part.name}`", part) for part in parts]
+    if runs:
+        lines += _gpu_overview(runs)
     if (gpu / "evaluate.json").exists():
         lines += profile_section(gpu, "GPU profile (snapshot of the last `make gpu`)", f"{gpu.as_posix()}/")
     else:
         lines += ["### GPU profile", "", "Pending: no gpu-profile run is committed yet (`make gpu` on a GPU "
                   "machine writes `metrics/gpu/`).", ""]
-    parts = sorted(p for p in gpu.iterdir() if (p / "evaluate.json").exists()) if gpu.is_dir() else []
     for part in parts:  # pipeline/gpu_models.py: some models of the gpu profile, within a lease's minutes
         lines += profile_section(part, f"GPU profile, part `{part.name}` (pipeline/gpu_models.py)",
                                  f"{part.as_posix()}/")
