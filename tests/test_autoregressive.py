@@ -77,7 +77,8 @@ def test_the_row_lstm_wavefront_is_the_layers_run_one_after_another():
     wavefront, plain = model.logits(x), layer_by_layer(x)
     torch.testing.assert_close(wavefront, plain, rtol=0, atol=1e-12)
     upstream = torch.randn_like(plain)
-    for got, want in zip(torch.autograd.grad(wavefront, weights, upstream), torch.autograd.grad(plain, weights, upstream)):
+    grads = torch.autograd.grad(wavefront, weights, upstream), torch.autograd.grad(plain, weights, upstream)
+    for got, want in zip(*grads):
         assert got.abs().sum() > 0  # every weight reaches the output, the initial states included
         torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
 

@@ -148,7 +148,7 @@ def _measured(value) -> str:
 def _gpu_overview(runs: list[tuple[str, Path]]) -> list[str]:
     """Each gpu-profile target once, scored by the most recent gpu run that has its model (by evaluation time:
     the latest recipe, never the best of several runs), with that run's epochs; the sections below hold each run
-    in full. A target no gpu run has reached yet says so."""
+    in full. A target that no gpu run has scored yet says so."""
     scored = []
     for label, folder in runs:
         evaluate, run_file = read_json(folder / "evaluate.json"), folder / "run.json"

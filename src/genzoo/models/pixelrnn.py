@@ -15,7 +15,8 @@ wrapped in a residual connection (Fig. 5: 2h -> LSTM -> h -> 1x1 -> 2h, added), 
   the shift (tested): the context is every earlier pixel except (r-1, W-1) for columns c < W-4, which no
   feature of row r-1 sees and the 7x7 first layer reaches only from column W-4 on.
 The paper gives an MNIST size only for the Diagonal BiLSTM (7 layers, h = 16); the Row LSTM uses the same by
-default. A stack of Row LSTMs runs as a wavefront over its layers (`row_wavefront`), the same function in fewer steps. Gradient-norm clipping (on by default) is our addition: LSTMs over 28-55 steps spike now and then.
+default. A stack of Row LSTMs runs as a wavefront over its layers (`row_wavefront`): the same function in fewer
+sequential steps. Gradient-norm clipping (on by default) is our addition: LSTMs over 28-55 steps spike now and then.
 
 Sampling: each layer's state at a pixel depends on earlier pixels only, so it is computed once, at its own step,
 from cached states (the right-hand pass of a row runs once the row is complete): 784 small steps in all.
