@@ -173,7 +173,7 @@ def _gpu_overview(runs: list[tuple[str, Path]]) -> list[str]:
             continue
         created, label, folder, _, _ = max(have, key=lambda r: r[0])
         value = measure(read_json(folder / file))
-        rows.append(f"| {name} | {what} | {_measured(value)} | {'met' if met(value) else 'not met'} | "
+        rows.append(f"| {name} | {what} | {_fmt(value, 3)} | {'met' if met(value) else 'not met'} | "  # as _targets
                     f"{label} ({created[:10]}) |")
     for name, what, measure, met in TARGETS:
         have = [r for r in scored if name in r[3] and measure(r[3][name]) is not None]
