@@ -64,24 +64,42 @@ def train_within(name: str, seconds: float, raw: dict, work: Path, data: Path, m
             "train_seconds": result["train_seconds"], "cuda_graphs": bench["cuda_graphs"]}
 
 
-def train_until(name: str, seconds: float, raw: dict, data: Path, models: Path, metrics: Path) -> dict:
-    """Train `name` for the profile's epochs, or pause at its checkpoint when `seconds` run out."""
+def train_until(name: str, seconds: float, raw: dict, data: Path, models: Path, metrics: Path,
+                hardware: str) -> dict:
+    """Train `name` for the profile's epochs, or pause at its checkpoint when `seconds` run out.
+
+    Beside the checkpoint a ledger (`<name>.runs.json`) keeps each run's hardware, steps and seconds, so a model
+    trained over several leases, or finished elsewhere, says where each of its steps ran."""
     from genzoo import stages
+    from genzoo.io import write_json
     from genzoo.params import parse_params
     from genzoo.training import Interrupted
 
     params = parse_params(raw)
     epochs = params.model(name).epochs
+    folder = stages.checkpoint_dir(models)
+    ledger = folder / f"{name}.runs.json"
+    runs = json.loads(ledger.read_text()) if ledger.exists() and (folder / f"{name}.pt").exists() else []
     tic = time.time()
+
+    def this_run(start: int, stop: int) -> dict:
+        return {"hardware": hardware, "from_step": start, "to_step": stop, "seconds": round(time.time() - tic, 1),
+                "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
     try:
         result = stages.train_stage(name, params, data, models, metrics, stop_at=time.monotonic() + seconds)
     except Interrupted as paused:
         print(f"{name}: paused at step {paused.step} of {paused.total} after its {seconds:.0f} s", flush=True)
+        runs.append(this_run(runs[-1]["to_step"] if runs else 0, paused.step))
+        write_json(ledger, runs)
         return {"profile_epochs": epochs, "paused_at": paused.step, "total_steps": paused.total,
-                "share_s": round(seconds, 1), "stage_seconds": round(time.time() - tic, 1)}
+                "share_s": round(seconds, 1), "stage_seconds": round(time.time() - tic, 1), "runs": runs}
+    runs.append(this_run(result["resumed_from"], result["steps"]))
+    ledger.unlink(missing_ok=True)
     return {"profile_epochs": epochs, "epochs": epochs, "steps_per_s": round(result["final"]["train/steps_per_s"], 1),
             "resumed_from": result["resumed_from"], "share_s": round(seconds, 1),
-            "stage_seconds": round(time.time() - tic, 1), "train_seconds": result["train_seconds"]}
+            "stage_seconds": round(time.time() - tic, 1), "train_seconds": result["train_seconds"],
+            **({"runs": runs} if len(runs) > 1 else {})}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -154,7 +172,7 @@ def run(args: argparse.Namespace, raw: dict, params, work: Path, start: float) -
             raw["engine"]["cuda_graphs"] = graphs
             try:
                 if args.checkpoints:
-                    plan[name] = train_until(name, share, raw, data, models, metrics)
+                    plan[name] = train_until(name, share, raw, data, models, metrics, describe_device(device))
                 else:
                     plan[name] = train_within(name, share, raw, work, data, models, metrics, meta, train,
                                               args.bench_steps)

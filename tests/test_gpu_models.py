@@ -85,11 +85,15 @@ def test_with_checkpoints_a_model_pauses_at_its_share_and_the_next_run_finishes_
     keep = tmp_path / "carried"
     common = ["cvae", "--params", str(params), "--work", str(tmp_path / "work"), "--checkpoints", str(keep)]
 
+    keep.mkdir()
+    (keep / "cvae.runs.json").write_text(json.dumps([{"from_step": 0, "to_step": 7}]))  # a ledger without checkpoint
     assert main([*common, "--budget", "0", "--out", str(tmp_path / "first")]) == 0  # no time: pause at once
     first = json.loads((tmp_path / "first" / "run.json").read_text())
     paused = first["models"]["cvae"]
     assert paused["paused_at"] == 1 < paused["total_steps"] and first["checkpoints"] and not first["failed"]
     assert (keep / "cvae.pt").is_file() and not (tmp_path / "first" / "cvae.json").exists()
+    ledger = json.loads((keep / "cvae.runs.json").read_text())  # the stale one was dropped, this run kept
+    assert [(r["from_step"], r["to_step"]) for r in ledger] == [(0, 1)] and ledger[0]["hardware"].startswith("cpu")
     assert "--checkpoints" in first["command"]
 
     assert main([*common, "--budget", "600", "--out", str(tmp_path / "second")]) == 0
@@ -98,6 +102,8 @@ def test_with_checkpoints_a_model_pauses_at_its_share_and_the_next_run_finishes_
     epochs = load_params(params).model("cvae").epochs
     assert done["resumed_from"] == 1 and done["epochs"] == done["profile_epochs"] == epochs
     assert not (keep / "cvae.pt").exists()  # finished: the checkpoint has done its job
+    assert [(r["from_step"], r["to_step"]) for r in done["runs"]] == [(0, 1), (1, paused["total_steps"])]
+    assert not (keep / "cvae.runs.json").exists()  # the ledger went into run.json
     summary = json.loads((tmp_path / "second" / "cvae.json").read_text())
     assert summary["resumed_from"] == 1 and summary["steps"] == paused["total_steps"]
     assert "cvae" in json.loads((tmp_path / "second" / "evaluate.json").read_text())["models"]

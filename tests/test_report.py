@@ -163,6 +163,22 @@ def test_render_says_a_checkpointed_part_ran_its_full_epochs_over_runs(tmp_path)
     assert "Paused, to go on: pixelrnn at step 700 of 28000." in section
 
 
+def test_render_says_where_each_run_of_a_model_trained_over_several_ran(tmp_path):
+    """gpu_models.py's ledger: a model finished over runs on different hardware names each run's steps."""
+    metrics = write_metrics(tmp_path / "metrics")
+    part = write_metrics(metrics / "gpu" / "rnn", nll=80.25)
+    runs = [{"hardware": "GPU X", "from_step": 0, "to_step": 1000, "seconds": 10.0},
+            {"hardware": "cpu (2 cores)", "from_step": 1000, "to_step": 1100, "seconds": 50.0}]
+    (part / "run.json").write_text(json.dumps({
+        "command": "python pipeline/gpu_models.py --budget 60 --out metrics/gpu/rnn --checkpoints c vae",
+        "budget_seconds": 60, "checkpoints": True, "failed": {},
+        "models": {"vae": {"epochs": 60, "profile_epochs": 60, "steps_per_s": 2.0, "train_seconds": 60.0,
+                           "resumed_from": 1000, "runs": runs}}}))
+    section = render(metrics).split("part `rnn`", 1)[1]
+    assert ("vae 60 of 60 (in 2 runs: steps 0–1000 on GPU X in 10 s (100.0 steps/s with its start), "
+            "steps 1000–1100 on cpu (2 cores) in 50 s (2.0 steps/s with its start))") in section
+
+
 def test_the_gpu_overview_scores_each_target_by_its_latest_run_not_its_best(tmp_path):
     """Several gpu runs of one model: the overview shows the most recently evaluated (the current recipe), even
     when an older run did better; a target no gpu run has reached says pending, never a cpu number."""

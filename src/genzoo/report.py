@@ -370,19 +370,26 @@ def _toy(folder: Path) -> list[str]:
     return lines + [""]
 
 
+def _runs(runs: list[dict]) -> str:
+    """Where each step of a model trained over several runs ran (gpu_models.py's ledger): the hardware may differ."""
+    return f"in {len(runs)} runs: " + ", ".join(
+        f"steps {r['from_step']}–{r['to_step']} on {r['hardware']} in {r['seconds']:.0f} s "
+        f"({(r['to_step'] - r['from_step']) / max(r['seconds'], 1e-9):.1f} steps/s with its start)" for r in runs)
+
+
 def _budget(run: dict) -> list[str]:
     """A part of the gpu profile run within a time budget (pipeline/gpu_models.py): the epochs it could afford."""
     if "budget_seconds" not in run:
         return []
     done = {name: m for name, m in run["models"].items() if "paused_at" not in m}
-    trained = "; ".join(f"{name} {m['epochs']} of {m['profile_epochs']} ({m['steps_per_s']:g} steps/s, trained "
-                        f"{m['train_seconds']:.0f} s" + (f", resumed at step {m['resumed_from']}" if
-                                                        m.get("resumed_from") else "") + ")"
+    trained = "; ".join(f"{name} {m['epochs']} of {m['profile_epochs']} (" + (_runs(m["runs"]) if m.get("runs") else
+                        f"{m['steps_per_s']:g} steps/s, trained {m['train_seconds']:.0f} s" +
+                        (f", resumed at step {m['resumed_from']}" if m.get("resumed_from") else "")) + ")"
                         for name, m in done.items())
     if run.get("checkpoints"):  # --checkpoints: full epochs, paused between runs (train time counts every part)
-        line = (f"Trained at the gpu profile's params, epochs and all, in runs of a {run['budget_seconds']:g} s "
-                f"budget, a model unfinished in its share paused at a checkpoint and resumed by the next run "
-                f"(epochs of the profile's): {trained or 'none finished'}.")
+        line = (f"Trained at the gpu profile's params, epochs and all, in budgeted runs (this one: "
+                f"{run['budget_seconds']:g} s), a model unfinished in its share paused at a checkpoint and "
+                f"resumed by the next run (epochs of the profile's): {trained or 'none finished'}.")
         paused = {name: m for name, m in run["models"].items() if "paused_at" in m}
         if paused:
             line += " Paused, to go on: " + "; ".join(f"{name} at step {m['paused_at']} of {m['total_steps']}"
