@@ -177,6 +177,7 @@ def test_render_says_where_each_run_of_a_model_trained_over_several_ran(tmp_path
     section = render(metrics).split("part `rnn`", 1)[1]
     assert ("vae 60 of 60 (in 2 runs: steps 0–1000 on GPU X in 10 s (100.0 steps/s with its start), "
             "steps 1000–1100 on cpu (2 cores) in 50 s (2.0 steps/s with its start))") in section
+    assert "| 10 s on GPU X + 50 s on cpu (2 cores), runs with their starts (" in section  # not one mixed time
 
 
 def test_the_gpu_overview_scores_each_target_by_its_latest_run_not_its_best(tmp_path):

@@ -232,6 +232,8 @@ def _sample_table(evaluate: dict) -> list[str]:
 
 
 def _likelihood_table(evaluate: dict, folder: Path) -> list[str]:
+    run_file = folder / "run.json"  # a model trained over runs on different hardware: its time on each
+    runs_of = read_json(run_file).get("models", {}) if run_file.exists() else {}
     lines = ["| likelihood of | test NLL (nats) ↓ | bits/dim | test ELBO | train time | paper (NLL) |",
              "|---|---|---|---|---|---|"]
     for name, s in evaluate["models"].items():
@@ -239,11 +241,22 @@ def _likelihood_table(evaluate: dict, folder: Path) -> list[str]:
             continue
         train = read_json(folder / f"{name}.json")
         how = "exact" if s.get("nll_kind") == "exact" else f"k={s['test_k']}"
+        runs = runs_of.get(name, {}).get("runs")
+        took = (" + ".join(f"{seconds:.0f} s on {hardware}" for hardware, seconds in _seconds_by_hardware(runs))
+                + ", runs with their starts" if runs else f"{train['train_seconds']:.0f} s")
         lines.append(f"| {name} | {s['test_nll']:.2f} ± {s['test_nll_stderr']:.2f} ({how}) | "
                      f"{s['test_bits_per_dim']:.4f} | {_fmt(s.get('test_elbo'))} | "
-                     f"{train['train_seconds']:.0f} s ({train['epochs']} epochs) | "
+                     f"{took} ({train['epochs']} epochs) | "
                      f"{ANCHORS.get(name, {}).get('nll', '—')} |")
     return lines if len(lines) > 2 else []
+
+
+def _seconds_by_hardware(runs: list[dict]) -> list[tuple[str, float]]:
+    """The seconds a ledger's runs spent on each machine, in the order the machines first ran."""
+    seconds: dict[str, float] = {}
+    for run in runs:
+        seconds[run["hardware"]] = seconds.get(run["hardware"], 0.0) + run["seconds"]
+    return list(seconds.items())
 
 
 def _saturation(folder: Path) -> list[str]:
