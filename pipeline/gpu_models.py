@@ -64,6 +64,16 @@ def train_within(name: str, seconds: float, raw: dict, work: Path, data: Path, m
             "train_seconds": result["train_seconds"], "cuda_graphs": bench["cuda_graphs"]}
 
 
+def _checkpoint_step(path: Path) -> int:
+    """The step a checkpoint resumes at; 0 where there is none or it is unreadable (the engine starts afresh)."""
+    from genzoo.io import load_torch
+
+    try:
+        return int(load_torch(path)["step"]) if path.exists() else 0
+    except Exception:
+        return 0
+
+
 def train_until(name: str, seconds: float, raw: dict, data: Path, models: Path, metrics: Path,
                 hardware: str) -> dict:
     """Train `name` for the profile's epochs, or pause at its checkpoint when `seconds` run out.
@@ -79,7 +89,10 @@ def train_until(name: str, seconds: float, raw: dict, data: Path, models: Path, 
     epochs = params.model(name).epochs
     folder = stages.checkpoint_dir(models)
     ledger = folder / f"{name}.runs.json"
-    runs = json.loads(ledger.read_text()) if ledger.exists() and (folder / f"{name}.pt").exists() else []
+    checkpoint = folder / f"{name}.pt"
+    runs = json.loads(ledger.read_text()) if ledger.exists() and checkpoint.exists() else []
+    # where this run starts if it pauses: the ledger's last step, or a checkpoint's own from before the ledger
+    start = runs[-1]["to_step"] if runs else _checkpoint_step(checkpoint)
     tic = time.time()
 
     def this_run(start: int, stop: int) -> dict:
@@ -90,7 +103,7 @@ def train_until(name: str, seconds: float, raw: dict, data: Path, models: Path, 
         result = stages.train_stage(name, params, data, models, metrics, stop_at=time.monotonic() + seconds)
     except Interrupted as paused:
         print(f"{name}: paused at step {paused.step} of {paused.total} after its {seconds:.0f} s", flush=True)
-        runs.append(this_run(runs[-1]["to_step"] if runs else 0, paused.step))
+        runs.append(this_run(start, paused.step))
         write_json(ledger, runs)
         return {"profile_epochs": epochs, "paused_at": paused.step, "total_steps": paused.total,
                 "share_s": round(seconds, 1), "stage_seconds": round(time.time() - tic, 1), "runs": runs}

@@ -96,16 +96,21 @@ def test_with_checkpoints_a_model_pauses_at_its_share_and_the_next_run_finishes_
     assert [(r["from_step"], r["to_step"]) for r in ledger] == [(0, 1)] and ledger[0]["hardware"].startswith("cpu")
     assert "--checkpoints" in first["command"]
 
+    (keep / "cvae.runs.json").unlink()  # a checkpoint from before the ledger: its run starts at its own step
+    assert main([*common, "--budget", "0", "--out", str(tmp_path / "again")]) == 0
+    again = json.loads((tmp_path / "again" / "run.json").read_text())["models"]["cvae"]["paused_at"]
+    assert [(r["from_step"], r["to_step"]) for r in json.loads((keep / "cvae.runs.json").read_text())] == [(1, again)]
+
     assert main([*common, "--budget", "600", "--out", str(tmp_path / "second")]) == 0
     second = json.loads((tmp_path / "second" / "run.json").read_text())
     done = second["models"]["cvae"]
     epochs = load_params(params).model("cvae").epochs
-    assert done["resumed_from"] == 1 and done["epochs"] == done["profile_epochs"] == epochs
+    assert done["resumed_from"] == again > 1 and done["epochs"] == done["profile_epochs"] == epochs
     assert not (keep / "cvae.pt").exists()  # finished: the checkpoint has done its job
-    assert [(r["from_step"], r["to_step"]) for r in done["runs"]] == [(0, 1), (1, paused["total_steps"])]
+    assert [(r["from_step"], r["to_step"]) for r in done["runs"]] == [(1, again), (again, paused["total_steps"])]
     assert not (keep / "cvae.runs.json").exists()  # the ledger went into run.json
     summary = json.loads((tmp_path / "second" / "cvae.json").read_text())
-    assert summary["resumed_from"] == 1 and summary["steps"] == paused["total_steps"]
+    assert summary["resumed_from"] == again and summary["steps"] == paused["total_steps"]
     assert "cvae" in json.loads((tmp_path / "second" / "evaluate.json").read_text())["models"]
 
 
