@@ -174,7 +174,9 @@ def test_render_says_where_each_run_of_a_model_trained_over_several_ran(tmp_path
         "budget_seconds": 60, "checkpoints": True, "failed": {},
         "models": {"vae": {"epochs": 60, "profile_epochs": 60, "steps_per_s": 2.0, "train_seconds": 60.0,
                            "resumed_from": 1000, "runs": runs}}}))
-    section = render(metrics).split("part `rnn`", 1)[1]
+    text = render(metrics)
+    assert "part `rnn` (" in text and "60 of 60 epochs in 2 runs) |" in text  # the overview says so too
+    section = text.split("part `rnn`", 2)[2]
     assert ("vae 60 of 60 (in 2 runs: steps 0–1000 on GPU X in 10 s (100.0 steps/s with its start), "
             "steps 1000–1100 on cpu (2 cores) in 50 s (2.0 steps/s with its start))") in section
     assert "| 10 s on GPU X + 50 s on cpu (2 cores), runs with their starts (" in section  # not one mixed time

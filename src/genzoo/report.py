@@ -158,6 +158,8 @@ def _gpu_overview(runs: list[tuple[str, Path]]) -> list[str]:
     def where(created: str, label: str, folder: Path, budgeted: dict, name: str) -> str:
         if "epochs" in budgeted.get(name, {}):
             epochs = f", {budgeted[name]['epochs']} of {budgeted[name]['profile_epochs']} epochs"
+            if budgeted[name].get("runs"):  # trained over several runs, maybe on several machines: its section says
+                epochs += f" in {len(budgeted[name]['runs'])} runs"
         elif (folder / f"{name}.json").exists():
             epochs = f", {read_json(folder / f'{name}.json')['epochs']} epochs"
         else:
