@@ -233,9 +233,8 @@ def _sample_table(evaluate: dict) -> list[str]:
     return lines
 
 
-def _likelihood_table(evaluate: dict, folder: Path) -> list[str]:
-    run_file = folder / "run.json"  # a model trained over runs on different hardware: its time on each
-    runs_of = read_json(run_file).get("models", {}) if run_file.exists() else {}
+def _likelihood_table(evaluate: dict, folder: Path, budgeted: dict) -> list[str]:
+    """`budgeted`: run.json's models (gpu_models.py); one trained over several runs gets its time on each machine."""
     lines = ["| likelihood of | test NLL (nats) ↓ | bits/dim | test ELBO | train time | paper (NLL) |",
              "|---|---|---|---|---|---|"]
     for name, s in evaluate["models"].items():
@@ -243,7 +242,7 @@ def _likelihood_table(evaluate: dict, folder: Path) -> list[str]:
             continue
         train = read_json(folder / f"{name}.json")
         how = "exact" if s.get("nll_kind") == "exact" else f"k={s['test_k']}"
-        runs = runs_of.get(name, {}).get("runs")
+        runs = budgeted.get(name, {}).get("runs")
         took = (" + ".join(f"{seconds:.0f} s on {hardware}" for hardware, seconds in _seconds_by_hardware(runs))
                 + ", runs with their starts" if runs else f"{train['train_seconds']:.0f} s")
         lines.append(f"| {name} | {s['test_nll']:.2f} ± {s['test_nll_stderr']:.2f} ({how}) | "
@@ -445,7 +444,8 @@ def profile_section(folder: Path, title: str, link_prefix: str) -> list[str]:
                 f" · its params: `{link_prefix}params.yaml`" if (folder / "params.yaml").exists() else ""), "",
              *_protocol(evaluate), ""]
     lines += _budget(run_info)
-    lines += _sample_table(evaluate) + [""] + _likelihood_table(evaluate, folder) + [""] + _model_scores(evaluate)
+    lines += _sample_table(evaluate) + [""] + _likelihood_table(evaluate, folder, run_info.get("models", {}))
+    lines += [""] + _model_scores(evaluate)
     lines += _anogan(folder) + _triplegan(folder) + _targets(evaluate, folder)
     accuracy = evaluator["test"]["accuracy"] * 100
     lines += ["", f"Evaluator (frozen CNN behind every metric): test accuracy **{accuracy:.2f} %** after "
