@@ -7,7 +7,8 @@ COMMITTED the checkout's. Compared: every value of the JSON files and CSV tables
 records when, where and how fast a run went (provenance, seconds, steps/s), and every picture, byte for byte.
 A value is reproduced when it is equal, bit for bit; for the others the relative difference is reported, so a
 reader sees whether a change is float rounding (another CPU's kernels) or a different model.
-The gpu snapshots, the timings and the rendered report are left out: no cpu run writes them or they hold times.
+The gpu snapshots, the probes (committed side runs), the timings and the rendered report are left out: no cpu
+run writes them or they hold times.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import math
 import sys
 from pathlib import Path
 
-SKIPPED_FOLDERS = ("gpu", "timing")
+SKIPPED_FOLDERS = ("gpu", "probes", "timing")
 SKIPPED_FILES = ("report.html", "results.md")
 SKIPPED_KEYS = ("provenance", "created")
 SKIPPED_WORDS = ("second", "steps_per_s")  # times and speeds, wherever they sit (`train/steps_per_s`)

@@ -13,6 +13,7 @@ def metrics_folder(root: Path) -> Path:
     (root / "plots").mkdir(parents=True)
     (root / "figures" / "vae").mkdir(parents=True)
     (root / "gpu").mkdir()
+    (root / "probes" / "vae_side_run").mkdir(parents=True)
     (root / "vae.json").write_text(json.dumps({
         "test_nll": 99.58, "nll_kind": "iwae", "histogram": [0.1, 0.9], "loss": float("nan"),
         "train_seconds": 75.8, "final": {"train/steps_per_s": 84.7},
@@ -20,6 +21,7 @@ def metrics_folder(root: Path) -> Path:
     (root / "plots" / "vae_train.csv").write_text("step,loss,steps_per_s\n1,0.5,120.0\n2,0.25,130.0\n")
     (root / "figures" / "vae" / "samples.png").write_bytes(b"\x89PNG one")
     (root / "gpu" / "vae.json").write_text(json.dumps({"test_nll": 86.0}))
+    (root / "probes" / "vae_side_run" / "vae.json").write_text(json.dumps({"test_nll": 101.0}))
     return root
 
 
@@ -33,6 +35,7 @@ def test_a_copy_is_identical_apart_from_times_and_provenance(tmp_path):
     (fresh / "vae.json").write_text(json.dumps(run))
     (fresh / "plots" / "vae_train.csv").write_text("step,loss,steps_per_s\n1,0.5,99.0\n2,0.25,98.0\n")
     (fresh / "gpu" / "vae.json").write_text(json.dumps({"test_nll": 90.0}))  # gpu snapshots are not a cpu run's
+    (fresh / "probes" / "vae_side_run" / "vae.json").write_text(json.dumps({"test_nll": 102.0}))  # nor probes
 
     result = compare(fresh, committed)
     assert result["commits"] == {"fresh": ["def"], "committed": ["abc"]}
