@@ -194,8 +194,8 @@ def test_the_gpu_overview_scores_each_target_by_its_latest_run_not_its_best(tmp_
         (folder / "evaluate.json").write_text(json.dumps(evaluate))
         (folder / "run.json").write_text(json.dumps({"models": {"vae": {"epochs": epochs, "profile_epochs": 1500}}}))
     overview = render(metrics).split("### GPU targets", 1)[1].split("###", 1)[0]
-    assert ("| vae | test NLL ≤ 86.0 nats | 86.50 | not met | part `new` (2026-11-25, 120 of 1500 epochs) |"
-            in overview)
+    assert ("| vae | test NLL ≤ 86.0 nats | 86.50 | not met | part `new` (2026-11-25, 120 of 1500 epochs, on cpu "
+            "(2 cores)) |" in overview)  # the gpu profile's params; the machine that ran them named
     assert "84.00" not in overview
     assert "| pixelrnn | test NLL ≤ 80.5 nats (Row LSTM) | pending | | no gpu run yet |" in overview
     assert "| anogan | AnoGAN mean AUROC ≥ 0.95 | pending |" in overview

@@ -156,15 +156,18 @@ def _gpu_overview(runs: list[tuple[str, Path]]) -> list[str]:
                        read_json(run_file).get("models", {}) if run_file.exists() else {}))
 
     def where(created: str, label: str, folder: Path, budgeted: dict, name: str) -> str:
+        machine = read_json(folder / "evaluate.json")["provenance"].get("device")  # one process trains and scores
         if "epochs" in budgeted.get(name, {}):
             epochs = f", {budgeted[name]['epochs']} of {budgeted[name]['profile_epochs']} epochs"
             if budgeted[name].get("runs"):  # trained over several runs, maybe on several machines: its section says
                 epochs += f" in {len(budgeted[name]['runs'])} runs"
+                machine = None
         elif (folder / f"{name}.json").exists():
             epochs = f", {read_json(folder / f'{name}.json')['epochs']} epochs"
         else:
             epochs = ""
-        return f"{label} ({created[:10]}{epochs})"
+        # the gpu profile's params on whatever ran them: a cpu run of a small model says so
+        return f"{label} ({created[:10]}{epochs}{f', on {machine}' if machine else ''})"
 
     rows = []
     for file, what, measure, met in STAGE_TARGETS:
@@ -189,8 +192,9 @@ def _gpu_overview(runs: list[tuple[str, Path]]) -> list[str]:
     return ["### GPU targets, each by its latest gpu run", "",
             "| model | target (gpu profile) | measured | | run (evaluated, epochs of the profile's) |",
             "|---|---|---|---|---|", *rows, "",
-            "The profile's epochs are those of its recipe when the run was made (a later recipe may differ); each "
-            "run's section below links the params it used.", ""]
+            "A gpu run is a run of the gpu profile's params, on the machine named. The profile's epochs are those "
+            "of its recipe when the run was made (a later recipe may differ); each run's section below links the "
+            "params it used.", ""]
 
 
 def _fmt(value, digits: int = 2) -> str:
