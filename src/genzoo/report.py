@@ -149,14 +149,15 @@ def _gpu_overview(runs: list[tuple[str, Path]]) -> list[str]:
     """Each gpu-profile target once, scored by the most recent gpu run that has its model (by evaluation time:
     the latest recipe, never the best of several runs), with that run's epochs; the sections below hold each run
     in full. A target that no gpu run has scored yet says so."""
-    scored = []
+    scored, machines = [], {}
     for label, folder in runs:
         evaluate, run_file = read_json(folder / "evaluate.json"), folder / "run.json"
         scored.append((evaluate["provenance"].get("created", ""), label, folder, evaluate["models"],
                        read_json(run_file).get("models", {}) if run_file.exists() else {}))
+        machines[folder] = evaluate["provenance"].get("device")  # one process trains and scores
 
     def where(created: str, label: str, folder: Path, budgeted: dict, name: str) -> str:
-        machine = read_json(folder / "evaluate.json")["provenance"].get("device")  # one process trains and scores
+        machine = machines[folder]
         if "epochs" in budgeted.get(name, {}):
             epochs = f", {budgeted[name]['epochs']} of {budgeted[name]['profile_epochs']} epochs"
             if budgeted[name].get("runs"):  # trained over several runs, maybe on several machines: its section says
