@@ -43,11 +43,11 @@ def plan_epochs(profile_epochs: int, steps_per_s: float, steps_per_epoch: int, s
 
 
 def train_within(name: str, seconds: float, raw: dict, work: Path, data: Path, models: Path, metrics: Path,
-                 meta: dict, train: dict, bench_steps: int) -> dict:
+                 meta: dict, train: dict, bench_steps: int, checkpoints: Path) -> dict:
     """Time `name`'s training steps, cap its epochs to `seconds`, train it; what was planned and spent."""
-    from genzoo import stages
-    from genzoo.bench import time_training
-    from genzoo.params import load_params, parse_params
+    from genzoo.models.registry import load_params, parse_params
+    from genzoo.stages.train import train_stage
+    from genzoo.tools.bench import time_training
 
     params = parse_params(raw)
     config = params.model(name)
@@ -58,7 +58,7 @@ def train_within(name: str, seconds: float, raw: dict, work: Path, data: Path, m
     print(f"{name}: {bench['steps_per_s']} steps/s, {bench['seconds_per_epoch']} s/epoch; share {seconds:.0f} s "
           f"-> {epochs} of the profile's {config.epochs} epochs", flush=True)
     tic = time.time()
-    result = stages.train_stage(name, load_params(work / "params.yaml"), data, models, metrics)
+    result = train_stage(name, load_params(work / "params.yaml"), data, models, metrics, checkpoints=checkpoints)
     return {"profile_epochs": config.epochs, "epochs": epochs, "steps_per_s": bench["steps_per_s"],
             "share_s": round(seconds, 1), "stage_seconds": round(time.time() - tic, 1),
             "train_seconds": result["train_seconds"], "cuda_graphs": bench["cuda_graphs"]}
@@ -66,7 +66,7 @@ def train_within(name: str, seconds: float, raw: dict, work: Path, data: Path, m
 
 def _checkpoint_step(path: Path) -> int:
     """The step a checkpoint resumes at; 0 where there is none or it is unreadable (the engine starts afresh)."""
-    from genzoo.io import load_torch
+    from genzoo.engine.io import load_torch
 
     try:
         return int(load_torch(path)["step"]) if path.exists() else 0
@@ -75,19 +75,19 @@ def _checkpoint_step(path: Path) -> int:
 
 
 def train_until(name: str, seconds: float, raw: dict, data: Path, models: Path, metrics: Path,
-                hardware: str) -> dict:
+                hardware: str, checkpoints: Path) -> dict:
     """Train `name` for the profile's epochs, or pause at its checkpoint when `seconds` run out.
 
     Beside the checkpoint a ledger (`<name>.runs.json`) keeps each run's hardware, steps and seconds, so a model
     trained over several leases, or finished elsewhere, says where each of its steps ran."""
-    from genzoo import stages
-    from genzoo.io import write_json
-    from genzoo.params import parse_params
-    from genzoo.training import Interrupted
+    from genzoo.engine.io import write_json
+    from genzoo.engine.training import Interrupted
+    from genzoo.models.registry import parse_params
+    from genzoo.stages.train import train_stage
 
     params = parse_params(raw)
     epochs = params.model(name).epochs
-    folder = stages.checkpoint_dir(models)
+    folder = checkpoints
     ledger = folder / f"{name}.runs.json"
     checkpoint = folder / f"{name}.pt"
     runs = json.loads(ledger.read_text()) if ledger.exists() and checkpoint.exists() else []
@@ -100,7 +100,8 @@ def train_until(name: str, seconds: float, raw: dict, data: Path, models: Path, 
                 "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
     try:
-        result = stages.train_stage(name, params, data, models, metrics, stop_at=time.monotonic() + seconds)
+        result = train_stage(name, params, data, models, metrics, stop_at=time.monotonic() + seconds,
+                             checkpoints=checkpoints)
     except Interrupted as paused:
         print(f"{name}: paused at step {paused.step} of {paused.total} after its {seconds:.0f} s", flush=True)
         runs.append(this_run(start, paused.step))
@@ -128,9 +129,7 @@ def main(argv: list[str] | None = None) -> int:
                         "checkpoints here, and resume from the ones found here")
     args = parser.parse_args(argv)
 
-    from genzoo import stages
-    from genzoo.models import GENERATIVE
-    from genzoo.params import parse_params
+    from genzoo.models.registry import GENERATIVE, parse_params
 
     start = time.time()
     unknown = sorted(set(args.models) - set(GENERATIVE))
@@ -146,35 +145,33 @@ def main(argv: list[str] | None = None) -> int:
     raw = yaml.safe_load(args.params.read_text())
     params = parse_params(raw, source=str(args.params))
     (work / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))  # what evaluate reads, epochs and all
-    saved = stages.CHECKPOINTS
     # not the DVC checkout's resumable checkpoints; --checkpoints: a folder that travels between leases
-    stages.CHECKPOINTS = args.checkpoints.resolve() if args.checkpoints else work / "checkpoints"
-    try:
-        run(args, raw, params, work, start)
-    finally:
-        stages.CHECKPOINTS = saved
+    checkpoints = args.checkpoints.resolve() if args.checkpoints else work / "checkpoints"
+    run(args, raw, params, work, start, checkpoints)
     return 0
 
 
-def run(args: argparse.Namespace, raw: dict, params, work: Path, start: float) -> None:
+def run(args: argparse.Namespace, raw: dict, params, work: Path, start: float, checkpoints: Path) -> None:
     """Data and evaluator, then each model within its share, the bench-only timings, evaluate, the snapshot."""
     import torch
 
-    from genzoo import stages
-    from genzoo.bench import time_training
     from genzoo.data.loading import load_meta, load_split
-    from genzoo.evaluate import evaluate_stage
-    from genzoo.params import load_params
-    from genzoo.training import describe_device, resolve_device
+    from genzoo.engine.training import describe_device, resolve_device
+    from genzoo.models.registry import load_params
+    from genzoo.stages.download import download_stage
+    from genzoo.stages.evaluate import evaluate_stage
+    from genzoo.stages.preprocess import preprocess_stage
+    from genzoo.stages.train import train_stage
+    from genzoo.tools.bench import time_training
 
     data, models, metrics = work / "processed", work / "models", work / "metrics"
     device = resolve_device(params.engine.device)
 
     if not (data / "meta.json").exists():
-        stages.download_stage(params, work / "raw", offline=True)
-        stages.preprocess_stage(params, work / "raw", data)
+        download_stage(params, work / "raw", offline=True)
+        preprocess_stage(params, work / "raw", data)
     if not (models / "evaluator" / "model.pt").exists():
-        stages.train_stage("evaluator", params, data, models, metrics)
+        train_stage("evaluator", params, data, models, metrics, checkpoints=checkpoints)
 
     meta, train = load_meta(data), load_split(data, "train")
     plan, failed, left = {}, {}, args.budget
@@ -185,10 +182,11 @@ def run(args: argparse.Namespace, raw: dict, params, work: Path, start: float) -
             raw["engine"]["cuda_graphs"] = graphs
             try:
                 if args.checkpoints:
-                    plan[name] = train_until(name, share, raw, data, models, metrics, describe_device(device))
+                    plan[name] = train_until(name, share, raw, data, models, metrics, describe_device(device),
+                                             checkpoints)
                 else:
                     plan[name] = train_within(name, share, raw, work, data, models, metrics, meta, train,
-                                              args.bench_steps)
+                                              args.bench_steps, checkpoints)
                 break
             except Exception as err:  # one model's failure spares the rest
                 failed[name if graphs == params.engine.cuda_graphs else f"{name} (eager)"] = \

@@ -1,4 +1,5 @@
-"""Shared fixtures: a tiny IDX dataset, preprocessed once, and the `tiny` profile's parameters."""
+"""Shared fixtures: a tiny IDX dataset, preprocessed once, and the `tiny` profile's parameters. (Helpers that are
+not fixtures live in tests/helpers.py.)"""
 
 from __future__ import annotations
 
@@ -7,18 +8,16 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "pipeline"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pipeline"))
 sys.path.insert(0, str(Path(__file__).parent))
 
-from compose import compose  # noqa: E402  (pipeline/compose.py: DVC's own Hydra composition)
+from helpers import ROOT, composed  # noqa: E402, F401  (ROOT: what older imports of conftest still read)
 from tiny_data import write_tiny_mirror  # noqa: E402
 
 from genzoo.data.download import download  # noqa: E402
 from genzoo.data.preprocess import preprocess  # noqa: E402
-from genzoo.params import parse_params  # noqa: E402
+from genzoo.models.registry import parse_params  # noqa: E402
 
 
 @pytest.fixture
@@ -29,6 +28,31 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def small_classifier(monkeypatch):
+    """The few-label classifier (genzoo.metrics.few_labels) at a test's size: such tests check plumbing, not the
+    protocol's numbers."""
+    import genzoo.metrics.few_labels as few_labels
+
+    monkeypatch.setattr(few_labels, "HIDDEN", 32)
+    monkeypatch.setattr(few_labels, "STEPS", 150)
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """No network (urllib refuses every URL), and no mirror setting of the caller's (GENZOO_DATA_MIRROR)."""
+    import urllib.error
+    import urllib.request
+
+    from genzoo.data.download import MIRROR_ENV
+
+    def refuse(*args, **kwargs):
+        raise urllib.error.URLError("network disabled in tests")
+
+    monkeypatch.setattr(urllib.request, "urlopen", refuse)
+    monkeypatch.delenv(MIRROR_ENV, raising=False)
 
 
 @pytest.fixture(autouse=True)
@@ -44,13 +68,6 @@ def tiny_processed(tmp_path_factory) -> Path:
     download("tiny", root / "raw", [mirror], use_network=False)
     return Path(preprocess(root / "raw", root / "processed", dataset="tiny", val_size=50, split_seed=0,
                            binarize_seed=0) and root / "processed")
-
-
-def composed(tmp_path: Path, *overrides: str) -> dict:
-    """params.yaml as `dvc exp run -S ...` would compose it, as a dict."""
-    out = tmp_path / "params.yaml"
-    compose(out, list(overrides))
-    return yaml.safe_load(out.read_text())
 
 
 @pytest.fixture(scope="session")

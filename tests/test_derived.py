@@ -12,8 +12,8 @@ from tiny_data import font_digits
 
 from genzoo.data import derived
 from genzoo.data.loading import load_split
-from genzoo.errors import DataError
-from genzoo.io import save_torch
+from genzoo.engine.errors import DataError
+from genzoo.engine.io import save_torch
 
 torch.set_num_threads(1)
 

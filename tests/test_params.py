@@ -7,12 +7,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, composed
+from helpers import ROOT, composed
 from typer.testing import CliRunner
 
 from genzoo.cli import app
-from genzoo.errors import ParamsError
-from genzoo.params import flatten, load_params, parse_params
+from genzoo.engine.errors import ParamsError
+from genzoo.models.registry import load_params, parse_params
+from genzoo.params import flatten
 
 
 def test_committed_params_are_the_default_composition(tmp_path):

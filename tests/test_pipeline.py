@@ -24,8 +24,8 @@ import pytest
 import yaml
 from tiny_data import write_tiny_mirror
 
-from genzoo.models import GENERATIVE
-from genzoo.stages import stage_name
+from genzoo.models.registry import GENERATIVE
+from genzoo.stages.train import stage_name
 
 pytestmark = pytest.mark.slow
 
@@ -105,6 +105,7 @@ def _env(base: Path, mirror: Path) -> dict[str, str]:
         "GIT_CONFIG_GLOBAL": os.devnull,  # no signing hooks, templates or default branches from the user
         "CUDA_VISIBLE_DEVICES": "",  # CPU only, whatever the machine (engine.device: auto)
         "TQDM_DISABLE": "1",
+        "GENZOO_TRACE_IMPORTS": str(base / "imports"),  # each command lists the genzoo files it ran
     })
     return env
 
@@ -163,7 +164,7 @@ def test_repro_produces_every_output(pipeline):
     assert sorted(ran_stages(out)) == sorted(STAGES), f"stages run: {ran_stages(out)}\n{_tail(out)}"
     for path in ("models/evaluator/model.pt", "models/vae/model.pt", "metrics/evaluator.json", "metrics/vae.json",
                  "metrics/evaluate.json", "metrics/plots/vae_train.csv", "metrics/figures/vae/samples.png",
-                 "metrics/results.md", "metrics/report.html"):
+                 "docs/results.md", "metrics/report.html"):
         assert (repo / path).is_file() and (repo / path).stat().st_size > 0, f"{path} missing or empty"
 
     evaluate = json.loads((repo / "metrics/evaluate.json").read_text())
@@ -171,7 +172,7 @@ def test_repro_produces_every_output(pipeline):
         for path in (f"models/{name}/model.pt", f"metrics/{name}.json"):
             assert (repo / path).is_file(), f"{path} missing"
         scores = evaluate["models"][name]
-        if not hasattr(GENERATIVE[name], "sample"):
+        if not GENERATIVE[name].samples:
             continue
         assert list((repo / f"metrics/figures/{name}").glob("*.png")), f"{name}: no pictures"
         assert all(math.isfinite(scores[k]) for k in ("fd", "kid", "precision", "recall", "parzen_ll")), scores
@@ -185,15 +186,34 @@ def test_repro_produces_every_output(pipeline):
     assert header[0] == "step", f"vae_train.csv header: {header}"
     assert (repo / "metrics/figures/vae/samples.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
-    results = (repo / "metrics/results.md").read_text()
+    results = (repo / "docs/results.md").read_text()
     readme = (repo / "README.md").read_text()
     section = readme.split(START, 1)[1].split(END, 1)[0]
     assert section.strip(), "README results section is still empty after the report stage"
-    assert section.strip() == results.strip(), "README results section differs from metrics/results.md"
+    assert "docs/results.md" in section and "## Summary" in results
     assert "<html" in (repo / "metrics/report.html").read_text().lower()
 
     lock = yaml.safe_load((repo / "dvc.lock").read_text())
     assert set(lock["stages"]) == set(STAGES), f"dvc.lock stages: {sorted(lock['stages'])}"
+
+
+def test_each_stage_ran_only_code_it_depends_on(pipeline):
+    """The runtime twin of tests/test_dag.py: every genzoo file a stage's process imported is one of its deps in
+    dvc.yaml, so editing it reruns the stage."""
+    from test_dag import resolved_stages
+
+    deps = {name: d for name, (_, d) in resolved_stages(pipeline.repo).items()}
+    traces = [json.loads(p.read_text()) for p in (pipeline.base / "imports").glob("*.json")]
+    seen = set()
+    for trace in traces:
+        argv = [a for a in trace["argv"] if not a.startswith("-")]
+        stage = stage_name(argv[1]) if argv[0] == "train" else argv[0]
+        if stage not in deps:
+            continue  # a command the tests ran outside the pipeline
+        seen.add(stage)
+        missing = sorted(set(trace["files"]) - deps[stage])
+        assert not missing, f"{stage} ran {missing}, which dvc.yaml does not list as its deps"
+    assert seen >= set(STAGES), f"no import trace from {sorted(set(STAGES) - seen)}"
 
 
 def test_second_repro_changes_nothing(pipeline):

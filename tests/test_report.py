@@ -1,14 +1,18 @@
-"""The report renders metrics/ only, and keeps the README's results section in sync."""
+"""The report renders metrics/ beside targets.yaml only, and keeps the README's summary and docs/results.md in sync."""
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from helpers import ROOT
 
-from genzoo.report import END, START, render, splice_readme, to_html
+from genzoo.engine.errors import GenzooError
+from genzoo.stages import report as report_module
+from genzoo.stages.report import END, START, readme_block, render, report_stage, splice_readme, to_html
+from genzoo.targets import TargetsError, load_targets
 
 
 def write_metrics(folder: Path, nll: float = 91.234) -> Path:
@@ -31,14 +35,14 @@ def write_metrics(folder: Path, nll: float = 91.234) -> Path:
 
 
 def test_render_reads_every_number_from_metrics(tmp_path):
-    text = render(write_metrics(tmp_path / "metrics"))
+    text = render(write_metrics(tmp_path / "metrics"), tmp_path)
     assert "| vae | 91.23 ± 0.50 (k=500) | 0.1700 | -95.00 | 40 s (10 epochs) | 86.76" in text
     assert "| vae | — | — | — | — | — | 9/10 | 0.2000 | — |" in text  # a run from before the suite: blank
     assert ("| real training digits (floor) | 0.50 | 0.10 ± 0.20 | 0.750 | 0.760 | 230.0 ± 2.0 (σ=0.17) | 10/10 | "
             "0.0010 | — |") in text
     assert "on 1000 test images" in text
-    assert "99.12 %" in text and "86.76 (VAE" in text and "`0123456789`" in text and "cpu (2 cores)" in text
-    assert f"![vae samples]({tmp_path.as_posix()}/metrics/figures/vae/samples.png)" in text
+    assert "99.12 %" in text and "86.76 nats (VAE" in text and "`0123456789`" in text and "cpu (2 cores)" in text
+    assert "![vae samples](metrics/figures/vae/samples.png)" in text  # linked from the page's folder
     assert "GPU profile" in text and "Pending" in text  # no snapshot yet: said, not invented
 
 
@@ -46,15 +50,23 @@ def test_render_adds_the_gpu_snapshot_when_present(tmp_path):
     metrics = write_metrics(tmp_path / "metrics")
     write_metrics(metrics / "gpu", nll=85.5)
     (metrics / "gpu" / "run.json").write_text(json.dumps({"command": "make gpu"}))
-    text = render(metrics)
+    text = render(metrics, tmp_path)
     assert "85.50 ± 0.50" in text and "command: `make gpu`" in text and "Pending" not in text
 
 
 def test_html_has_tables_and_relative_images(tmp_path):
     metrics = write_metrics(tmp_path / "metrics")
-    page = to_html(render(metrics), metrics)
+    page = to_html(render(metrics, metrics))  # the page lives in metrics/
     assert "<table>" in page and "<td>vae</td>" in page and "<th>FD-evaluator ↓</th>" in page
-    assert '<img alt="vae samples" src="figures/vae/samples.png">' in page
+    assert '<img src="figures/vae/samples.png" alt="vae samples" />' in page
+    assert "<h2>Summary</h2>" in page and "<strong>99.12 %</strong>" in page
+
+
+def test_html_comes_from_markdown_it_not_a_home_made_converter():
+    source = Path(report_module.__file__).read_text()
+    assert "from markdown_it import MarkdownIt" in source and "html.escape" not in source
+    page = to_html("| a | b |\n|---|---|\n| `x` | <script>alert(1)</script> |\n")
+    assert "<code>x</code>" in page and "<script>" not in page  # raw HTML in the markdown is escaped
 
 
 def test_splice_replaces_only_the_marked_section(tmp_path):
@@ -67,21 +79,48 @@ def test_splice_replaces_only_the_marked_section(tmp_path):
     assert not splice_readme(plain, "x") and plain.read_text() == "no markers\n"
 
 
-def test_committed_readme_shows_the_committed_metrics(monkeypatch):
-    """The README's results section must be exactly what `genzoo report` renders from the metrics/ beside it."""
+def test_committed_readme_and_results_show_the_committed_metrics(monkeypatch):
+    """The README's summary and docs/results.md must be exactly what `genzoo report` renders from metrics/."""
     monkeypatch.chdir(ROOT)
     if not Path("metrics/evaluate.json").exists():
         pytest.skip("no committed results yet")
     section = Path("README.md").read_text().split(START, 1)[1].split(END, 1)[0]
-    assert section.strip() == render(Path("metrics")).strip() == Path("metrics/results.md").read_text().strip()
+    assert section.strip() == readme_block(Path("metrics"), Path(".")).strip()
+    assert Path("docs/results.md").read_text() == render(Path("metrics"), Path("docs"))
+
+
+def test_readme_reads_in_five_minutes():
+    """At most 250 lines; it opens with what genzoo is and the two commands, and links the full results."""
+    readme = (ROOT / "README.md").read_text()
+    lines = readme.splitlines()
+    assert len(lines) <= 250, f"README.md has {len(lines)} lines"
+    opening = readme.split("\n## ", 1)[0]  # everything before the first section
+    assert lines[0] == "# genzoo" and "genzoo is" in opening
+    assert re.search(r"^make run\b", opening, re.M) and re.search(r"^make test\b", opening, re.M)
+    assert "2985 s" in opening and "513 s" in opening  # the two commands' measured times
+    assert "](docs/results.md)" in readme
+    for section in ("## GPU profile", "## Sweeps", "## MLflow UI", "## Sharing through a DVC remote",
+                    "## Adding a model", "## Layout"):
+        assert section in readme
+    prose = readme.split(START, 1)[0] + readme.split(END, 1)[1]
+    assert not re.search(r"`[0-9a-f]{7,40}`", prose), "a commit hash in the README's prose: docs/notes/ keeps those"
+    assert "values identical" not in prose
+
+
+def test_every_link_of_the_readme_and_the_docs_resolves():
+    for page in [ROOT / "README.md", ROOT / "docs" / "results.md", *sorted((ROOT / "docs").rglob("*.md"))]:
+        text = page.read_text()
+        for target in re.findall(r"\]\(([^)#\s]+)\)", text) + re.findall(r'<img src="([^"]+)"', text):
+            if "://" not in target:
+                assert (page.parent / target).exists(), f"{page.relative_to(ROOT)}: broken link {target}"
 
 
 def test_targets_say_met_or_not_from_the_measured_value(tmp_path):
-    met = render(write_metrics(tmp_path / "a", nll=85.5))
+    met = render(write_metrics(tmp_path / "a", nll=85.5), tmp_path)
     assert "| vae | test NLL ≤ 86.0 nats | 85.50 | met |" in met
-    missed = render(write_metrics(tmp_path / "b", nll=91.234))
+    missed = render(write_metrics(tmp_path / "b", nll=91.234), tmp_path)
     assert "| vae | test NLL ≤ 86.0 nats | 91.23 | not met |" in missed
-    assert "Parzen LL ≥ 240" not in missed  # no gan in these metrics: no row
+    assert "Parzen LL ≥ 240" not in missed.split("## Default pipeline", 1)[1]  # no gan in this run: no row
 
 
 def test_application_stages_render_their_tables_and_targets(tmp_path):
@@ -96,16 +135,17 @@ def test_application_stages_render_their_tables_and_targets(tmp_path):
         "labelled": 100, "seeds": [0, 1], "steps": 1100, "baseline_note": "labels only",
         "triplegan": {"test_error": [0.05, 0.07], "mean": 0.06, "std": 0.0141},
         "baseline": {"test_error": [0.15, 0.16], "mean": 0.155, "std": 0.007}}))
-    text = render(metrics)
+    text = render(metrics, tmp_path)
     assert "| 1 | 0.996 | 0.990 | 0.990 |" in text and "| **mean over 2** | **0.948** |" in text
-    assert "| anogan | AnoGAN mean AUROC ≥ 0.95 | 0.948 | not met |" in text
-    assert "| Triple-GAN's C | 6.00 ± 1.41 % (5.00, 7.00) |" in text
-    assert "| triplegan | Triple-GAN mean test error ≤ 1.0 % | 6.000 | not met |" in text
+    assert "| anogan | AnoGAN mean AUROC ≥ 0.95 | 0.9480 | not met |" in text
+    assert "| Triple-GAN's C | 6.00 ± 1.41 % (5.00, 7.00) | 0.91 ± 0.58 % (Li et al. 2017, Table 1)" in text
+    assert "| triplegan | Triple-GAN mean test error ≤ 1.0 % | 6.00 | not met |" in text
+    assert "Published means over the ten classes: AnoGAN 0.913 (" in text  # from targets.yaml, not anogan.json
     assert "×8.0" in text
 
 
 def test_compare_table_shows_mean_and_spread_over_seeds(tmp_path):
-    from genzoo.compare import aggregate
+    from genzoo.stages.compare import aggregate
 
     metrics = write_metrics(tmp_path / "metrics")
     rows = {"vae": [{"seed": 0, "fd": 17.0, "grey_ratio": 1.9, "parzen_ll": 159.0, "test_nll": 99.5, "classes_hit": 10,
@@ -122,7 +162,7 @@ def test_compare_table_shows_mean_and_spread_over_seeds(tmp_path):
         "models": ["vae", "gan"], "seeds": [0, 1], "real_test": {"grey_share": 0.086},
         "aggregates": {name: aggregate(r, 10) for name, r in rows.items()},
         "protocol": {"memorization": "nearest training digit"}}))
-    text = render(metrics)
+    text = render(metrics, tmp_path)
     assert "| vae | smooth, blurry; a likelihood; local minimum | 18.00 ± 1.41 | 2.00 ± 0.14 | 158.0 ± 1.4 | " \
            "99.40 ± 0.14 | 10 (0) |" in text
     assert "| gan | sharp, artefacts; no likelihood; saddle points, mode collapse | 40.00 ± 14.14 | 1.05 ± 0.07 | " \
@@ -140,7 +180,7 @@ def test_render_adds_each_budgeted_gpu_part(tmp_path):
         "budget_seconds": 270, "source_commit": "fedcba9876543210", "source_note": "why",
         "models": {"vae": {"epochs": 120, "profile_epochs": 1500, "steps_per_s": 1190.7, "train_seconds": 44.8}},
         "bench_only": {"pixelrnn": {"steps_per_s": 34.5, "seconds_per_epoch": 24.9}}, "failed": {}}))
-    text = render(metrics)
+    text = render(metrics, tmp_path)
     section = text.split("part `likelihood`", 1)[1]
     assert "Pending" in text  # no full `make gpu` snapshot: still said
     assert "84.25 ± 0.50" in section and "`fedcba9876`" in section
@@ -157,7 +197,7 @@ def test_render_says_a_checkpointed_part_ran_its_full_epochs_over_runs(tmp_path)
         "models": {"vae": {"epochs": 60, "profile_epochs": 60, "steps_per_s": 34.5, "train_seconds": 1490.2,
                            "resumed_from": 12000},
                    "pixelrnn": {"profile_epochs": 60, "paused_at": 700, "total_steps": 28000}}}))
-    section = render(metrics).split("part `rnn`", 1)[1]
+    section = render(metrics, tmp_path).split("part `rnn`", 1)[1]
     assert "epochs and all" in section and "capped" not in section.split("|")[0]
     assert "vae 60 of 60 (34.5 steps/s, trained 1490 s, resumed at step 12000)" in section
     assert "Paused, to go on: pixelrnn at step 700 of 28000." in section
@@ -174,7 +214,7 @@ def test_render_says_where_each_run_of_a_model_trained_over_several_ran(tmp_path
         "budget_seconds": 60, "checkpoints": True, "failed": {},
         "models": {"vae": {"epochs": 60, "profile_epochs": 60, "steps_per_s": 2.0, "train_seconds": 60.0,
                            "resumed_from": 1000, "runs": runs}}}))
-    text = render(metrics)
+    text = render(metrics, tmp_path)
     assert "part `rnn` (" in text and "60 of 60 epochs in 2 runs) |" in text  # the overview says so too
     section = text.split("part `rnn`", 2)[2]
     assert ("vae 60 of 60 (in 2 runs: steps 0–1000 on GPU X in 10 s (100.0 steps/s with its start), "
@@ -193,7 +233,7 @@ def test_the_gpu_overview_scores_each_target_by_its_latest_run_not_its_best(tmp_
         evaluate["provenance"].update(profile="gpu", created=created)
         (folder / "evaluate.json").write_text(json.dumps(evaluate))
         (folder / "run.json").write_text(json.dumps({"models": {"vae": {"epochs": epochs, "profile_epochs": 1500}}}))
-    overview = render(metrics).split("### GPU targets", 1)[1].split("###", 1)[0]
+    overview = render(metrics, tmp_path).split("## GPU targets", 1)[1].split("\n## ", 1)[0]
     assert ("| vae | test NLL ≤ 86.0 nats | 86.50 | not met | part `new` (2026-11-25, 120 of 1500 epochs, on cpu "
             "(2 cores)) |" in overview)  # the gpu profile's params; the machine that ran them named
     assert "84.00" not in overview
@@ -202,4 +242,90 @@ def test_the_gpu_overview_scores_each_target_by_its_latest_run_not_its_best(tmp_
 
 
 def test_no_gpu_run_means_no_gpu_overview(tmp_path):
-    assert "GPU targets" not in render(write_metrics(tmp_path / "metrics"))
+    assert "GPU targets" not in render(write_metrics(tmp_path / "metrics"), tmp_path)
+
+
+# --- targets.yaml: the one declarative place for anchors and targets ---------------------------------------------
+
+TARGET = {"model": "vae", "what": "test NLL", "key": "models.vae.test_nll", "direction": "<=", "number": 90.0,
+          "unit": "nats", "paper": "Kingma & Welling 2014", "protocol": "IWAE bound", "profiles": ["gpu"]}
+ANCHOR = {"model": "vae", "what": "test NLL", "key": "models.vae.test_nll", "number": 87.5, "spread": 0.5,
+          "unit": "nats", "direction": "<=", "paper": "Someone et al. 2099", "table": "Table 9",
+          "protocol": "k = 5000", "profiles": ["gpu"]}
+
+
+def write_targets(path: Path, **sections) -> Path:
+    import yaml
+    path.write_text(yaml.safe_dump(sections, allow_unicode=True, sort_keys=False))
+    return path
+
+
+def test_the_committed_targets_file_loads_and_covers_the_old_report_tables():
+    t = load_targets()
+    assert len(t.targets) >= 28 and len(t.anchors) >= 10 and t.claims and t.seed_claims
+    assert {x.model for x in t.targets} >= {"evaluator", "anogan", "triplegan", "vae", "stackgan", "sketchrnn"}
+    assert all(x.protocol and x.paper and x.profiles for x in (*t.targets, *t.anchors))
+
+
+def test_the_report_holds_no_anchor_or_target_of_its_own():
+    source = Path(report_module.__file__).read_text()
+    for number in ("86.76", "81.30", "80.54", "79.20", "225", "340", "0.913", "0.948", "0.91", "99.3", "0.95"):
+        assert not re.search(rf"(?<![\w.]){re.escape(number)}(?![\w.])", source), number
+    assert "TARGETS = [" not in source and "ANCHORS = {" not in source
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"numbr": 90.0}, "unknown key 'numbr'"),
+    ({"model": "vea"}, "unknown model 'vea'"),
+    ({"direction": "<<"}, "direction must be one of"),
+    ({"number": "ninety"}, "number must be a number"),
+    ({"profiles": ["gpu", "tpu"]}, "profiles must list some of"),
+    ({"than": "models.gan.fd"}, "exactly one of number"),
+])
+def test_targets_file_is_checked_strictly(tmp_path, change, message):
+    path = write_targets(tmp_path / "targets.yaml", targets=[TARGET, {**TARGET, **change}])
+    with pytest.raises(TargetsError, match=re.escape(message)) as err:
+        load_targets(path)
+    assert "targets[1] (model" in str(err.value) and str(path) in str(err.value)  # names the file and the entry
+    assert isinstance(err.value, GenzooError)  # the CLI prints it as one line
+
+
+def test_targets_file_rejects_unknown_sections_and_missing_keys(tmp_path):
+    with pytest.raises(TargetsError, match="unknown section 'goals'"):
+        load_targets(write_targets(tmp_path / "a.yaml", goals=[TARGET]))
+    partial = {k: v for k, v in ANCHOR.items() if k != "protocol"}
+    with pytest.raises(TargetsError, match=r"anchors\[0\] \(model vae\): missing key 'protocol'"):
+        load_targets(write_targets(tmp_path / "b.yaml", anchors=[partial]))
+
+
+def test_a_target_and_an_anchor_render_from_the_targets_file(tmp_path):
+    metrics = write_metrics(tmp_path / "metrics", nll=89.5)
+    relative = {**TARGET, "what": "codes beat pixels", "key": "models.vae.test_elbo", "direction": ">",
+                "than": "models.vae.missing"}
+    del relative["number"]
+    t = load_targets(write_targets(tmp_path / "targets.yaml", anchors=[ANCHOR], targets=[TARGET, relative]))
+    text = render(metrics, tmp_path, t)
+    assert "| vae | test NLL ≤ 90.0 nats | 89.50 | met |" in text  # this run's targets table
+    assert "| vae | codes beat pixels | -95.00 | not met |" in text  # against a missing value: not met
+    assert "| 40 s (10 epochs) | 87.5 ± 0.5 nats (Someone et al. 2099, Table 9) |" in text  # the anchor, beside ours
+    assert "| vae | test NLL ≤ 90.0 nats | Kingma & Welling 2014 | IWAE bound | gpu |" in text  # as declared
+    assert "86.76" not in text and "Parzen LL ≥ 240" not in text  # nothing but the file's entries
+
+
+def test_summary_has_a_row_per_model_with_paper_gpu_and_cpu_numbers(tmp_path):
+    metrics = write_metrics(tmp_path / "metrics", nll=99.5)
+    part = write_metrics(metrics / "gpu" / "part1", nll=85.25)
+    evaluate = json.loads((part / "evaluate.json").read_text())
+    evaluate["provenance"].update(profile="gpu", created="2026-11-25T10:00:00Z")
+    (part / "evaluate.json").write_text(json.dumps(evaluate))
+    (tmp_path / "README.md").write_text(f"# genzoo\n{START}\n{END}\nrest\n")
+    report_stage(None, metrics, tmp_path / "README.md")
+    readme = (tmp_path / "README.md").read_text()
+    assert "| vae | test NLL ≤ 86.0 nats | 86.76 nats (Burda et al. 2016) | 85.25 | 99.50 | met |" in readme
+    assert "| gan | Parzen LL ≥ 240 nats | 225 ± 2 nats (Goodfellow et al. 2014) | pending | — | pending |" in readme
+    assert "[docs/results.md](docs/results.md)" in readme and readme.endswith(f"{END}\nrest\n")
+    assert '<img src="metrics/gpu/part1/figures/vae/samples.png"' in readme and "vae · gpu" in readme  # gallery
+    results = (tmp_path / "docs" / "results.md").read_text()
+    assert results.startswith("# genzoo results") and "## Summary" in results and "## GPU targets" in results
+    assert "![vae samples](../metrics/figures/vae/samples.png)" in results  # linked from docs/
+    assert "<html" in (metrics / "report.html").read_text()

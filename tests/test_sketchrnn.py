@@ -9,13 +9,13 @@ import math
 import pytest
 import torch
 
+from genzoo.engine.training import seed_everything
 from genzoo.models import sketchrnn
-from genzoo.training import seed_everything
 
 T = 12
 
 
-def tiny_model(seed=0, **changes) -> sketchrnn.Model:
+def tiny_sketchrnn(seed=0, **changes) -> sketchrnn.Model:
     config = dataclasses.replace(sketchrnn.Config(), enc_hidden=8, dec_hidden=16, latent_dim=4, mixtures=3,
                                  **changes)
     torch.manual_seed(seed)
@@ -56,7 +56,7 @@ def test_mixture_nll_matches_a_hand_computation():
 
 
 def test_offset_loss_counts_real_points_only_and_pen_loss_every_step():
-    model = tiny_model()
+    model = tiny_sketchrnn()
     b = strokes_batch()
     torch.manual_seed(1)
     base = model.losses(b["strokes"])
@@ -103,7 +103,7 @@ def test_kl_floor_gives_no_gradient_below_kl_min():
 
 
 def test_train_step_respects_the_kl_floor():
-    model = tiny_model(kl_min=1e6, random_scale=0.0)  # KL always under the floor: its term is a constant
+    model = tiny_sketchrnn(kl_min=1e6, random_scale=0.0)  # KL always under the floor: its term is a constant
     b = strokes_batch()
     opt = model.configure_optimizers()
     torch.manual_seed(0)
@@ -113,7 +113,7 @@ def test_train_step_respects_the_kl_floor():
 
 
 def test_eta_anneals_from_eta_min_towards_one():
-    model = tiny_model(eta_min=0.01, eta_rate=0.99995)
+    model = tiny_sketchrnn(eta_min=0.01, eta_rate=0.99995)
     assert model.eta().item() == pytest.approx(0.01)
     model.steps.fill_(10000)
     assert model.eta().item() == pytest.approx(1 - 0.99 * 0.99995 ** 10000, rel=1e-5)
@@ -127,7 +127,7 @@ def test_eta_anneals_from_eta_min_towards_one():
 def test_encoder_is_masked_and_bidirectional():
     """Equals nn.LSTM(bidirectional=True) run on the real rows alone (packed), so it depends on both ends and
     not on padding."""
-    model = tiny_model()
+    model = tiny_sketchrnn()
     b = strokes_batch(4, seed=3)
     s = model.normalize(b["strokes"])
     ref = torch.nn.LSTM(5, 8, batch_first=True, bidirectional=True)
@@ -155,7 +155,7 @@ def assert_valid_stroke5(s):
 
 @pytest.mark.parametrize("tau", [0.0, 0.5, 1.0])
 def test_decode_returns_valid_stroke5(tau):
-    model = tiny_model()
+    model = tiny_sketchrnn()
     torch.manual_seed(0)
     s = model.decode(model.prior(7, "cpu"), T, tau)
     assert s.shape == (7, T, 5)
@@ -164,7 +164,7 @@ def test_decode_returns_valid_stroke5(tau):
 
 
 def test_decode_keeps_the_prefix():
-    model = tiny_model()
+    model = tiny_sketchrnn()
     b = strokes_batch(5, seed=2)
     keep = torch.tensor([1, 2, 3, 2, 1])
     torch.manual_seed(0)
@@ -178,7 +178,7 @@ def test_decode_keeps_the_prefix():
 def test_train_step_changes_weights_and_is_deterministic_with_a_seed():
     def run():
         seed_everything(0)
-        model = tiny_model()
+        model = tiny_sketchrnn()
         opt = model.configure_optimizers()
         outs = [model.train_step(strokes_batch(seed=i), opt) for i in range(3)]
         return model, outs
@@ -187,7 +187,7 @@ def test_train_step_changes_weights_and_is_deterministic_with_a_seed():
     for k in ("loss", "l_r", "l_s", "l_p", "l_kl", "eta"):
         assert all(torch.isfinite(o[k]) for o in o1)
         assert [o[k].item() for o in o1] == [o[k].item() for o in o2]
-    fresh = tiny_model()
+    fresh = tiny_sketchrnn()
     assert any(not torch.equal(p, q) for p, q in zip(m1.parameters(), fresh.parameters()))
     torch.manual_seed(5)
     a = m1.decode(m1.prior(3, "cpu"), T, 0.7)
@@ -196,7 +196,7 @@ def test_train_step_changes_weights_and_is_deterministic_with_a_seed():
 
 
 def test_gradients_are_clipped():
-    model = tiny_model(grad_clip=1e-3, lr=1.0)
+    model = tiny_sketchrnn(grad_clip=1e-3, lr=1.0)
     opt = model.configure_optimizers()
     opt["model"].step = lambda: None  # keep the gradients to look at them
     model.train_step(strokes_batch(), opt)
@@ -205,7 +205,7 @@ def test_gradients_are_clipped():
 
 def test_pictures_and_extra_scores():
     pytest.importorskip("genzoo.data.strokes")
-    model = tiny_model(score_rows=5).eval()
+    model = tiny_sketchrnn(score_rows=5).eval()
     b = strokes_batch(16, seed=4, t=10)
     torch.manual_seed(0)
     grids = model.pictures(b)
@@ -224,4 +224,4 @@ def test_pictures_and_extra_scores():
     assert set(scores) >= {"test_l_r", "test_l_s", "test_l_p", "test_l_kl", "reconstruction_accuracy",
                            "original_accuracy"}
     assert scores["original_accuracy"] == pytest.approx(1 / 2)  # rows 3, 4 scored (digits 0, 4); it says 0
-    assert not hasattr(model, "sample")
+    assert not model.samples and model.dataset == "strokes"

@@ -1,5 +1,6 @@
-"""StarGAN: label vectors and their mask, the masked classification loss, the update order, the losses' fixed
-points, and the attribute classifier that scores translations."""
+"""StarGAN: label vectors and their mask, the masked classification loss, k critic steps and the gradient penalty,
+the losses' fixed points, and the attribute classifier that scores translations. (The update order:
+tests/test_adversarial.py.)"""
 
 from __future__ import annotations
 
@@ -7,16 +8,17 @@ import dataclasses
 
 import pytest
 import torch
+from helpers import same, snapshot
 from torch import nn
 
+from genzoo.engine.training import seed_everything
 from genzoo.metrics import attributes
 from genzoo.models import stargan
-from genzoo.training import seed_everything
 
 SHAPE = (3, 28, 28)
 
 
-def tiny_model(seed=0, **changes) -> stargan.Model:
+def tiny_stargan(seed=0, **changes) -> stargan.Model:
     config = dataclasses.replace(stargan.Config(), g_width=4, res_blocks=1, d_width=4, d_steps=2, **changes)
     torch.manual_seed(seed)
     return stargan.Model(config, SHAPE)
@@ -65,7 +67,7 @@ def test_classification_loss_ignores_the_unknown_group():
 
 
 def test_translate_gives_images_in_range_the_same_in_eval_and_train_mode():
-    model = tiny_model()
+    model = tiny_stargan()
     batch = multidomain_batch(5)
     target = stargan.target_vector(1, 2, None)[0]  # (8,): broadcast over the batch
     out = model.translate(batch, target)
@@ -92,7 +94,7 @@ class ScaledIdentity(nn.Module):
 
 def test_reconstruction_loss_is_zero_for_an_identity_generator():
     seed_everything(0)
-    model = tiny_model()
+    model = tiny_stargan()
     model.gen = ScaledIdentity()
     out = model.train_step(multidomain_batch(8), model.configure_optimizers())
     assert out["loss_rec"] == 0
@@ -100,37 +102,14 @@ def test_reconstruction_loss_is_zero_for_an_identity_generator():
     assert stargan.reconstruction_loss(x, x) == 0 and stargan.reconstruction_loss(x, 1 - x) > 0
 
 
-def snapshot(module):
-    return {k: v.detach().clone() for k, v in module.state_dict().items()}
-
-
-def same(a, b):
-    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-
-
 @pytest.mark.parametrize("adv_loss", stargan.ADV_LOSSES)
-def test_discriminator_steps_first_then_the_generator_step_leaves_it_unchanged(adv_loss):
+def test_k_critic_steps_and_the_gradient_penalty_only_for_wgan_gp(adv_loss):
+    """The engine hands the step its d_steps minibatches at once; the penalty term exists for WGAN-GP alone.
+    (D's k steps first, then G through a frozen D: tests/test_adversarial.py, for both losses.)"""
     seed_everything(0)
-    model = tiny_model(adv_loss=adv_loss).train()
+    model = tiny_stargan(adv_loss=adv_loss).train()
     assert model.batches_per_step == 2
-    opts = model.configure_optimizers()
-    log = []
-    for name, opt in opts.items():
-        def step(*args, _name=name, _step=opt.step, **kwargs):
-            grads = {n: p.grad.clone() for n, p in model.disc.named_parameters() if p.grad is not None}
-            result = _step(*args, **kwargs)
-            log.append({"opt": _name, "disc": snapshot(model.disc), "gen": snapshot(model.gen), "d_grads": grads})
-            return result
-        opt.step = step
-    gen_before = snapshot(model.gen)
-    out = model.train_step(multidomain_batch(8), opts)
-    assert [row["opt"] for row in log] == ["disc", "disc", "gen"]
-    assert all(same(row["gen"], gen_before) for row in log[:2]), "G changed during D's updates"
-    assert not same(log[0]["disc"], log[1]["disc"]), "the second D update did nothing"
-    assert same(log[2]["disc"], log[1]["disc"]) and same(snapshot(model.disc), log[1]["disc"]), "G's step changed D"
-    assert same(log[2]["d_grads"], {n: p.grad for n, p in model.disc.named_parameters()}), "D got G's gradients"
-    assert not same(snapshot(model.gen), gen_before)
-    assert all(p.requires_grad for p in model.parameters())
+    out = model.train_step(multidomain_batch(8), model.configure_optimizers())
     assert ("loss_gp" in out) == (adv_loss == "wgan_gp")
     assert all(torch.isfinite(v) for v in out.values())
 
@@ -165,7 +144,7 @@ def test_attribute_classifier_learns_a_tiny_set_deterministically():
     assert (pred_s == stroke_new).float().mean() >= 0.95
     short = attributes.fit_attribute_classifier(x, colour, stroke, seed=0, steps=10)
     twin = attributes.fit_attribute_classifier(x, colour, stroke, seed=0, steps=10)
-    assert same(short.state_dict(), twin.state_dict())
+    assert same(snapshot(short), snapshot(twin))
 
 
 class Recolour(nn.Module):
@@ -207,7 +186,7 @@ def test_score_translations_counts_reached_targets_and_kept_digits():
 
 
 def test_residual_output_generator_adds_a_change_to_its_input():
-    model = tiny_model(residual_output=True)
+    model = tiny_stargan(residual_output=True)
     last = model.gen.net[-1]
     assert isinstance(last, nn.Conv2d)  # no tanh: the change is unbounded, the sum is clamped to [-1, 1]
     batch = multidomain_batch(4)
@@ -219,6 +198,6 @@ def test_residual_output_generator_adds_a_change_to_its_input():
     torch.testing.assert_close(model.translate(batch, c[0]), batch["x"].float() / 255)
     nn.init.constant_(last.bias, 0.5)
     torch.testing.assert_close(model.gen(real_a, c), (real_a + 0.5).clamp(-1, 1))
-    plain = tiny_model(residual_output=False)
+    plain = tiny_stargan(residual_output=False)
     assert isinstance(plain.gen.net[-1], nn.Tanh)  # the paper's G by default
     assert stargan.Config().residual_output is False and stargan.Config().max_steps == 0

@@ -1,28 +1,24 @@
-"""Stroke data for Sketch-RNN: rasterize (pen states, end rows, anti-aliasing), Zhang-Suen skeletons, tracing
-of hand-made shapes, RDP, the stroke-5 format's invariants, determinism, MNIST round trip, QuickDraw fetch
-(mirror, checksums, offline error), the restricted unpickler, conversion, files and their validation.
+"""Stroke data for Sketch-RNN (genzoo.data.strokes): rasterize (pen states, end rows, anti-aliasing), Zhang-Suen
+skeletons, tracing of hand-made shapes, RDP, the stroke-5 format's invariants, determinism, MNIST round trip,
+QuickDraw conversion, files and their validation. (Fetching and reading QuickDraw: tests/test_quickdraw.py.)
 All inputs are built here (no data/processed, no network)."""
 
 from __future__ import annotations
 
-import io
 import json
-import os
-import pickle
-import urllib.error
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import quickdraw_npz
 from tiny_data import font_digits
 
 from genzoo.data import quickdraw as Q
 from genzoo.data import strokes as S
-from genzoo.errors import DataError
-from genzoo.io import save_torch
+from genzoo.engine.errors import DataError
+from genzoo.engine.io import save_torch
 
 torch.set_num_threads(1)
 
@@ -175,118 +171,20 @@ def test_round_trip_covers_the_skeleton(digits):
 # ---------------------------------------------------------------- QuickDraw
 
 
-def _stroke3(rng: np.random.Generator, points: int) -> np.ndarray:
-    s = rng.integers(-30, 30, size=(points, 3)).astype(np.int16)
-    s[:, 2] = 0
-    s[points // 2, 2] = 1
-    s[-1, 2] = 1
-    return s
-
-
-def _npz(path: Path, sizes: dict[str, list[int]], seed: int = 0) -> Path:
-    """A sketch-rnn style .npz: keys train/valid/test, object arrays of int16 (P, 3) arrays."""
-    rng = np.random.default_rng(seed)
-    arrays = {}
-    for key, lengths in sizes.items():
-        obj = np.empty(len(lengths), dtype=object)
-        for i, p in enumerate(lengths):
-            obj[i] = _stroke3(rng, p)
-        arrays[key] = obj
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(path, **arrays)
-    return path
-
-
-def _offline(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise urllib.error.URLError("offline (test)")
-
-    monkeypatch.setattr(Q.urllib.request, "urlopen", refuse)
-
-
-def test_fetch_from_mirror_records_and_verifies_checksums(tmp_path, monkeypatch):
-    _offline(monkeypatch)
-    mirror = tmp_path / "mirror"
-    _npz(mirror / "quickdraw" / "cat.npz", {"train": [5, 6], "valid": [4], "test": [4]})
-    _npz(mirror / "dog.npz", {"train": [5], "valid": [4], "test": [4]}, seed=1)  # flat layout too
-    sums, raw = tmp_path / "sums.json", tmp_path / "raw"
-    paths = Q.fetch_quickdraw(["cat", "dog"], raw, [tmp_path / "nothing", mirror], sums)
-    assert paths == {"cat": raw / "cat.npz", "dog": raw / "dog.npz"}
-    recorded = json.loads(sums.read_text())
-    assert recorded["cat"] == Q._sha256((mirror / "quickdraw" / "cat.npz").read_bytes())
-    assert Q.fetch_quickdraw(["cat"], raw, [mirror], sums)["cat"].read_bytes() == paths["cat"].read_bytes()
-    # a tampered raw file is replaced from the mirror; a tampered mirror is refused with both hashes
-    paths["cat"].write_bytes(b"junk")
-    Q.fetch_quickdraw(["cat"], raw, [mirror], sums)
-    assert Q._sha256(paths["cat"].read_bytes()) == recorded["cat"]
-    _npz(mirror / "quickdraw" / "cat.npz", {"train": [7], "valid": [4], "test": [4]}, seed=5)
-    paths["cat"].unlink()
-    with pytest.raises(DataError, match="checksum mismatch") as err:
-        Q.fetch_quickdraw(["cat"], raw, [mirror], sums)
-    assert recorded["cat"] in str(err.value) and Q._sha256((mirror / "quickdraw" / "cat.npz").read_bytes()) in str(
-        err.value
-    )
-    assert not paths["cat"].exists()
-
-
-def test_fetch_offline_without_mirror_says_how(tmp_path, monkeypatch):
-    _offline(monkeypatch)
-    with pytest.raises(DataError, match="data.mirror") as err:
-        Q.fetch_quickdraw(["cat"], tmp_path / "raw", [tmp_path], tmp_path / "sums.json")
-    assert "GENZOO_DATA_MIRROR" in str(err.value) and "cat" in str(err.value)
-
-
-class _Evil:
-    def __init__(self, marker: Path):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
-
-
-def test_restricted_unpickler_refuses_foreign_class(tmp_path):
-    marker = tmp_path / "pwned"
-    buffer = io.BytesIO()
-    np.lib.format.write_array_header_1_0(buffer, {"descr": "|O", "fortran_order": False, "shape": (1,)})
-    buffer.write(pickle.dumps(_Evil(marker), protocol=2))
-    path = tmp_path / "evil.npz"
-    with zipfile.ZipFile(path, "w") as archive:
-        for key in ("train", "valid", "test"):
-            archive.writestr(f"{key}.npy", buffer.getvalue())
-    with pytest.raises(DataError, match="refused to load (posix|nt|os).system"):
-        Q.read_quickdraw(path)
-    assert not marker.exists()
-    with pytest.raises(pickle.UnpicklingError):  # the unpickler itself, on a bare pickle
-        Q._NumpyOnlyUnpickler(io.BytesIO(pickle.dumps(_Evil(marker)))).load()
-    assert not marker.exists()
-
-
-@pytest.mark.parametrize("protocol", [0, 2, 3, 4, 5])
-def test_restricted_unpickler_reads_numpy_object_arrays(protocol):
-    obj = np.empty(2, dtype=object)
-    obj[0], obj[1] = np.arange(9, dtype=np.int16).reshape(3, 3), np.ones((2, 3), np.int16)
-    buffer = io.BytesIO()
-    np.lib.format.write_array_header_1_0(buffer, {"descr": "|O", "fortran_order": False, "shape": (2,)})
-    buffer.write(pickle.dumps(obj, protocol=protocol))
-    buffer.seek(0)
-    back = Q.safe_load_npy(buffer)
-    assert back.shape == (2,) and all(np.array_equal(a, b) and a.dtype == np.int16 for a, b in zip(back, obj))
-
-
 def test_read_and_convert_quickdraw(tmp_path):
-    path = _npz(tmp_path / "cat.npz", {"train": [5, 6, 40], "valid": [4], "test": [3, 3]})
+    path = quickdraw_npz(tmp_path / "cat.npz", {"train": [5, 6, 40], "valid": [4], "test": [3, 3]})
     raw = Q.read_quickdraw(path)
     assert [len(raw[k]) for k in ("train", "val", "test")] == [3, 1, 2]
     assert all(s.dtype == np.int16 and s.shape[1] == 3 for s in raw["train"])
     square = np.array([[0, 0, 0], [100, 0, 0], [0, 50, 0], [-100, 0, 1]], dtype=np.int16)  # 100 x 50 box
     stats: dict = {}
-    data = Q.quickdraw_to_set(raw["train"] + [square], label=3, max_len=20, stats=stats)
+    data = S.quickdraw_to_set(raw["train"] + [square], label=3, max_len=20, stats=stats)
     assert stats["dropped"] == 1 and len(data["y"]) == 3  # the 40-point sketch does not fit
     assert (data["y"] == 3).all() and (data["digit"] == -1).all()
     _check_format(data, 20)
     pts = S.points(data["strokes"][-1:])[0, :4]
     assert torch.allclose(pts, torch.tensor([[4.0, 9], [24, 9], [24, 19], [4, 19]]))  # 20 px wide, centred
-    assert len(Q.quickdraw_to_set(raw["train"], 0, 64, per_category=2)["y"]) == 2
+    assert len(S.quickdraw_to_set(raw["train"], 0, 64, per_category=2)["y"]) == 2
 
 
 def _processed(folder: Path) -> None:
@@ -298,12 +196,11 @@ def _processed(folder: Path) -> None:
 
 
 @pytest.mark.parametrize("source", ["mnist", "quickdraw"])
-def test_make_strokes_files_are_reproducible_and_valid(tmp_path, monkeypatch, source):
-    _offline(monkeypatch)
+def test_make_strokes_files_are_reproducible_and_valid(tmp_path, offline, source):
     processed, mirror = tmp_path / "processed", tmp_path / "mirror"
     _processed(processed)
     for i, name in enumerate(("cat", "dog")):
-        _npz(mirror / "quickdraw" / f"{name}.npz", {"train": [5, 6, 7, 80], "valid": [4, 5], "test": [4]}, i)
+        quickdraw_npz(mirror / "quickdraw" / f"{name}.npz", {"train": [5, 6, 7, 80], "valid": [4, 5], "test": [4]}, i)
     kwargs = dict(source=source, categories=["cat", "dog"], per_category=3, max_len=32, epsilon=1.0,
                   processed_dir=processed, raw_dir=tmp_path / "raw", mirrors=[mirror], checksums=tmp_path / "s.json")
     meta = S.make_strokes(out_dir=tmp_path / "a", **kwargs)

@@ -1,12 +1,13 @@
-"""MLflow tracking: buffered step metrics reach the run, all of them, in order, also when the stage fails."""
+"""genzoo.engine.tracking: buffered step metrics reach the MLflow run, all of them, in order, also when the stage
+fails; the commit a copied tree names; and no other module imports MLflow."""
 
 from __future__ import annotations
 
 import pytest
-from conftest import ROOT
+from helpers import ROOT
 
-from genzoo.params import load_params
-from genzoo.tracking import StageRun
+from genzoo.engine.tracking import StageRun, git_state
+from genzoo.models.registry import load_params
 
 
 def test_buffered_metrics_all_reach_mlflow(tmp_path, monkeypatch):
@@ -42,3 +43,19 @@ def test_a_failed_stage_keeps_its_curve(tmp_path, monkeypatch):
     client = run._mlflow.MlflowClient()
     assert client.get_run(run_id).info.status == "FAILED"
     assert [m.value for m in client.get_metric_history(run_id, "train/loss")] == [3.0]
+
+
+def test_genzoo_commit_names_the_commit_of_a_copied_tree(monkeypatch):
+    named = "f" * 40  # no commit of this repository
+    monkeypatch.setenv("GENZOO_COMMIT", named)
+    assert git_state(ROOT) == {"commit": named, "dirty": None}
+    monkeypatch.delenv("GENZOO_COMMIT")
+    assert git_state(ROOT)["commit"] != named
+
+
+def test_only_tracking_imports_mlflow():
+    """Models, the engine and the CLI must run without a tracking library (DESIGN.md §5)."""
+    offenders = [p.relative_to(ROOT).as_posix() for p in (ROOT / "src" / "genzoo").rglob("*.py")
+                 if p.name != "tracking.py" and "import mlflow" in p.read_text()]
+    assert offenders == []
+    assert (ROOT / "src" / "genzoo" / "engine" / "tracking.py").read_text().count("import mlflow") == 1

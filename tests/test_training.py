@@ -1,4 +1,5 @@
-"""The shared engine: seeding, exact resume, the NaN guard, SIGTERM, logging."""
+"""The shared engine (genzoo.engine.training): seeding, exact resume, the NaN guard, SIGTERM, logging, a step of
+several minibatches, and the CUDA-graph step."""
 
 from __future__ import annotations
 
@@ -10,23 +11,20 @@ from dataclasses import dataclass
 
 import pytest
 import torch
+from helpers import SHAPE, images, snapshot, tiny_model
 from torch import nn
 
 from genzoo.data.loading import load_split
-from genzoo.errors import GenzooError, TrainingError
-from genzoo.models import build_model
+from genzoo.engine.errors import GenzooError, TrainingError
+from genzoo.engine.training import GraphedStep, Interrupted, fit, resolve_device, seed_everything
+from genzoo.models.registry import build_model
 from genzoo.params import EngineParams, TrainConfig
-from genzoo.training import Interrupted, fit, resolve_device
 
 ENGINE = EngineParams(device="cpu", precision="fp32", log_every=2, eval_every=4, checkpoint_every=4)
 
 
 def tiny_vae(tiny_params):
-    return build_model("vae", tiny_params.model("vae"), (1, 28, 28), 10)
-
-
-def weights(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.clone() for k, v in model.state_dict().items()}
+    return build_model("vae", tiny_params.model("vae"), SHAPE, 10)
 
 
 def assert_same_weights(a: dict, b: dict) -> None:
@@ -51,7 +49,7 @@ def data(tiny_processed):
 def test_same_seed_same_weights(tiny_params, data):
     a, _ = run(tiny_params, data)
     b, _ = run(tiny_params, data)
-    assert_same_weights(weights(a), weights(b))
+    assert_same_weights(snapshot(a), snapshot(b))
 
 
 def test_resume_after_interruption_equals_uninterrupted_run(tiny_params, data, tmp_path):
@@ -62,7 +60,7 @@ def test_resume_after_interruption_equals_uninterrupted_run(tiny_params, data, t
     assert partial.steps == 7 and ckpt.exists()
     resumed, rest = run(tiny_params, data, checkpoint=ckpt)
     assert rest.resumed_from == 7 and rest.steps == full.steps
-    assert_same_weights(weights(straight), weights(resumed))
+    assert_same_weights(snapshot(straight), snapshot(resumed))
     assert [r["step"] for r in rest.history] == [r["step"] for r in full.history]  # the log survives resume
 
 
@@ -150,7 +148,7 @@ def test_deadline_pauses_at_a_checkpoint_that_keeps_the_training_time(tiny_param
     assert kept > 0
     resumed, rest = run(tiny_params, data, checkpoint=ckpt)
     assert (rest.resumed_from, rest.earlier_seconds) == (1, kept)
-    assert_same_weights(weights(straight), weights(resumed))
+    assert_same_weights(snapshot(straight), snapshot(resumed))
     assert full.earlier_seconds == 0.0  # a run from scratch had no earlier part
 
 
@@ -187,3 +185,33 @@ def test_device_names_are_checked():
     if not torch.cuda.is_available():
         with pytest.raises(GenzooError, match="no CUDA device"):
             resolve_device("cuda")
+
+
+@pytest.mark.parametrize("name", ["gan", "dcgan"])
+def test_the_engine_hands_each_step_k_batches(name, tiny_params, tiny_processed):
+    """A model that takes `batches_per_step` minibatches per step (a GAN's k D updates) gets them as one batch."""
+    train = load_split(tiny_processed, "train")
+    config = dataclasses.replace(tiny_params.model(name), d_steps=2, batch_size=16, epochs=1)
+    model = build_model(name, config, SHAPE, 10)
+    rows: list[int] = []
+    step = model.train_step
+    model.train_step = lambda batch, opts: rows.append(len(batch["x"])) or step(batch, opts)
+    result = fit(model, train, config=config, engine=EngineParams(device="cpu", log_every=2), seed=0, progress=False)
+    assert rows == [32] * (len(train["x"]) // 32) and result.steps == len(rows)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("name", ["gan", "dcgan"])
+def test_train_step_is_captured_as_one_cuda_graph(name, tiny_params):
+    seed_everything(0)
+    device = torch.device("cuda")
+    model = tiny_model(name, tiny_params, d_steps=2).to(device).train()
+    opts = model.configure_optimizers()
+    step = GraphedStep(model.train_step, opts, device, "bf16")
+    norms = []
+    for i in range(GraphedStep.WARMUP + 4):
+        out = step({k: images(16, seed=i)[k].to(device) for k in ("x", "y")}, opts)  # the engine's train keys
+        norms.append(out["grad_norm_g"].clone())
+    assert isinstance(step.graph, torch.cuda.CUDAGraph), "capture failed: the step fell back to eager"
+    assert all(torch.isfinite(v) for v in out.values())
+    assert len({round(float(n), 6) for n in norms[-3:]}) == 3, "replays must draw fresh noise and batches"

@@ -1,5 +1,7 @@
-"""`genzoo`: the commands the DVC stages run. Options here are paths and modes only; every hyperparameter
-lives in params.yaml (flags would bypass `dvc params diff`)."""
+"""`genzoo`: one command per dvc.yaml stage, named as the stage (`genzoo train vae` runs `train@vae`), plus the
+tools that are not stages. Options here are paths and modes only; every hyperparameter lives in params.yaml
+(flags would bypass `dvc params diff`). Each command checks the fixed params sections and the sections of the
+models it runs (genzoo.models.registry.load_params) before any work."""
 
 from __future__ import annotations
 
@@ -8,13 +10,11 @@ from pathlib import Path
 
 import typer
 
-from genzoo.errors import GenzooError
-from genzoo.params import PARAMS_FILE, load_params
+from genzoo.engine.errors import GenzooError
+from genzoo.params import PARAMS_FILE
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Train and measure the classic generative models (see README.md).")
-data_app = typer.Typer(no_args_is_help=True, help="Fetch and prepare the data sets.")
-app.add_typer(data_app, name="data")
 
 PARAMS = typer.Option(PARAMS_FILE, "--params", help="The params file (all hyperparameters live there).")
 DATA = typer.Option(Path("data/processed"), help="Preprocessed tensors.")
@@ -35,139 +35,168 @@ def expected_errors(command):
     return wrapper
 
 
-@data_app.command("download")
+def load(params: Path, stage=None, target: str | None = None):
+    """The params file, checked: the fixed sections, and in full the sections of the registry models the stage
+    module says it runs (its `models_used`); the other model sections by name only."""
+    from genzoo.models.registry import load_params
+    from genzoo.params import read_params_file
+    models_used = getattr(stage, "models_used", None)
+    return load_params(params, models=models_used(read_params_file(params), target) if models_used else ())
+
+
+@app.command("download")
 @expected_errors
-def data_download(params: Path = PARAMS, out: Path = typer.Option(Path("data/raw")),
-                  offline: bool = typer.Option(False, help="Use only the local mirror folders.")):
+def download(params: Path = PARAMS, out: Path = typer.Option(Path("data/raw")),
+             offline: bool = typer.Option(False, help="Use only the local mirror folders.")):
     """Fetch the IDX files of `data.dataset` (local mirror first, then the official mirrors); check SHA-256."""
-    from genzoo.stages import download_stage
-    download_stage(load_params(params), out, offline)
+    from genzoo.stages import download as stage
+    stage.download_stage(load(params, stage), out, offline)
 
 
-@data_app.command("preprocess")
+@app.command("preprocess")
 @expected_errors
-def data_preprocess(params: Path = PARAMS, raw: Path = typer.Option(Path("data/raw")), out: Path = DATA):
+def preprocess(params: Path = PARAMS, raw: Path = typer.Option(Path("data/raw")), out: Path = DATA):
     """Validate the IDX files and write uint8 tensors, the seeded split and the fixed test binarization."""
-    from genzoo.stages import preprocess_stage
-    preprocess_stage(load_params(params), raw, out)
+    from genzoo.stages import preprocess as stage
+    stage.preprocess_stage(load(params, stage), raw, out)
 
 
-@data_app.command("derive")
+@app.command("derive")
 @expected_errors
-def data_derive(params: Path = PARAMS, data: Path = DATA, out: Path = DERIVED,
-                figures: Path = typer.Option(Path("metrics/figures/derived"), help="Preview grids.")):
+def derive(params: Path = PARAMS, data: Path = DATA, out: Path = DERIVED,
+           figures: Path = typer.Option(Path("metrics/figures/derived"), help="Preview grids.")):
     """Build the derived sets of the translation models (paired, superres, unpaired, multidomain, synthetic)."""
-    from genzoo.stages import derive_stage
-    derive_stage(load_params(params), data, out, figures)
+    from genzoo.stages import derive as stage
+    stage.derive_stage(load(params, stage), data, out, figures)
 
 
-@data_app.command("strokes")
+@app.command("strokes")
 @expected_errors
-def data_strokes(params: Path = PARAMS, data: Path = DATA, out: Path = typer.Option(Path("data/strokes")),
-                 raw: Path = typer.Option(Path("data/raw/quickdraw"), help="Where QuickDraw files are fetched to."),
-                 checksums: Path = typer.Option(Path("data/quickdraw.sha256.json"),
-                                                help="QuickDraw's SHA-256 record (written on first download)."),
-                 figures: Path = typer.Option(Path("metrics/figures/strokes"), help="Preview grid.")):
+def strokes(params: Path = PARAMS, data: Path = DATA, out: Path = typer.Option(Path("data/strokes")),
+            raw: Path = typer.Option(Path("data/raw/quickdraw"), help="Where QuickDraw files are fetched to."),
+            checksums: Path = typer.Option(Path("data/quickdraw.sha256.json"),
+                                           help="QuickDraw's SHA-256 record (written on first download)."),
+            figures: Path = typer.Option(Path("metrics/figures/strokes"), help="Preview grid.")):
     """Sketch-RNN's stroke-5 sequences: traced from MNIST skeletons, or QuickDraw's files (`strokes.source`)."""
-    from genzoo.data.download import mirror_folders
-    from genzoo.data.strokes import make_strokes, preview
-    from genzoo.io import write_json
-    from genzoo.pictures import save_pictures
-    p = load_params(params)
-    cfg = p.strokes
-    meta = make_strokes(cfg.source, cfg.categories, cfg.per_category, cfg.max_len, cfg.epsilon, data, out, raw,
-                        mirror_folders(p.data.mirror), checksums)
-    if not checksums.exists():  # a DVC output: MNIST strokes download nothing, so the record starts empty
-        write_json(checksums, {})
-    save_pictures(preview(out), figures)
-    print(f"strokes ({cfg.source}) in {out}: {meta['counts']}")
+    from genzoo.stages import strokes as stage
+    stage.strokes_stage(load(params, stage), data, out, raw, checksums, figures)
 
 
-@app.command()
+@app.command("train")
 @expected_errors
 def train(model: str = typer.Argument(..., help="A registered model, or `evaluator`."), params: Path = PARAMS,
           data: Path = DATA, models: Path = MODELS, metrics: Path = METRICS, derived: Path = DERIVED):
     """Train one model with the shared engine (resumes from its checkpoint when one fits)."""
-    from genzoo.models import GENERATIVE
-    from genzoo.stages import train_stage
-    loaded = load_params(params)
-    trainable = ["evaluator", *GENERATIVE]
+    from genzoo.models.registry import EVALUATOR, GENERATIVE
+    trainable = [EVALUATOR, *GENERATIVE]
     if model not in trainable:
         raise GenzooError(f"unknown model {model!r}; `genzoo train` fits: {', '.join(trainable)} "
                           "(Triple-GAN has its own command: `genzoo triplegan`)")
-    train_stage(model, loaded, data, models, metrics, derived)
+    from genzoo.stages import train as stage
+    stage.train_stage(model, load(params, stage, model), data, models, metrics, derived)
 
 
-@app.command()
+@app.command("gan_saturation")
 @expected_errors
-def saturation(params: Path = PARAMS, data: Path = DATA, metrics: Path = METRICS):
+def gan_saturation(params: Path = PARAMS, data: Path = DATA, metrics: Path = METRICS):
     """Train a GAN briefly with each generator loss; record G's gradient norm (minimax saturates early)."""
-    from genzoo.saturation import saturation_stage
-    saturation_stage(load_params(params), data, metrics)
+    from genzoo.stages import gan_saturation as stage
+    stage.gan_saturation_stage(load(params, stage), data, metrics)
 
 
-@app.command()
+@app.command("gan_toy")
 @expected_errors
-def toy(params: Path = PARAMS, metrics: Path = METRICS):
+def gan_toy(params: Path = PARAMS, metrics: Path = METRICS):
     """The GAN paper's theory on a 1-D mixture: D vs D*, the value of the game vs -log 4, saturation."""
-    from genzoo.toy import gan_toy_stage
-    gan_toy_stage(load_params(params), metrics)
+    from genzoo.stages import gan_toy as stage
+    stage.gan_toy_stage(load(params, stage), metrics)
 
 
-@app.command()
+@app.command("anogan")
 @expected_errors
 def anogan(params: Path = PARAMS, data: Path = DATA, models: Path = typer.Option(Path("models/anogan")),
            metrics: Path = METRICS):
     """AnoGAN (Schlegl et al. 2017): one-class GANs, batched latent inversion of the test set, AUROC per class."""
-    from genzoo.anogan import anogan_stage
-    anogan_stage(load_params(params), data, models, metrics)
+    from genzoo.stages import anogan as stage
+    stage.anogan_stage(load(params, stage), data, models, metrics)
 
 
-@app.command()
+@app.command("triplegan")
 @expected_errors
 def triplegan(params: Path = PARAMS, data: Path = DATA, models: Path = MODELS, metrics: Path = METRICS):
     """Triple-GAN (Li et al. 2017) with the shared 100 labels, one run per seed, beside C trained on the labels alone."""
-    from genzoo.triplegan import triplegan_stage
-    triplegan_stage(load_params(params), data, models, metrics)
+    from genzoo.stages import triplegan as stage
+    stage.triplegan_stage(load(params, stage), data, models, metrics)
 
 
-@app.command()
+@app.command("compare")
 @expected_errors
 def compare(params: Path = PARAMS, data: Path = DATA, models: Path = MODELS, metrics: Path = METRICS):
     """The seeds' GAN-vs-VAE table measured: sharpness, likelihood, modes, spread over seeds, memorization."""
-    from genzoo.compare import compare_stage
-    compare_stage(load_params(params), data, models, metrics)
+    from genzoo.stages import compare as stage
+    stage.compare_stage(load(params, stage), data, models, metrics)
 
 
-@app.command()
+@app.command("evaluate")
 @expected_errors
 def evaluate(params: Path = PARAMS, data: Path = DATA, models: Path = MODELS, metrics: Path = METRICS,
              derived: Path = DERIVED,
              only: list[str] = typer.Option([], "--only", help="Score only these models (default: every one).")):
     """Measure every trained generative model through the frozen evaluator."""
-    from genzoo.evaluate import evaluate_stage
-    evaluate_stage(load_params(params), data, models, metrics, derived, only or None)
+    from genzoo.stages import evaluate as stage
+    stage.evaluate_stage(load(params, stage), data, models, metrics, derived, only or None)
 
 
-@app.command()
+@app.command("report")
 @expected_errors
 def report(params: Path = PARAMS, metrics: Path = METRICS, readme: Path = typer.Option(Path("README.md"))):
-    """Render metrics/ into the README's results section and metrics/report.html."""
-    from genzoo.report import report_stage
-    report_stage(load_params(params), metrics, readme)
+    """Render metrics/ into the README's summary, docs/results.md and metrics/report.html."""
+    from genzoo.stages import report as stage
+    stage.report_stage(load(params, stage), metrics, readme)
 
 
-@app.command()
+@app.command("bench")
 @expected_errors
 def bench(model: str = typer.Option("vae", help="A registered model."), params: Path = PARAMS,
           data: Path = DATA, steps: int = typer.Option(300, help="Timed steps (after warm-up)."),
           batch_size: list[int] = typer.Option([], "--batch-size", help="Batch sizes to time (default: params)."),
           out: Path = typer.Option(None, help="Also write the results as JSON here."),
           compare_eager: bool = typer.Option(False, help="Also time plain eager steps (no CUDA graphs).")):
-    """Time training steps of one model on this machine: steps/s and seconds per epoch."""
-    from genzoo.bench import bench_stage
-    bench_stage(model, load_params(params), data, steps, batch_size, out, compare_eager)
+    """Time training steps of one model on this machine: steps/s and seconds per epoch (a tool, not a stage)."""
+    from genzoo.models.registry import load_params
+    from genzoo.tools.bench import run_bench
+    run_bench(model, load_params(params, models=[model]), data, steps, batch_size, out, compare_eager)
+
+
+@app.command("dag")
+@expected_errors
+def dag(check: bool = typer.Option(False, "--check", help="Exit 1 if dvc.yaml is not what the code implies."),
+        dvc_yaml: Path = typer.Option(Path("dvc.yaml"), help="The file to write or check."),
+        params: Path = PARAMS):
+    """Write dvc.yaml from the registry and the imports: every stage's deps are the files its code imports."""
+    from genzoo.tools.dag import check_or_write
+    check_or_write(dvc_yaml, params, check)
+
+
+def _write_import_trace(folder: Path) -> None:
+    """GENZOO_TRACE_IMPORTS=<folder>: record which genzoo files this command ran (the end-to-end test checks
+    them against the stage's deps in dvc.yaml, the runtime twin of `genzoo dag`'s reading of the imports)."""
+    import json
+    import os
+    import sys
+
+    root = Path(__file__).resolve().parents[1]  # src/
+    files = sorted(Path(module.__file__).resolve().relative_to(root.parent).as_posix()
+                   for name, module in list(sys.modules.items())
+                   if (name == "genzoo" or name.startswith("genzoo.")) and getattr(module, "__file__", None))
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{os.getpid()}.json").write_text(json.dumps({"argv": sys.argv[1:], "files": files}))
 
 
 def main() -> None:
+    import atexit
+    import os
+
+    if os.environ.get("GENZOO_TRACE_IMPORTS"):
+        atexit.register(_write_import_trace, Path(os.environ["GENZOO_TRACE_IMPORTS"]))
     app()

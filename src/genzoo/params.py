@@ -13,11 +13,11 @@ import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 import yaml
 
-from genzoo.errors import ParamsError
+from genzoo.engine.errors import ParamsError
 
 PARAMS_FILE = Path("params.yaml")
 
@@ -178,36 +178,42 @@ class Params:
 
     def model(self, name: str) -> Any:
         if name not in self.models:
-            raise ParamsError(f"{self.source}: no section `{name}`; known models: {', '.join(sorted(self.models))}")
+            raise ParamsError(f"{self.source}: section `{name}` was not loaded (this command checked "
+                              f"{', '.join(sorted(self.models)) or 'no model sections'})")
         return self.models[name]
 
 
-def load_params(path: Path = PARAMS_FILE) -> Params:
-    """Read and validate the whole params file (every section must be present and complete)."""
+def read_params_file(path: Path = PARAMS_FILE) -> Any:
+    """The params file as YAML, or a clear error."""
     if not path.exists():
         raise ParamsError(f"{path}: not found (run from the repository root, or pass --params)")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        return yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
         raise ParamsError(f"{path}: not valid YAML: {err}") from None
-    return parse_params(raw, source=str(path))
 
 
-def parse_params(raw: Any, source: str = "params.yaml") -> Params:
-    from genzoo.models import TRAINABLE  # late: the registry imports the model files, which import this module
-
+def parse_sections(raw: Any, source: str, schemas: Mapping[str, type], other_sections: Iterable[str] = ()) -> Params:
+    """Check the fixed sections and the model sections of `schemas` in full (every one must be present and
+    complete); `other_sections` are model sections known by name only (present, a mapping). The registry
+    hands the schemas in (genzoo.models.registry.load_params): this module imports no model."""
     if not isinstance(raw, dict):
         raise ParamsError(f"{source}: expected a mapping of sections, got {type(raw).__name__}")
-    schemas = {**FIXED_SECTIONS, **{name: cls.Config for name, cls in TRAINABLE.items()}}
-    unknown = sorted(set(raw) - set(schemas))
+    others = [name for name in other_sections if name not in schemas]
+    known = {**FIXED_SECTIONS, **schemas}
+    unknown = sorted(set(raw) - set(known) - set(others))
     if unknown:
-        raise ParamsError(f"{source}: unknown section(s) {', '.join(unknown)}; known: {', '.join(sorted(schemas))}")
-    missing = sorted(set(schemas) - set(raw))
+        raise ParamsError(f"{source}: unknown section(s) {', '.join(unknown)}; known: "
+                          f"{', '.join(sorted([*known, *others]))}")
+    missing = sorted((set(known) | set(others)) - set(raw))
     if missing:
         raise ParamsError(f"{source}: missing section(s) {', '.join(missing)}")
-    sections = {name: build(schema, raw[name], f"{source}: {name}") for name, schema in schemas.items()}
+    for name in others:
+        if not isinstance(raw[name], Mapping):
+            raise ParamsError(f"{source}: {name}: expected a mapping, got {type(raw[name]).__name__}")
+    sections = {name: build(schema, raw[name], f"{source}: {name}") for name, schema in known.items()}
     return Params(**{k: sections[k] for k in FIXED_SECTIONS},
-                  models={k: sections[k] for k in TRAINABLE}, raw=raw, source=source)
+                  models={k: sections[k] for k in schemas}, raw=raw, source=source)
 
 
 def build(cls: type, values: Any, where: str, require_all: bool = True) -> Any:

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import torch
 
-from genzoo.data.derived import COLOURS, STROKES, colourize, stroke
 from genzoo.data.loading import read_split_file, require_tensors
-from genzoo.errors import DataError
+from genzoo.data.styles import COLOURS, STROKES, colourize, stroke
+from genzoo.engine.errors import DataError
 
 DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 FILLERS = ("a", "the", "digit", "in", "with", "strokes", "written", ",")

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import torch
 
-from genzoo.errors import DataError
-from genzoo.io import write_bytes
+from genzoo.engine.errors import DataError
+from genzoo.engine.io import write_bytes
 
 FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 MIRROR_ENV = "GENZOO_DATA_MIRROR"

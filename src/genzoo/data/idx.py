@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from genzoo.errors import DataError
+from genzoo.engine.errors import DataError
 
 # Magic = 0x0000 | type code (0x08 = uint8) | ndim. Only uint8 with 1 or 3 dims is part of the family we use.
 _MAGICS = {0x00000801: 1, 0x00000803: 3}

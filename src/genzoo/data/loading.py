@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from genzoo.errors import DataError
+from genzoo.engine.errors import DataError
 
 SPLITS = ("train", "val", "test")
 _KEYS = {"train": ("x", "y"), "val": ("x", "y", "xb"), "test": ("x", "y", "xb")}

@@ -13,8 +13,8 @@ import torch
 
 from genzoo.data.download import FILES, check_name, dataset_classes
 from genzoo.data.idx import idx_bytes, read_idx
-from genzoo.errors import DataError
-from genzoo.io import save_torch, write_json
+from genzoo.engine.errors import DataError
+from genzoo.engine.io import save_torch, write_json
 
 _SPLIT_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),

@@ -20,12 +20,10 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from genzoo.data.download import MIRROR_ENV
-from genzoo.data.strokes import CENTRE, MAX_LEN, QUICKDRAW_BOX, _stack, simplify, to_stroke5
-from genzoo.errors import DataError
-from genzoo.io import read_json, write_bytes, write_json
+from genzoo.engine.errors import DataError
+from genzoo.engine.io import read_json, write_bytes, write_json
 
 _CATEGORY = re.compile(r"[A-Za-z0-9][A-Za-z0-9 _-]*")
 
@@ -166,49 +164,3 @@ def read_quickdraw(path: Path) -> dict[str, list[np.ndarray]]:
     except (OSError, zipfile.BadZipFile, pickle.UnpicklingError, ValueError, EOFError, TypeError) as exc:
         raise DataError(f"{path}: unreadable QuickDraw file ({type(exc).__name__}: {exc}); delete it to refetch.")
     return out
-
-
-def quickdraw_to_set(
-    sketches: list[np.ndarray],
-    label: int,
-    max_len: int = MAX_LEN,
-    per_category: int | None = None,
-    epsilon: float = 0.0,
-    stats: dict | None = None,
-) -> dict[str, torch.Tensor]:
-    """Stroke-3 sketches (dx, dy, pen_lift) -> a stroke set (module docstring) with y = label, digit = -1.
-
-    Each sketch is scaled so its bounding box's longer side is QUICKDRAW_BOX px and centred by its bounding
-    box on the canvas; then each stroke is simplified with RDP(`epsilon` px; 0 keeps every point). Sketches in
-    file order; those needing more than max_len - 1 points are dropped; the first `per_category` that fit are
-    kept (all when None). `stats`, if given, gets "dropped" (too long, among those looked at)."""
-    rows: list[torch.Tensor] = []
-    dropped = 0
-    for sketch in sketches:
-        if per_category is not None and len(rows) >= per_category:
-            break
-        s = np.asarray(sketch, dtype=np.float64).reshape(-1, 3)
-        if len(s) == 0:
-            dropped += 1
-            continue
-        pos = np.cumsum(s[:, :2], axis=0)  # (P, 2) absolute, the sketch's own units
-        lo, hi = pos.min(0), pos.max(0)
-        scale = QUICKDRAW_BOX / max(float((hi - lo).max()), 1e-9)
-        pos = (pos - (lo + hi) / 2) * scale + CENTRE
-        ends = np.flatnonzero(s[:, 2] > 0)
-        cuts = list(ends + 1)
-        if not cuts or cuts[-1] != len(s):
-            cuts.append(len(s))  # the last stroke ends the sketch even without its pen_lift
-        lines, start = [], 0
-        for stop in cuts:
-            if stop > start:
-                lines.append(simplify(pos[start:stop], epsilon))
-            start = stop
-        seq = to_stroke5(lines, max_len)
-        if seq is None:
-            dropped += 1
-        else:
-            rows.append(seq)
-    if stats is not None:
-        stats["dropped"] = stats.get("dropped", 0) + dropped
-    return _stack(rows, [label] * len(rows), [-1] * len(rows), max_len)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from genzoo.errors import GenzooError
+from genzoo.engine.errors import GenzooError
 
 
 def average_ranks(values: torch.Tensor) -> torch.Tensor:

@@ -9,15 +9,15 @@ q(z) = E_x q(z|x) is driven onto p(z) and decoding prior draws gives digits. Eac
 The likelihood setup of the paper (appendix): encoder, decoder and D are ReLU MLPs of 2 x 1000 units, a
 linear code layer, sigmoid pixel outputs, the Euclidean (sum of squared errors) reconstruction cost on
 intensities in [0, 1], codes of size 8 with a Gaussian prior of std 5 on MNIST, weights ~ N(0, 0.01),
-minibatches of 100; the paper reports a Parzen-window log-likelihood of 340 ± 2 from decoded prior samples.
+minibatches of 100; the paper's Parzen-window log-likelihood (its anchor: src/genzoo/targets.yaml) scores
+decoded prior samples.
 The paper trains with SGD + momentum; Adam is used here, one optimizer per phase, so each phase has its own step
 size and the loss scales of the two phases do not compete. Adam's steps have a size of about the learning rate
-whatever the strength of D's signal, so lr_reg sets how fast the adversarial phase moves the codes: half of lr kept
-D near chance in short runs (the cpu profile), but within 11k steps of the paper's 1000-unit nets it moved them
-faster than the decoder followed (worse reconstructions, samples drifting to one class); the gpu profile uses a
-tenth of lr (metrics/probes/aae_gpu_recipe/); lr_reg > lr spoiled the reconstructions even in short runs.
+whatever the strength of D's signal, so lr_reg sets how fast the adversarial phase moves the codes: the cpu
+profile uses half of lr, the gpu profile a tenth, since on the paper's 1000-unit nets half of lr moved the codes
+faster than the decoder followed (metrics/probes/aae_gpu_recipe/, docs/notes/model-history.md).
 `rec_loss: bce` is the common alternative cost. On a CPU turn `paper_init` off: N(0, 0.01) weights push the
-1000-unit layers' activations and gradients into float32 denormals there, which made each step about 8 times
+1000-unit layers' activations and gradients into float32 denormals there, which makes each step several times
 slower.
 """
 
@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genzoo.models import adversarial as adv
+from genzoo.models.base import ZooModel
 from genzoo.models.blocks import adam, mlp, to_unit
 from genzoo.params import TrainConfig, param
 
@@ -47,8 +48,9 @@ class Config(TrainConfig):
     paper_init: bool = True  # weights ~ N(0, 0.01), zero biases (the paper's appendix)
 
 
-class Model(nn.Module):
+class Model(ZooModel):
     Config = Config
+    samples = True
 
     def __init__(self, config: Config, image_shape: tuple[int, ...] = (1, 28, 28), num_classes: int = 10):
         super().__init__()
@@ -147,7 +149,7 @@ def code_scatter(codes: torch.Tensor, labels: torch.Tensor, prior_std: float, nu
     from matplotlib.figure import Figure
     from matplotlib.patches import Circle
 
-    from genzoo.pictures import figure_to_image
+    from genzoo.engine.pictures import figure_to_image
 
     codes, labels = codes.float().cpu().numpy(), labels.cpu().numpy()
     fig = Figure(figsize=(4.5, 4), dpi=100)  # not pyplot: no global figure state, no backend switch

@@ -134,7 +134,7 @@ def nearest_neighbours(images01: torch.Tensor, train_uint8: torch.Tensor) -> tor
 def gan_pictures(model: nn.Module, data: dict[str, torch.Tensor]) -> dict[str, tuple[torch.Tensor, int]]:
     """Samples; samples beside their nearest training digit (memorization shows as twins); walks in z between
     random codes (rows: pairs, columns: steps); walks between pairs of real test digits inverted into z."""
-    from genzoo.inversion import interpolate, interpolation_grid
+    from genzoo.models.inversion import interpolate, interpolation_grid
 
     with evaluating(model):
         samples = model.sample(100)

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from genzoo.metrics.few_labels import few_label_accuracy
+from genzoo.models.base import ZooModel
 from genzoo.models.blocks import adam, binarize, mlp, to_unit
 from genzoo.params import TrainConfig, param
 
@@ -34,7 +34,7 @@ class Config(TrainConfig):
     weight_decay: float = param(0.0, ge=0)
 
 
-class Model(nn.Module):
+class Model(ZooModel):
     Config = Config
 
     def __init__(self, config: Config, image_shape: tuple[int, ...] = (1, 28, 28), num_classes: int = 10):
@@ -53,6 +53,10 @@ class Model(nn.Module):
     def forward(self, x01: torch.Tensor) -> torch.Tensor:
         """Reconstructions (B, C, H, W) in [0, 1] (Bernoulli means) of images in [0, 1]."""
         return torch.sigmoid(self.decode(self.encode(x01))).view(-1, *self.image_shape)
+
+    @torch.no_grad()
+    def output(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self(to_unit(batch["x"]))  # reconstructions: it does not sample
 
     def bce(self, xb: torch.Tensor) -> torch.Tensor:
         """Per-image reconstruction error (B,) in nats: -log p(xb | code(xb)) for binary images xb."""

@@ -8,16 +8,15 @@ y-independent prior is what makes the label swap meaningful: y comes for free, s
 identity out of z and leaves z with the style (slant, thickness), which then carries over to any other label.
 That push is weak (identity in z costs at most log K nats of KL), so early in training z still carries the digit
 and prior draws decoded with a label often show another one; the label agreement grows with training and falls
-with the latent size (measured on CPU: latent 20 -> 54 % after 10 epochs, 90 % after 100; latent 8 -> 93 % after
-30). Trained on the conditional ELBO over dynamically binarized x; scored by the importance-weighted bound on
+with the latent size (docs/notes/model-history.md). Trained on the conditional ELBO over dynamically binarized x; scored by the importance-weighted bound on
 log p(x|y) (Burda et al. 2016) and by how often the frozen evaluator reads the requested label in a sample.
 
 `label_mmd_weight` > 0 (not in Sohn et al.) speeds that push up: it adds, for each label in the batch, the MMD
 between that label's codes and N(0, I) draws. It is InfoVAE's MMD term (Zhao et al. 2017) taken per label, the way
 the Variational Fair Autoencoder (Louizos et al. 2016) removes a known factor from z. The ELBO itself already
 favours every q(z|y) equal to the prior (identity in z is wasted KL, since the decoder gets y), so the term
-pushes the same way, only harder; it costs likelihood while the networks are small and briefly trained. The cpu
-profile's sweep, in cpu.yaml: weight 0 -> 84 % label agreement, 300 -> 97 %, for 8 nats of conditional NLL.
+pushes the same way, only harder; it costs likelihood while the networks are small and briefly trained (the cpu
+profile's sweep: cpu.yaml and docs/notes/model-history.md).
 
 The evaluate stage's likelihood calls pass images only, so this model deliberately has no `elbo(x)` or
 `log_likelihood(x, k)`: its conditional versions take the label too, and `extra_scores` reports them.
@@ -30,8 +29,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
+from genzoo.models.base import ZooModel
 from genzoo.models.blocks import adam, binarize, elbo_step, iwae_bound, mlp
 from genzoo.params import TrainConfig, param
 
@@ -76,8 +75,10 @@ def label_mmd(z: torch.Tensor, one_hot: torch.Tensor) -> torch.Tensor:
     return ((within_z + within_p - 2 * across) * present).sum() / present.sum().clamp(min=1)
 
 
-class Model(nn.Module):
+class Model(ZooModel):
     Config = Config
+    samples = True
+    conditional = True  # its conditional NLL and label agreement are its extra_scores
 
     def __init__(self, config: Config, image_shape: tuple[int, ...] = (1, 28, 28), num_classes: int = 10):
         super().__init__()

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genzoo.models import adversarial as adv
+from genzoo.models.base import ZooModel
 from genzoo.models.blocks import adam, normal_init, to_unit
 from genzoo.params import TrainConfig, param
 
@@ -128,7 +129,7 @@ class Config(TrainConfig):
     beta1: float = param(0.5, ge=0, le=1)
 
 
-class Model(nn.Module):
+class Model(ZooModel):
     Config = Config
     dataset = "unpaired"
 
@@ -191,6 +192,9 @@ class Model(nn.Module):
     def translate(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """G(a): thin -> thick, (B, C, H, W) in [0, 1]."""
         return (self.gen_ab(to_unit(batch["a"]) * 2 - 1).float() + 1) / 2
+
+    def output(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.translate(batch)  # G(a): the direction the paper scores
 
     @torch.no_grad()
     def translate_back(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from genzoo.models import adversarial as adv
+from genzoo.models.base import ZooModel
 from genzoo.models.blocks import adam, normal_init
 from genzoo.params import TrainConfig, param
 
@@ -56,8 +57,9 @@ class Config(TrainConfig):
     beta1: float = param(0.5, ge=0, le=1)  # Adam's β1: 0.5 (the paper's; 0.9 oscillated and was unstable)
 
 
-class Model(adv.GeneratorDiscriminatorPair, nn.Module):
+class Model(adv.GeneratorDiscriminatorPair, ZooModel):
     Config = Config
+    samples = True
 
     def __init__(self, config: Config, image_shape: tuple[int, ...] = (1, 28, 28), num_classes: int = 10):
         super().__init__()

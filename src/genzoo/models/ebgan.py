@@ -15,18 +15,17 @@ tanh), as in the paper's LSUN/CelebA setups, which follow DCGAN; the discriminat
 same shape, encoder (C, 28, 28) -> (w, 14, 14) -> (2w, 7, 7) -> linear code (code_dim), decoder back with a
 linear layer and transposed convs, tanh. The narrow code keeps the AE from reconstructing everything (which would
 flatten the energy surface) and is the representation f_PT compares. Adam β1 = 0.5 (DCGAN's, which the paper
-reuses for its convolutional models), lr 1e-3 (in the paper's MNIST search range; with DCGAN's 2e-4, one epoch
-at width 16 ended in near-black samples, pull-away 0.96, 4 classes).
+reuses for its convolutional models), lr 1e-3 (in the paper's MNIST search range; DCGAN's 2e-4 learnt too slowly
+in short runs: docs/notes/model-history.md).
 As in genzoo.models.dcgan, D's encoder BatchNorm (switchable) always uses the statistics of the batch in hand
 (D sees one kind per batch), so G's step through a frozen D changes nothing in D; the decoder has none (see
 `decoder`).
 
 The margin is on the scale of the per-pixel MSE in the [-1, 1] pixel range (at most 4), not on the scale of the
 paper's norm ‖·‖ over the 784 pixels: m = 0.1 per pixel is a norm of √(0.1·784) ≈ 9, the order of the paper's
-MNIST margins (~10). It must sit between the energy of reconstructed digits (≈ 0.05 here) and that of junk:
-with m = 1 (the docstring's earlier choice) fake energies never reach the margin, D's margin term never
-saturates and keeps pushing fakes up faster than G pulls them down; G stayed grey noise with every lr and
-batch size tried, while m = 0.1 gives digits within one epoch at width 16.
+MNIST margins (~10). It must sit between the energy of reconstructed digits (≈ 0.05 here) and that of junk: a
+margin that fake energies never reach never saturates D's margin term, which then pushes fakes up faster than G
+pulls them down (m = 1 left G at grey noise: docs/notes/model-history.md).
 """
 
 from __future__ import annotations
@@ -37,6 +36,7 @@ import torch
 from torch import nn
 
 from genzoo.models import adversarial as adv
+from genzoo.models.base import ZooModel
 from genzoo.models.blocks import adam, normal_init, to_unit
 from genzoo.models.dcgan import K, generator
 from genzoo.params import TrainConfig, param
@@ -105,8 +105,9 @@ class Config(TrainConfig):
     beta1: float = param(0.5, ge=0, le=1)
 
 
-class Model(adv.GeneratorDiscriminatorPair, nn.Module):
+class Model(adv.GeneratorDiscriminatorPair, ZooModel):
     Config = Config
+    samples = True
 
     def __init__(self, config: Config, image_shape: tuple[int, ...] = (1, 28, 28), num_classes: int = 10):
         super().__init__()

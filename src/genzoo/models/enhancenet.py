@@ -30,11 +30,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genzoo.engine.pictures import interleave_rows, paired_groups
 from genzoo.metrics.translation import translate_all, translation_scores
 from genzoo.models import adversarial as adv
+from genzoo.models.base import ZooModel
 from genzoo.models.blocks import adam, to_unit
 from genzoo.params import TrainConfig, param
-from genzoo.pictures import interleave_rows, paired_groups
 
 FACTOR = 4
 LOSSES = ("pixel", "perceptual")
@@ -118,10 +119,11 @@ class Config(TrainConfig):
     texture_patch: int = param(14, gt=0)  # side of the Gram patches in image pixels (28 = the whole image)
 
 
-class Model(nn.Module):
+class Model(ZooModel):
     Config = Config
     dataset = "superres"
-    needs_evaluator = True
+    needs_evaluator = True  # perceptual mode's L_P and L_T (pixel mode ignores it)
+    comparison = ("enhancenet_mse", "enhancenet")  # the paper's figure: ENet-E beside ENet-PAT on the same inputs
 
     def __init__(self, config: Config, image_shape: tuple[int, ...] = (1, 28, 28), num_classes: int = 10):
         super().__init__()
@@ -203,6 +205,9 @@ class Model(nn.Module):
     def translate(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.gen(to_unit(batch["a"])).clamp(0, 1)  # (B, C, 28, 28) in [0, 1]
 
+    def output(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.translate(batch)
+
     @torch.no_grad()
     def pictures(self, data: dict[str, torch.Tensor]) -> dict[str, tuple[torch.Tensor, int]]:
         """Groups of four rows of 10: low-res input (nearest ×4), bicubic, EnhanceNet output, truth."""
@@ -227,3 +232,18 @@ class Model(nn.Module):
                               for i in range(0, len(test["a"]), 500)])
         base = translation_scores(baseline, truth, evaluator, test["y"], real_features)
         return {**scores, **{f"bicubic_{k}": v for k, v in base.items()}}
+
+    @classmethod
+    @torch.no_grad()
+    def comparison_pictures(cls, models: dict[str, ZooModel], test: dict[str, torch.Tensor],
+                            n: int = 10) -> dict[str, tuple[torch.Tensor, int]]:
+        """The paper's figure: rows of low-res input (nearest ×4), bicubic, the MSE-trained model, the perceptual
+        one, and the truth, for the same n test digits -> "enhancenet": (5n, C, H, W) in [0, 1], n per row."""
+        from genzoo.data.derived import bicubic_upsample
+
+        pixel, perceptual = (models[name] for name in cls.comparison)
+        a, b = test["a"][:n], test["b"][:n]
+        low = F.interpolate(to_unit(a), size=b.shape[-2:], mode="nearest")
+        grid = torch.cat([low, bicubic_upsample(a), pixel.translate({"a": a}), perceptual.translate({"a": a}),
+                          to_unit(b)])
+        return {"enhancenet": (grid, len(grid) // 5)}

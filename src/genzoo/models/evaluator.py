@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genzoo.models.base import ZooModel
 from genzoo.models.blocks import adam, to_unit
 from genzoo.params import TrainConfig, param
 
@@ -46,7 +47,7 @@ def random_shift(x: torch.Tensor, pixels: float) -> torch.Tensor:
     return F.grid_sample(x, grid, align_corners=False, padding_mode="zeros")
 
 
-class Model(nn.Module):
+class Model(ZooModel):
     Config = Config
 
     def __init__(self, config: Config, image_shape: tuple[int, ...] = (1, 28, 28), num_classes: int = 10):
@@ -71,6 +72,10 @@ class Model(nn.Module):
     @torch.no_grad()
     def predict(self, x01: torch.Tensor) -> torch.Tensor:
         return self(x01).argmax(dim=1)
+
+    @torch.no_grad()
+    def output(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self(to_unit(batch["x"]))  # (B, num_classes) logits
 
     @torch.no_grad()
     def classes_of(self, features: torch.Tensor) -> torch.Tensor:

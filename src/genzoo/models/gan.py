@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from genzoo.models import adversarial as adv
+from genzoo.models.base import ZooModel
 from genzoo.models.blocks import adam, mlp
 from genzoo.params import TrainConfig, param
 
@@ -60,8 +61,9 @@ class Config(TrainConfig):
     paper_init: bool = True  # uniform ±0.05 (G) and ±0.005 (D) initial weights as in the authors' code
 
 
-class Model(adv.GeneratorDiscriminatorPair, nn.Module):
+class Model(adv.GeneratorDiscriminatorPair, ZooModel):
     Config = Config
+    samples = True
 
     def __init__(self, config: Config, image_shape: tuple[int, ...] = (1, 28, 28), num_classes: int = 10):
         super().__init__()

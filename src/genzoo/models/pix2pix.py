@@ -25,11 +25,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from genzoo.engine.pictures import interleave_rows, paired_groups
 from genzoo.metrics.translation import translate_all, translation_scores
 from genzoo.models import adversarial as adv
+from genzoo.models.base import ZooModel
 from genzoo.models.blocks import adam, normal_init, to_unit
 from genzoo.params import TrainConfig, param
-from genzoo.pictures import interleave_rows, paired_groups
 
 
 def down(c_in: int, c_out: int, kernel: int = 4, norm: bool = True) -> nn.Sequential:
@@ -89,7 +90,7 @@ class Config(TrainConfig):
     dropout: float = param(0.5, ge=0, le=1)  # in G's first two decoder layers (the paper's noise)
 
 
-class Model(nn.Module):
+class Model(ZooModel):
     Config = Config
     dataset = "paired"
 
@@ -148,6 +149,9 @@ class Model(nn.Module):
     @torch.no_grad()
     def translate(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return (self.generate(to_unit(batch["a"])) + 1) / 2  # (B, C, 28, 28) in [0, 1]
+
+    def output(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.translate(batch)
 
     @torch.no_grad()
     def pictures(self, data: dict[str, torch.Tensor]) -> dict[str, tuple[torch.Tensor, int]]:

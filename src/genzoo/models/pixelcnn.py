@@ -5,7 +5,7 @@ off one pass of a convolution stack whose kernels are masked so that the output 
 before i. Mask A (centre tap off) on the first 7x7 layer; mask B (centre on) after it, which is safe because from
 then on the feature at the centre itself depends only on earlier pixels. The paper's Table 1 and Fig. 5: 7x7
 mask A, residual blocks 2h -> 1x1 -> h -> 3x3 mask B -> h -> 1x1 -> 2h, two ReLU + 1x1 layers, then a sigmoid per
-pixel (binary MNIST, 81.30 nats) or a 256-way softmax over grey levels (`levels`). The paper does not give its
+pixel (binary MNIST) or a 256-way softmax over grey levels (`levels`). The paper does not give its
 MNIST PixelCNN's width or depth; the defaults (h = 32, 12 blocks) are our choice. Adam instead of the paper's
 RMSProp; trained on dynamically binarized digits, scored on the one fixed binarization of the test set.
 
@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genzoo.models.base import ZooModel
 from genzoo.models.blocks import adam, binarize, to_unit
 from genzoo.params import TrainConfig, param
 
@@ -82,13 +83,14 @@ class Head(nn.Module):
         return pointwise(self.out, F.relu(pointwise(self.hidden, F.relu(f))))
 
 
-class Autoregressive(nn.Module):
+class Autoregressive(ZooModel):
     """What PixelCNN and PixelRNN share. A subclass defines `logits(x01)` -> (B, K, H, W), the parallel pass
     (K = 1 Bernoulli logit, or 256 grey-level logits), and the sampler's `_begin(n)` -> cache and
     `_step(cache, r, c)` -> (n, K): the logits at pixel (r, c), given the pixels written into cache["x"]
     (position-major, see `MaskedConv2d.at`)."""
 
-    exact_likelihood = True  # log_likelihood is log p(x) itself, not a bound: its k means nothing
+    samples = True
+    likelihood = "exact"  # log_likelihood is log p(x) itself, not a bound: its k means nothing
 
     def __init__(self, config, image_shape: tuple[int, ...], num_classes: int):
         super().__init__()

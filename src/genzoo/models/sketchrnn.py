@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genzoo.models.base import ZooModel
 from genzoo.models.blocks import adam
 from genzoo.params import TrainConfig, param
 
@@ -101,7 +102,7 @@ class Config(TrainConfig):
     max_steps: int = param(0, ge=0)  # 0 = epochs decide
 
 
-class Model(nn.Module):
+class Model(ZooModel):
     Config = Config
     dataset = "strokes"
 
@@ -240,6 +241,13 @@ class Model(nn.Module):
 
     def prior(self, n: int, device) -> torch.Tensor:
         return torch.randn(n, self.config.latent_dim, device=device)
+
+    @torch.no_grad()
+    def output(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Greedy reconstructions (z = mu, tau = 0) of the batch's sketches, rasterized: (B, 1, 28, 28) in [0, 1]."""
+        from genzoo.data.strokes import rasterize
+
+        return rasterize(self.reconstruct(batch, 0.0))
 
     # -- report ------------------------------------------------------------------------------------------
     @torch.no_grad()

@@ -24,21 +24,18 @@ AC-GAN's classifier to a text-conditioned GAN): each D also reads the image's di
 head on its image features (three softmaxes), trained on real images with their labels; G's loss adds the same
 cross-entropy on its fakes against the caption's attributes. Why: the matching loss tells D only "this pair is
 wrong", and D learns the digit from that last (above); the stroke's middle value ("regular", the digit as
-drawn) overlaps thin and thick, and G read it right only half the time. Measured (cpu profile, 3 epochs, 2000
-test captions, stage II digit / stroke / FD, side runs): 74 % / 75 % / 3.5 without; 86 / 87 / 2.4 at weight
-0.3, 91 / 96 / 1.9 at 1, 89 / 95 / 2.8 at 2, 93 / 96 / 2.8 at 3 (stage I's FD grows with the weight: 13 at 1,
-19 at 3). The head learns from real images only: a fake's attributes are what G got wrong.
+drawn) overlaps thin and thick, and G read it right only half the time (the side runs: docs/notes/
+model-history.md). The head learns from real images only: a fake's attributes are what G got wrong.
 
 The text encoder. The paper uses a fixed char-CNN-RNN pretrained by Reed et al. 2016 as a joint image-text
 embedding; none exists here, so one is learnt the same way, beside the GANs, with its own optimizer: a text
 encoder and a small image encoder trained so that each image picks its caption among the batch's captions and
 each caption its image (a symmetric softmax over cosine scores; rows saying the same thing are all right
-answers). G and D get phi_t without gradients: neither can reshape the text space. Why this and not an encoder
-trained by D's matching loss (this file's first version): D then learnt the colour words, which a linear look
-at the channels checks, and the digit words barely entered phi_t; G's condition carried almost no digit, and at
-1000 CPU steps stage II's digit stayed at chance (9.5 %). The joint embedding must tell digits apart to pair
-images with captions, so the digit is in phi_t from the first few hundred steps. phi_t is the caption's
-direction in that space (its length means nothing to cosine scores), scaled to about unit size per dimension.
+answers). G and D get phi_t without gradients: neither can reshape the text space. Why: the joint embedding must
+tell digits apart to pair images with captions, so the digit is in phi_t from the first few hundred steps (an
+encoder trained by D's matching loss learnt the colour words only: docs/notes/model-history.md). phi_t is the
+caption's direction in that space (its length means nothing to cosine scores), scaled to about unit size per
+dimension.
 
 Training, in one train_step (the paper trains stage I for 600 epochs, then stage II with stage I fixed): the
 joint embedding first, then D1 and D2 on fakes made without gradients, then G1 and G2 (each with its CA)
@@ -50,13 +47,8 @@ step leaves D bit-identical.
 
 KL weight: the paper writes lambda = 1 (§4) for the full KL (the sum over c's dimensions); the released code
 takes the mean over elements with coefficient 2.0, i.e. 2 / c_dim per nat. The weight bounds how much of the
-caption G can use: naming digit, colour and stroke takes log 90 = 4.5 nats. Measured with the first version's
-D-trained encoder (1000 CPU steps, c 16): at lambda = 1 the KL settled at 1.4 nats and G learnt the colour only
-(stage II colour 91 %, stroke 50 %, digit 10 %); at 0.05 it reached 6 nats (colour 97 %, stroke 57 %, digit 11 %).
-With the joint embedding (cpu sizes, lambda 0.05, 1000 steps unless said, 1000 test captions, stage II digit):
-lr 2e-4 12 % (3000 steps: 19 %), 1e-3 33 % (2000 steps: 52 %), 2e-3 41 % (2000 steps: 65 %), 4e-3 41 %.
-The digit comes last: D first checks colour (a linear look at the channels), then stroke, then the digit, which
-its image path has to learn to recognise from the matching signal alone.
+caption G can use: naming digit, colour and stroke takes log 90 = 4.5 nats, so the profiles set it below the
+paper's (the KL-weight and learning-rate probes behind them: docs/notes/model-history.md).
 Sizes: the paper's z 100, c 128, phi_t 1024, N_g 128, N_d 128, M_d 4, D width 64 and 4 residual blocks (released
 code) are the defaults; the profiles scale them down (90 conditions, 28x28 digits).
 """
@@ -71,6 +63,7 @@ from torch import nn
 
 from genzoo.data.captions import COLOUR_IDS, DIGIT_IDS, PAD, STROKE_IDS, VOCAB, caption_text
 from genzoo.models import adversarial as adv
+from genzoo.models.base import ZooModel
 from genzoo.models.blocks import adam, to_unit
 from genzoo.params import TrainConfig, param
 
@@ -285,7 +278,7 @@ class Config(TrainConfig):
     score_rows: int = param(0, ge=0)  # test captions extra_scores generates from; 0 = all
 
 
-class Model(nn.Module):
+class Model(ZooModel):
     Config = Config
     dataset = "captions"
 
@@ -416,13 +409,18 @@ class Model(nn.Module):
         return (out["s1"] + 1) / 2, (out["s2"] + 1) / 2
 
     @torch.no_grad()
+    def output(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Stage II images for the batch's captions (B, 3, 28, 28) in [0, 1] (stage II is drawn from stage I)."""
+        return self.generate(batch["tokens"])[1]
+
+    @torch.no_grad()
     def pictures(self, data: dict[str, torch.Tensor]) -> dict[str, tuple[torch.Tensor, int]]:
         """"captions": 6 test captions (row titles) x 8 z each (stage II); "stages": 20 test captions, stage I
         (nearest-upsampled: its real resolution) | stage II side by side; "real": those 20 captions' digits."""
         import matplotlib.pyplot as plt
         from torchvision.utils import make_grid
 
-        from genzoo.pictures import figure_to_image
+        from genzoo.engine.pictures import figure_to_image
 
         rows, per = min(6, len(data["tokens"])), 8
         with adv.evaluating(self):

@@ -21,13 +21,10 @@ each on its own minibatch (the engine hands the step `d_steps` minibatches at on
 Adam 1e-4, β = (0.5, 0.999), batch 16.
 
 `residual_output` (off = the paper's G) replaces the final tanh by G(x, c) = clamp(x + Δ(x, c), −1, 1): G
-starts as the identity and only learns the change. Why: in short CPU runs (600 steps, widths 16) the paper's G
-never learns to carry the digit through its 7×7 bottleneck: it collapses to one blank-ish stroke per target
-(colour reached 100 %, digit kept 7 % = chance, L1 cycle loss stuck at ~0.097, which is what an all-black
-output scores on these sparse digits); with the residual output the digit survives from the first step (kept
-35-86 % after 600 steps, cycle loss 0.03; at 1000 steps colour reached 93-98 % with the digit kept 31-41 %,
-stroke reached 72-85 % with it kept 42-87 %). The cpu profile turns it on; the paper's 200k-iteration runs need it
-not. `max_steps` caps a run (the cpu profile's budget).
+starts as the identity and only learns the change. Why: in short CPU runs the paper's G never learns to carry
+the digit through its 7×7 bottleneck and collapses to one blank-ish stroke per target; with the residual output
+the digit survives from the first step (the probes: docs/notes/model-history.md). The cpu profile turns it on;
+the paper's 200k-iteration runs need it not. `max_steps` caps a run (the cpu profile's budget).
 
 At test time a combination that no training set labels (a colour *and* a stroke) is reached either
 sequentially, G(G(x, colour vector), stroke vector) (each step a vector the model trained on), or with one
@@ -43,6 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genzoo.models import adversarial as adv
+from genzoo.models.base import ZooModel
 from genzoo.models.blocks import adam, to_unit
 from genzoo.params import TrainConfig, param
 
@@ -169,7 +167,7 @@ class Config(TrainConfig):
     score_images: int = param(0, ge=0)  # test rows extra_scores translates to every target; 0 = all
 
 
-class Model(nn.Module):
+class Model(ZooModel):
     Config = Config
     dataset = "multidomain"
 
@@ -274,6 +272,11 @@ class Model(nn.Module):
             for j, s in enumerate(STROKES):
                 out[f"{c}_{s}"] = self.translate_both(batch, i, j, joint)
         return out
+
+    @torch.no_grad()
+    def output(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Every target's translation of the batch, stacked: (15 B, 3, 28, 28) in [0, 1]."""
+        return torch.cat(list(self.all_targets(batch).values()))
 
     @torch.no_grad()
     def pictures(self, data: dict[str, torch.Tensor]) -> dict[str, tuple[torch.Tensor, int]]:

@@ -1,0 +1,361 @@
+"""The one training loop: `fit()` trains any registered model (it knows nothing of their internals).
+
+What it owns so the models do not have to: the device, bf16 autocast, seeding, batches drawn on the device from
+a seeded permutation (no DataLoader, no host sync per step), logging every N steps, a NaN/inf guard, periodic
+validation, atomic checkpoints with exact resume (a run killed with SIGKILL resumes from the last checkpoint;
+SIGTERM saves one first), and a progress bar. Only rank 0 writes, so the loop can grow into DDP later.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from genzoo.engine.errors import GenzooError, TrainingError
+from genzoo.engine.io import load_torch, save_torch
+from genzoo.params import EngineParams, TrainConfig
+
+LogFn = Callable[[int, dict[str, float]], None]
+
+
+class Interrupted(GenzooError):
+    """SIGTERM arrived (or the deadline passed): the checkpoint is saved and re-running the same command resumes."""
+
+    exit_code = 128 + signal.SIGTERM
+
+    def __init__(self, message: str, step: int = 0, total: int = 0) -> None:
+        super().__init__(message)
+        self.step, self.total = step, total
+
+
+@dataclass
+class FitResult:
+    steps: int
+    seconds: float  # wall time of this call (a resumed run counts only its own part)
+    resumed_from: int
+    history: list[dict[str, float]] = field(default_factory=list)  # every logged row: {"step": ..., name: value}
+    earlier_seconds: float | None = 0.0  # training time the checkpoint had kept (None: a checkpoint too old to say)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise GenzooError(f"engine.device: {name!r} is not a device (use auto, cpu, cuda or cuda:N)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise GenzooError(f"engine.device: {name!r} asked for, but no CUDA device is visible (use auto or cpu)")
+    return device
+
+
+def describe_device(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({os.cpu_count()} cores)"
+
+
+def is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)  # seeds the CPU and every CUDA generator
+    torch.use_deterministic_algorithms(False)
+
+
+def autocast(device: torch.device, precision: str, cache: bool = True):
+    """bf16 autocast on CUDA (Hopper runs it at full tensor-core rate); fp32 everywhere else."""
+    if device.type == "cuda" and precision == "bf16":
+        return torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=cache)
+    return contextlib.nullcontext()
+
+
+class GraphedStep:
+    """Runs `model.train_step` as one CUDA graph replay: forward, backward and optimizer step in one launch.
+
+    MNIST-sized models are launch-bound (a VAE step is ~100 tiny kernels), so replaying a captured graph is
+    many times faster than eager PyTorch. The first WARMUP steps run eagerly on a side stream (they are real
+    training steps, and they create the optimizer state), then one step is captured and every later step copies
+    its batch into the static input buffers and replays. Optimizers become capturable with tensor learning rates,
+    so LR schedules still reach the graph. Should capture fail, training goes on eagerly with a warning.
+    """
+
+    WARMUP = 3
+
+    def __init__(self, train_step: Callable, opts: dict, device: torch.device, precision: str):
+        self.train_step, self.opts, self.device, self.precision = train_step, opts, device, precision
+        self.static: dict[str, torch.Tensor] | None = None
+        self.graph: torch.cuda.CUDAGraph | None | bool = None
+        self.outputs: dict[str, torch.Tensor] = {}
+        self.eager_steps = 0
+        for opt in opts.values():
+            for group in opt.param_groups:
+                if "capturable" in group:
+                    group["capturable"] = True
+                group["lr"] = torch.tensor(float(group["lr"]), device=device)
+
+    def __call__(self, batch: dict[str, torch.Tensor], opts: dict) -> dict[str, torch.Tensor]:
+        if self.graph is False:
+            with autocast(self.device, self.precision):
+                return self.train_step(batch, opts)
+        if self.static is None:
+            self.static = {k: v.clone() for k, v in batch.items()}
+        for name, value in batch.items():
+            self.static[name].copy_(value)
+        if self.graph is None and self.eager_steps < self.WARMUP:
+            side = torch.cuda.Stream(self.device)
+            side.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(side), autocast(self.device, self.precision, cache=False):
+                outputs = self.train_step(self.static, opts)
+            torch.cuda.current_stream(self.device).wait_stream(side)
+            self.eager_steps += 1
+            return {k: v.clone() for k, v in outputs.items()}
+        if self.graph is None:
+            graph = torch.cuda.CUDAGraph()
+            try:
+                with torch.cuda.graph(graph), autocast(self.device, self.precision, cache=False):
+                    self.outputs = self.train_step(self.static, opts)
+            except Exception as err:  # an op that cannot be captured: stay correct, just slower
+                print(f"warning: CUDA graph capture failed ({type(err).__name__}: {err}); training eagerly")
+                self.graph = False
+                return self(batch, opts)
+            self.graph = graph
+        self.graph.replay()
+        return self.outputs
+
+
+def fit(model: nn.Module, train: dict[str, torch.Tensor], *, config: TrainConfig, engine: EngineParams,
+        seed: int, val: dict[str, torch.Tensor] | None = None, checkpoint: Path | None = None,
+        fingerprint: str = "", on_log: LogFn | None = None, stop_after: int | None = None,
+        monitor: Callable[[nn.Module], dict[str, float]] | None = None, progress: bool = True,
+        stop_at: float | None = None, label: str = "") -> FitResult:
+    """Train `model` on `train` for `config.epochs` epochs; see the module docstring for what it guarantees.
+
+    A config with a `max_steps` field > 0 stops after that many steps even inside an epoch.
+    `fingerprint` identifies the run (params + data hash): a checkpoint with another fingerprint is stale and is
+    ignored. `stop_after` ends the call early after that global step, as an interruption would (for tests).
+    `stop_at` is a time.monotonic() deadline: past it the run saves a checkpoint and raises Interrupted, as on
+    SIGTERM, so a machine lent by the minute can carry the checkpoint to the next lease (pipeline/gpu_models.py).
+    `monitor(model)` runs beside validation (model in eval mode, training RNG untouched) and its numbers are
+    logged as they are, e.g. the evaluator's class histogram of samples, so mode collapse shows while it happens.
+    `label` names the progress bar (a stage passes its registry name: `aae_2d`, not the file's `aae`).
+    """
+    device = resolve_device(engine.device)
+    model.to(device).train()
+    train = {k: v.to(device) for k, v in train.items()}
+    val = {k: v.to(device) for k, v in val.items()} if val is not None else None
+    n = rows(train)
+    batch_size = min(config.batch_size * getattr(model, "batches_per_step", 1), n)  # rows one step consumes
+    steps_per_epoch = n // batch_size  # drop the ragged last batch: every step sees a full batch
+    total = config.epochs * steps_per_epoch
+    max_steps = getattr(config, "max_steps", 0)  # a model section may cap the run (a cpu profile's budget)
+    if max_steps:
+        total = min(total, max_steps)
+    opts = model.configure_optimizers()
+    schedules = [_schedule(opt, config.lr_schedule, total) for opt in opts.values()]
+
+    sums: dict[str, torch.Tensor] = {}
+    history: list[dict[str, float]] = []
+    start, earlier = 0, 0.0
+    state = _load_checkpoint(checkpoint, fingerprint)
+    if state is not None:
+        model.load_state_dict(state["model"])
+        for name, opt in opts.items():
+            opt.load_state_dict(state["opts"][name])
+        for sched, sched_state in zip(schedules, state["schedules"]):
+            sched.load_state_dict(sched_state)
+        sums = {k: v.to(device) for k, v in state["sums"].items()}
+        history = state["history"]
+        start = state["step"]
+        earlier = state.get("seconds")  # None: written before checkpoints kept the time
+        torch.set_rng_state(state["rng_cpu"])
+        if device.type == "cuda" and "rng_cuda" in state:
+            torch.cuda.set_rng_state(state["rng_cuda"], device)
+    else:
+        seed_everything(seed)
+    step_fn = torch.compile(model.train_step) if engine.compile else model.train_step
+    graphed = engine.cuda_graphs and device.type == "cuda"
+    if graphed:  # after the optimizer state is loaded: loading would turn the tensor learning rates back to floats
+        step_fn = GraphedStep(step_fn, opts, device, engine.precision)
+
+    def save(step: int) -> None:
+        if checkpoint is None or not is_main_process():
+            return
+        blob = {"fingerprint": fingerprint, "step": step, "model": model.state_dict(),
+                "opts": {k: o.state_dict() for k, o in opts.items()},
+                "schedules": [s.state_dict() for s in schedules], "sums": sums, "history": history,
+                "rng_cpu": torch.get_rng_state(),
+                "seconds": None if earlier is None else earlier + time.perf_counter() - began}
+        if device.type == "cuda":
+            blob["rng_cuda"] = torch.cuda.get_rng_state(device)
+        save_torch(blob, checkpoint)
+
+    def log(step: int, row: dict[str, float]) -> None:
+        history.append({"step": step, **row})
+        if on_log is not None and is_main_process():
+            on_log(step, row)
+
+    stop = _StopFlag()
+    bar = tqdm(total=total, initial=start, disable=not (progress and is_main_process()), unit="step",
+               dynamic_ncols=True, mininterval=1.0, desc=label or type(model).__module__.rsplit(".", 1)[-1])
+    began = time.perf_counter()
+    last_log_time, last_log_step = began, _last_train_step(history)  # the steps `sums` has accumulated since
+    perm = None
+    with stop:
+        for step in range(start, total):
+            epoch, offset = divmod(step, steps_per_epoch)
+            if perm is None or offset == 0:
+                perm = _permutation(n, seed, epoch, device)
+            idx = perm[offset * batch_size:(offset + 1) * batch_size]
+            batch = {k: v[idx] for k, v in train.items()}
+            with contextlib.nullcontext() if graphed else autocast(device, engine.precision):
+                losses = step_fn(batch, opts)
+            for sched in schedules:
+                sched.step()
+            for name, value in losses.items():  # stays on the device: no sync in the hot loop
+                sums[name] = sums[name] + value.float() if name in sums else value.float().clone()
+            done = step + 1
+            if done % engine.log_every == 0 or done == total:
+                count = done - last_log_step
+                row = {f"train/{k}": v.item() / count for k, v in sums.items()}
+                bad = [k for k, v in row.items() if not math.isfinite(v)]
+                if bad:
+                    raise TrainingError(
+                        f"{', '.join(bad)} became {row[bad[0]]} by step {done}: training stopped. The last good "
+                        f"checkpoint ({checkpoint}) is kept; lower the learning rate or check the data.")
+                now = time.perf_counter()
+                row["train/steps_per_s"] = (done - max(last_log_step, start)) / max(now - last_log_time, 1e-9)
+                last_log_time, last_log_step = now, done
+                log(done, row)
+                sums = {}
+                bar.set_postfix({k.split("/")[-1]: f"{v:.4g}" for k, v in row.items()}, refresh=False)
+            if done % engine.eval_every == 0 or done == total:
+                if val is not None:
+                    log(done, {f"val/{k}": v for k, v in validate(model, val, 4 * config.batch_size).items()})
+                if monitor is not None:
+                    log(done, _isolated(monitor, model))
+            if done % engine.checkpoint_every == 0 and done < total:
+                _require_finite(model, done, checkpoint)
+                save(done)
+            bar.update(1)
+            late = stop_at is not None and done < total and time.monotonic() >= stop_at
+            if stop.requested or late or (stop_after is not None and done >= stop_after):
+                _require_finite(model, done, checkpoint)
+                save(done)
+                bar.close()
+                if stop.requested or late:
+                    raise Interrupted(f"stopped by {'SIGTERM' if stop.requested else 'the deadline'} at step "
+                                      f"{done}/{total}; checkpoint saved to {checkpoint}; run the same command "
+                                      f"again to resume", done, total)
+                return FitResult(done, time.perf_counter() - began, start, history, earlier)
+    bar.close()
+    _require_finite(model, total, checkpoint)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return FitResult(total, time.perf_counter() - began, start, history, earlier)
+
+
+def rows(data: dict[str, torch.Tensor]) -> int:
+    """How many examples a split or batch holds (every tensor in it has one row per example; base splits key
+    images "x", derived sets "a"/"b" or "x")."""
+    return len(next(iter(data.values())))
+
+
+def _last_train_step(history: list[dict[str, float]]) -> int:
+    steps = [row["step"] for row in history if any(k.startswith("train/") for k in row)]
+    return int(steps[-1]) if steps else 0
+
+
+def validate(model: nn.Module, data: dict[str, torch.Tensor], batch_size: int) -> dict[str, float]:
+    """Mean of `model.validate` over the whole split, with the training RNG stream left untouched."""
+    def mean_over_split(model: nn.Module) -> dict[str, float]:
+        totals: dict[str, torch.Tensor] = {}
+        n = rows(data)
+        for start in range(0, n, batch_size):
+            batch = {k: v[start:start + batch_size] for k, v in data.items()}
+            for name, value in model.validate(batch).items():
+                weighted = value.float() * rows(batch)
+                totals[name] = totals[name] + weighted if name in totals else weighted
+        return {k: v.item() / n for k, v in totals.items()}
+
+    return _isolated(mean_over_split, model)
+
+
+def _isolated(fn: Callable[[nn.Module], dict[str, float]], model: nn.Module) -> dict[str, float]:
+    """Run `fn(model)` in eval mode without touching the training RNG stream (so resume stays exact)."""
+    device = next(model.parameters()).device
+    model.eval()
+    with torch.no_grad(), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(0)
+        result = fn(model)
+    model.train()
+    return result
+
+
+def _permutation(n: int, seed: int, epoch: int, device: torch.device) -> torch.Tensor:
+    """Epoch e's batch order depends on (seed, e) only, so a resumed run draws exactly the same batches."""
+    gen = torch.Generator(device=device)
+    gen.manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=gen, device=device)
+
+
+def _schedule(opt: torch.optim.Optimizer, kind: str, total: int) -> torch.optim.lr_scheduler.LambdaLR:
+    if kind == "cosine":
+        return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+
+
+def _require_finite(model: nn.Module, step: int, checkpoint: Path | None) -> None:
+    """Never checkpoint NaN weights: the last good checkpoint must stay the last good one."""
+    for name, p in model.state_dict().items():
+        if p.is_floating_point() and not torch.isfinite(p).all():
+            raise TrainingError(f"weight {name} is not finite at step {step}: training stopped; the last good "
+                                f"checkpoint ({checkpoint}) is kept")
+
+
+def _load_checkpoint(path: Path | None, fingerprint: str) -> dict | None:
+    if path is None or not path.exists():
+        return None
+    try:
+        state = load_torch(path)
+    except Exception as err:  # a checkpoint is only a cache of work: a broken one costs time, not correctness
+        print(f"warning: ignoring unreadable checkpoint {path}: {err}")
+        return None
+    if state.get("fingerprint") != fingerprint:
+        print(f"warning: {path} belongs to other params or data; starting afresh")
+        return None
+    print(f"resuming from {path} at step {state['step']}")
+    return state
+
+
+class _StopFlag:
+    """Turns SIGTERM into a flag the loop checks between steps, so it can save before leaving."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self) -> "_StopFlag":
+        try:
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        except ValueError:  # not the main thread: leave signals alone
+            self._previous = None
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        self.requested = True
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)

@@ -1,0 +1,165 @@
+"""The `evaluate` stage: every trained generative model measured the same way, through the frozen evaluator.
+
+The metric suite for each sampling model, beside the real-data floor (the same metric between real training and
+real test digits, i.e. what a perfect model would score with this many samples):
+- FD-evaluator and KID: Fréchet distance and kernel distance of the evaluator's penultimate features of
+  `n_samples` samples against the test set (the evaluator stands in for Inception: "FD", not "FID").
+- precision / recall (Kynkäänniemi et al. 2019) on the same features.
+- mode coverage: the evaluator's class histogram of the samples.
+- Parzen-window log-likelihood of test digits (Goodfellow et al. 2014), sigma chosen on validation digits.
+- for likelihood models also the test ELBO and the test NLL (IWAE bound) on the fixed binarized test set.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import torch
+
+from genzoo.data.loading import labelled_subset, load_meta, load_split
+from genzoo.engine.errors import GenzooError
+from genzoo.engine.io import write_text
+from genzoo.engine.pictures import save_pictures
+from genzoo.engine.tracking import StageRun, provenance, write_metrics
+from genzoo.engine.training import describe_device, resolve_device
+from genzoo.metrics.frechet import features, features_and_classes, frechet_distance, kernel_inception_distance
+from genzoo.metrics.likelihood import test_elbo, test_nll
+from genzoo.metrics.modes import class_histogram, mode_coverage
+from genzoo.metrics.parzen import parzen_score
+from genzoo.metrics.precision_recall import precision_recall
+from genzoo.models.blocks import to_unit
+from genzoo.models.registry import EVALUATOR, GENERATIVE, load_model
+from genzoo.params import Params
+from genzoo.stages.train import model_splits
+
+
+def models_used(raw: dict, target: str | None = None) -> list[str]:
+    """Every registered generative model and the evaluator: this stage loads each one's saved weights."""
+    return [EVALUATOR, *GENERATIVE]
+
+
+@torch.no_grad()
+def draw_samples(model, n: int, batch_size: int, seed: int) -> torch.Tensor:
+    torch.manual_seed(seed)
+    return torch.cat([model.sample(min(batch_size, n - i)) for i in range(0, n, batch_size)])
+
+
+class Reference:
+    """The real images every model is compared with, and their evaluator features, computed once."""
+
+    def __init__(self, evaluator, test: dict, val: dict, params: Params):
+        cfg = params.evaluate
+        self.evaluator, self.cfg, self.seed = evaluator, cfg, params.run.seed
+        self.test01 = to_unit(test["x"])
+        self.test_features = features(evaluator, self.test01, cfg.batch_size)
+        self.parzen_val = to_unit(val["x"][:cfg.parzen_val_points])
+        self.parzen_test = self.test01[:cfg.parzen_test_points]
+
+    def score(self, images01: torch.Tensor, num_classes: int) -> dict:
+        """The sample metrics of `images01` (N, C, H, W) in [0, 1] against the real test digits."""
+        cfg = self.cfg
+        fake, classes = features_and_classes(self.evaluator, images01, cfg.batch_size)
+        kid_mean, kid_std = kernel_inception_distance(self.test_features, fake, cfg.kid_subsets, cfg.kid_subset_size,
+                                                      seed=self.seed)
+        histogram = class_histogram(classes, num_classes)
+        parzen = parzen_score(images01[:cfg.parzen_samples], self.parzen_val, self.parzen_test)
+        return {"fd": frechet_distance(self.test_features, fake), "kid": kid_mean, "kid_std": kid_std,
+                **precision_recall(self.test_features, fake, k=cfg.pr_k), **mode_coverage(histogram),
+                **parzen, "histogram": [round(float(h), 5) for h in histogram]}
+
+
+def score_likelihood(model, test: dict[str, torch.Tensor], params: Params) -> dict:
+    """The test ELBO and NLL of a model that declares a `likelihood` ({} for the others)."""
+    cfg = params.evaluate
+    scores = {}
+    torch.manual_seed(params.run.seed)
+    if model.likelihood == "bound":
+        scores["test_elbo"] = test_elbo(model, test["xb"], cfg.batch_size)
+    if model.likelihood is not None:
+        exact = model.likelihood == "exact"  # autoregressive models: exact and cheap, all images
+        images = test["xb"] if cfg.iwae_images == 0 or exact else test["xb"][:cfg.iwae_images]
+        scores["nll_kind"] = "exact" if exact else "iwae"
+        scores.update({f"test_{k}": v for k, v in test_nll(model, images, cfg.iwae_k, min(cfg.batch_size, 100)).items()})
+    return scores
+
+
+def evaluate_stage(params: Params, data: Path, models: Path, metrics: Path, derived: Path = Path("data/derived"),
+                   only: list[str] | None = None) -> dict:
+    """Score every generative model (or the `only` ones: a partial gpu run, pipeline/gpu_models.py) into
+    `metrics/evaluate.json`."""
+    unknown = sorted(set(only or []) - set(GENERATIVE))
+    if unknown:
+        raise GenzooError(f"evaluate: unknown model(s) {unknown}; known: {', '.join(GENERATIVE)}")
+    device = resolve_device(params.engine.device)
+    torch.backends.cuda.matmul.allow_tf32 = False  # likelihoods are sums over 784 pixels: keep full fp32
+    cfg = params.evaluate
+    meta = load_meta(data)
+    num_classes = len(meta["classes"])
+    train, val, test = (load_split(data, split, device) for split in ("train", "val", "test"))
+    evaluator = load_model(models / "evaluator" / "model.pt", device)
+    info = provenance("evaluate", params, describe_device(device), data)
+    reference = Reference(evaluator, test, val, params)
+    labelled = labelled_subset(train["y"], params.data.labelled_per_class, params.data.labelled_seed).to(device)
+    # The floor: real training digits scored exactly like samples (as many of them as a model gets to draw).
+    generator = torch.Generator(device="cpu").manual_seed(params.run.seed)
+    subset = torch.randperm(len(train["x"]), generator=generator)[:cfg.n_samples].to(device)
+    results = {"real_test": reference.score(to_unit(train["x"][subset]), num_classes), "models": {}}
+    names = [n for n in GENERATIVE if only is None or n in only]
+    # The cross-model figures the models declare (`comparison`), each drawn by the class that declares it.
+    figures = {GENERATIVE[n].comparison: GENERATIVE[n] for n in names if GENERATIVE[n].comparison}
+    loaded = {}  # models a cross-model figure needs
+    with StageRun("evaluate", params, ["run", "evaluate"], {k: info[k] for k in ("profile", "device", "commit")}) as run:
+        for name in names:
+            model = load_model(models / name / "model.pt", device)
+            scores = {}
+            if model.samples:
+                samples = draw_samples(model, cfg.n_samples, cfg.batch_size, params.run.seed)
+                scores = reference.score(samples, num_classes)
+            scores.update(score_likelihood(model, test, params))
+            torch.manual_seed(params.run.seed)
+            if model.dataset is None:
+                own = {"train": train, "val": val, "test": test, "labelled": labelled}
+            else:  # a translation model is scored on its own derived set
+                own = model_splits(type(model), data, derived, device)
+            scores.update(model.extra_scores(own, evaluator))
+            results["models"][name] = scores
+            if any(name in group for group in figures):
+                loaded[name] = model
+            numbers = {k: v for k, v in scores.items() if isinstance(v, (int, float))}
+            run.log_metrics(0, {f"{name}/{k}": v for k, v in numbers.items()})
+            print(f"{name}: " + ", ".join(f"{k}={v:.4g}" for k, v in numbers.items()))
+        results["protocol"] = {
+            "samples": f"{cfg.n_samples} samples per model against the {len(test['x'])} test digits; the floor "
+                       f"scores {cfg.n_samples} real training digits the same way",
+            "features": "the frozen evaluator's penultimate layer (FD-evaluator, not Inception FID)",
+            "kid": f"polynomial-kernel MMD, {cfg.kid_subsets} subsets of {cfg.kid_subset_size}",
+            "precision_recall": f"k-NN manifolds, k={cfg.pr_k} (Kynkäänniemi et al. 2019)",
+            "parzen": f"Gaussian window on {cfg.parzen_samples} samples, sigma chosen on {cfg.parzen_val_points} "
+                      f"validation digits, mean log-likelihood of {cfg.parzen_test_points} test digits (nats)",
+            "mode_coverage": "evaluator classes of the samples; a class is hit by at least 1%",
+            "nll": f"IWAE bound, k={cfg.iwae_k}, on "
+                   + (f"the first {cfg.iwae_images}" if cfg.iwae_images else "all")
+                   + f" test images of the fixed binarization (seed {params.data.binarize_seed})",
+        }
+        for group, model_cls in figures.items():
+            if set(group) <= set(loaded):
+                shown = model_splits(model_cls, data, derived, device)["test"]
+                save_pictures(model_cls.comparison_pictures({n: loaded[n] for n in group}, shown),
+                              metrics / "figures" / "comparisons")
+        results["provenance"] = info
+        write_metrics(metrics / "evaluate.json", results)
+        write_text(metrics / "plots" / "class_histogram.csv", _histogram_csv(results, meta["classes"]))
+    return results
+
+
+def _histogram_csv(results: dict, classes: list[str]) -> str:
+    """Wide format (class, real_test, <model>...): one bar chart per source in `dvc plots show`."""
+    sources = {"real_test": results["real_test"], **{k: s for k, s in results["models"].items() if "histogram" in s}}
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["class", *sources])
+    for i, name in enumerate(classes):
+        writer.writerow([name, *(scores["histogram"][i] for scores in sources.values())])
+    return buffer.getvalue()

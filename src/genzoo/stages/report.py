@@ -1,0 +1,608 @@
+"""The `report` stage: renders the files in `metrics/` beside the anchors and targets in `src/genzoo/targets.yaml`.
+It measures nothing and holds no number of its own; a verdict compares a measured value with a declared threshold.
+
+Three views of the same files: README.md's summary between the markers (a row per model: its paper number, its
+latest gpu number, its cpu number, the verdict; then a gallery, one picture per model), `docs/results.md` (every
+table of the default run and of each gpu run in `metrics/gpu/`) and `metrics/report.html` (docs/results.md through
+markdown-it-py, pictures linked beside it).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from markdown_it import MarkdownIt
+
+from genzoo.engine.io import read_json, write_text
+from genzoo.models.registry import GENERATIVE
+from genzoo.params import Params
+from genzoo.targets import Anchor, Target, Targets, load_targets, measure
+
+START, END = "<!-- genzoo:results:start -->", "<!-- genzoo:results:end -->"
+COMMANDS = {"cpu": "make run", "gpu": "make gpu", "tiny": "dvc exp run -S profile=tiny"}
+# The gallery's picture of a model: the first of these it has, else its first picture by name.
+GALLERY = ("samples", "samples_by_class", "translations", "superresolution", "a_to_b", "targets", "stages",
+           "refined", "class_conditional", "class_0", "reconstructions")
+GALLERY_COLUMNS, GALLERY_WIDTH = 6, 120
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Runs: the default pipeline's (metrics/) and each gpu run's (metrics/gpu/, metrics/gpu/<part>/).
+
+@dataclass
+class Run:
+    label: str
+    folder: Path
+    profile: str
+    created: str
+    device: str | None
+    budgeted: dict  # run.json's models (pipeline/gpu_models.py): epochs run of the profile's, the runs of each
+    files: dict = field(default_factory=dict)
+
+    def read(self, file: str) -> dict | None:
+        if file not in self.files:
+            path = self.folder / file
+            self.files[file] = read_json(path) if path.exists() else None
+        return self.files[file]
+
+    def value(self, entry: Anchor | Target) -> float | None:
+        return measure(entry, self.read(entry.file))
+
+    def where(self, entry: Anchor | Target) -> str:
+        """The run, when it was evaluated, and the epochs it trained `entry`'s model of the profile's."""
+        if entry.file != "evaluate.json":
+            return f"{self.label} ({self.created[:10]})"
+        name, machine, budgeted = entry.model, self.device, self.budgeted
+        if "epochs" in budgeted.get(name, {}):
+            epochs = f", {budgeted[name]['epochs']} of {budgeted[name]['profile_epochs']} epochs"
+            if budgeted[name].get("runs"):  # trained over several runs, maybe on several machines: its section says
+                epochs += f" in {len(budgeted[name]['runs'])} runs"
+                machine = None
+        elif (self.folder / f"{name}.json").exists():
+            epochs = f", {read_json(self.folder / f'{name}.json')['epochs']} epochs"
+        else:
+            epochs = ""
+        # the gpu profile's params on whatever ran them: a cpu run of a small model says so
+        return f"{self.label} ({self.created[:10]}{epochs}{f', on {machine}' if machine else ''})"
+
+
+def open_run(label: str, folder: Path) -> Run:
+    prov = read_json(folder / "evaluate.json")["provenance"]
+    run_file = folder / "run.json"
+    return Run(label, folder, prov["profile"], prov.get("created", ""), prov.get("device"),  # one process trains
+               read_json(run_file).get("models", {}) if run_file.exists() else {})  # and scores
+
+
+def gpu_runs(metrics: Path) -> list[Run]:
+    """The `make gpu` snapshot (metrics/gpu/) and each part run by pipeline/gpu_models.py (metrics/gpu/<part>/)."""
+    gpu = metrics / "gpu"
+    parts = sorted(p for p in gpu.iterdir() if (p / "evaluate.json").exists()) if gpu.is_dir() else []
+    runs = [open_run("`make gpu` snapshot", gpu)] if (gpu / "evaluate.json").exists() else []
+    return runs + [open_run(f"part `{part.name}`", part) for part in parts]
+
+
+def latest(runs: list[Run], entry: Anchor | Target) -> tuple[Run, float] | None:
+    """The most recently evaluated run that measured `entry` (the latest recipe, never the best of several)."""
+    have = [(run, value) for run in runs if (value := run.value(entry)) is not None]
+    return max(have, key=lambda rv: rv[0].created) if have else None
+
+
+def show(entry: Anchor | Target, value: float) -> str:
+    """A measured value as its table shows it: a fraction in % as percent, a rate to 4 digits."""
+    return f"{value:.2f}" if entry.unit == "%" else _measured(value)
+
+
+def _link(path: Path, base: Path) -> str:
+    """A picture's link from the page in `base` (README at the root, docs/, or metrics/ for the HTML)."""
+    return Path(os.path.relpath(path, base)).as_posix()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The summary (README and docs/results.md) and the gallery (README).
+
+def _verdict(words: list[str]) -> str:
+    if len(set(words)) == 1:
+        return words[0]
+    return ", ".join(f"{words.count(w)} {w}" for w in ("met", "not met", "pending") if w in words)
+
+
+def summary(metrics: Path, runs: list[Run], t: Targets) -> list[str]:
+    """A row per model: its first target (or its paper's measure), the paper's number, the latest gpu run's value,
+    the default run's value, and the verdict of the latest gpu runs on all its targets."""
+    default = open_run("default", metrics) if (metrics / "evaluate.json").exists() else None
+    profile = default.profile if default else "cpu"
+    lines = [f"| model | measure | paper | gpu (latest run) | {profile} (`{COMMANDS.get(profile, 'dvc repro')}`) | "
+             "verdict (gpu targets) |", "|---|---|---|---|---|---|"]
+    without = []
+    for model in ("evaluator", *GENERATIVE, "anogan", "triplegan"):
+        targets = [x for x in t.targets if x.model == model]
+        anchors = [a for a in t.anchors if a.model == model]
+        if not targets and not anchors:
+            without.append(model)
+            continue
+        head = targets[0] if targets else anchors[0]
+        paper = next((a.value_text() + f" ({a.paper})" for a in anchors if (a.file, a.key) == (head.file, head.key)),
+                     "—")
+        gpu = latest(runs, head)
+        here = default.value(head) if default else None
+        words = []
+        for target in targets:
+            found = latest(runs, target)
+            words.append("pending" if found is None else
+                         "met" if target.met(found[1], found[0].read(target.file)) else "not met")
+        what = head.text() if isinstance(head, Target) else f"{head.what} ({head.unit})"
+        lines.append(f"| {model} | {what} | {paper} | {show(head, gpu[1]) if gpu else 'pending'} | "
+                     f"{'—' if here is None else show(head, here)} | {_verdict(words) if words else '—'} |")
+    lines += ["", "Each row shows the model's first target in `src/genzoo/targets.yaml`; its verdict is that of the "
+              "latest gpu run of the model on all its targets (`pending` where no gpu run has measured it). The "
+              f"{profile} column is the default smoke-size run, not held to the targets."
+              + (f" No paper number or target: {', '.join(without)}." if without else ""), ""]
+    return lines
+
+
+def _picture(folder: Path, name: str) -> Path | None:
+    figures = folder / "figures" / name
+    for stem in GALLERY:
+        if (figures / f"{stem}.png").exists():
+            return figures / f"{stem}.png"
+    pictures = sorted(figures.glob("*.png"))
+    return pictures[0] if pictures else None
+
+
+def gallery(metrics: Path, runs: list[Run], base: Path) -> list[str]:
+    """One picture per model, from its latest gpu run that has one, else from the default run."""
+    default = open_run("default", metrics).profile if (metrics / "evaluate.json").exists() else "cpu"
+    cells = []
+    for name in (*GENERATIVE, "anogan", "triplegan"):
+        gpu = [run for run in runs if _picture(run.folder, name)]
+        newest = max(gpu, key=lambda r: r.created) if gpu else None
+        folder, profile = (newest.folder, newest.profile) if newest else (metrics, default)
+        picture = _picture(folder, name)
+        if picture:
+            cells.append(f'<img src="{_link(picture, base)}" width="{GALLERY_WIDTH}" alt="{name} {picture.stem}">'
+                         f"<br>{name} · {profile}")
+    if not cells:
+        return []
+    cells += [""] * (-len(cells) % GALLERY_COLUMNS)
+    rows = [cells[i:i + GALLERY_COLUMNS] for i in range(0, len(cells), GALLERY_COLUMNS)]
+    return ["One picture per model, from its latest gpu run where one has pictures, else from the default run:", "",
+            "| " + " | ".join([" "] * GALLERY_COLUMNS) + " |", "|" + "---|" * GALLERY_COLUMNS,
+            *("| " + " | ".join(row) + " |" for row in rows), ""]
+
+
+def readme_block(metrics: Path, base: Path, t: Targets | None = None) -> str:
+    """What goes between the README's markers: the summary, a link to the full results, the gallery."""
+    t = t or load_targets()
+    runs = gpu_runs(metrics)
+    results = _link(base / "docs" / "results.md", base)
+    lines = [*summary(metrics, runs, t),
+             f"Every table, protocol, gpu run and picture: [{results}]({results}) (also `metrics/report.html`).", "",
+             *gallery(metrics, runs, base)]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def targets_table(t: Targets) -> list[str]:
+    """The targets and anchors as declared, with the protocol each assumes."""
+    lines = ["## Targets and paper anchors", "",
+             "As declared in `src/genzoo/targets.yaml`: a target is met or not from the measured value alone; an anchor "
+             "is a paper's number, shown beside ours where the same measure is.", "",
+             "| model | target | paper | protocol it assumes | profiles |", "|---|---|---|---|---|"]
+    lines += [f"| {x.model} | {x.text()} | {x.paper}{', ' + x.table if x.table else ''} | {x.protocol} | "
+              f"{', '.join(x.profiles)} |" for x in t.targets]
+    lines += ["", "| model | paper's number | measure | protocol it assumes | profiles |", "|---|---|---|---|---|"]
+    lines += [f"| {a.model} | {a.text()} | {a.what} | {a.protocol} | {', '.join(a.profiles)} |" for a in t.anchors]
+    return lines + [""]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# One run's section of docs/results.md.
+
+SUITE_KEYS = {"fd", "kid", "kid_std", "precision", "recall", "classes_hit", "kl_to_uniform", "histogram", "parzen_ll",
+              "parzen_stderr", "parzen_sigma", "test_elbo", "test_nll", "test_nll_stderr", "test_k",
+              "test_bits_per_dim", "test_images", "nll_kind"}
+
+
+def _anchors(t: Targets, file: str, key: str) -> str:
+    """The papers' numbers for one measured cell, or — where none is declared."""
+    return "; ".join(a.text() for a in t.anchors if (a.file, a.key) == (file, key)) or "—"
+
+
+def _model_scores(evaluate: dict, t: Targets) -> list[str]:
+    """The model-specific scores (`extra_scores`): few-label accuracies, conditional agreement and NLL, ..."""
+    rows = []
+    for name, s in evaluate["models"].items():
+        own_fd = "histogram" not in s  # a translation model's FD is against its truth, not in the sample table
+        extra = {k: v for k, v in s.items() if (k not in SUITE_KEYS or (own_fd and k == "fd"))
+                 and not k.startswith("parzen")
+                 and not re.search(r"_(reached|digit)$", k)}  # StarGAN's per-target rates: evaluate.json
+        if extra:
+            rows.append(f"| {name} | " + ", ".join(f"{k} = {_fmt(v, 4)}" for k, v in extra.items()) + " |")
+    claims = [f"- **{c.model}**: {c.paper}: {c.claim}" for c in t.claims if c.model in evaluate["models"]]
+    claims = ["The translation papers' claims, for the rows above:", "", *claims, ""] if claims else []
+    return (["| model | its own scores |", "|---|---|", *rows, ""] + claims) if rows else []
+
+
+def _targets(run: Run, t: Targets) -> list[str]:
+    """This run's value of every target it measured (the evaluator's has its own line)."""
+    rows = []
+    for target in t.targets:
+        value = run.value(target)
+        if value is None or target.model == "evaluator":
+            continue
+        met = target.met(value, run.read(target.file))
+        rows.append(f"| {target.model} | {target.text()} | {show(target, value)} | {'met' if met else 'not met'} |")
+    return ["| model | target (gpu profile) | measured here | |", "|---|---|---|---|", *rows, ""] if rows else []
+
+
+def _gpu_overview(runs: list[Run], t: Targets) -> list[str]:
+    """Each target once, scored by the most recent gpu run that has its model (by evaluation time: the latest
+    recipe, never the best of several runs), with that run's epochs; the sections below hold each run in full.
+    A target that no gpu run has scored yet says so."""
+    rows = []
+    for target in t.targets:
+        if target.model == "evaluator":
+            continue
+        found = latest(runs, target)
+        if found is None:
+            rows.append(f"| {target.model} | {target.text()} | pending | | no gpu run yet |")
+            continue
+        run, value = found
+        met = target.met(value, run.read(target.file))
+        rows.append(f"| {target.model} | {target.text()} | {show(target, value)} | {'met' if met else 'not met'} | "
+                    f"{run.where(target)} |")
+    return ["## GPU targets, each by its latest gpu run", "",
+            "| model | target (gpu profile) | measured | | run (evaluated, epochs of the profile's) |",
+            "|---|---|---|---|---|", *rows, "",
+            "A gpu run is a run of the gpu profile's params, on the machine named. The profile's epochs are those "
+            "of its recipe when the run was made (a later recipe may differ); each run's section below links the "
+            "params it used.", ""]
+
+
+def _fmt(value, digits: int = 2) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _measured(value) -> str:
+    return _fmt(value, 4 if isinstance(value, float) and abs(value) < 1 else 2)  # a rate: 0.9985, not 1.00
+
+
+def _nll_images(evaluate: dict) -> str:
+    counts = sorted({s["test_images"] for s in evaluate["models"].values() if "test_images" in s})
+    return " / ".join(map(str, counts)) or "no"
+
+
+def _protocol(evaluate: dict) -> list[str]:
+    protocol = evaluate["protocol"]
+    lines = ["Protocol: " + "; ".join(f"{k.replace('_', ' ')}: {v}" for k, v in protocol.items() if k != "nll") + "."]
+    if any("test_nll" in s for s in evaluate["models"].values()):
+        lines.append(f"Test NLL: the IWAE bound (an upper bound on the true NLL; k in the table; 'exact' for the "
+                     f"autoregressive models, always on all test images) on "
+                     f"{_nll_images(evaluate)} test images of the fixed seeded binarization.")
+    return lines
+
+
+def _sample_table(evaluate: dict, t: Targets) -> list[str]:
+    """The metric suite: every sampling model beside the real-data floor (blank where a run predates a metric)."""
+    lines = ["| samples of | FD-evaluator ↓ | KID ×1000 ↓ | precision ↑ | recall ↑ | Parzen LL (nats) ↑ | "
+             "classes hit | KL to uniform ↓ | paper (Parzen) |", "|---|---|---|---|---|---|---|---|---|"]
+    rows = {**{k: s for k, s in evaluate["models"].items() if "histogram" in s},
+            "real training digits (floor)": evaluate["real_test"]}
+    for name, s in rows.items():
+        kid = f"{s['kid'] * 1000:.2f} ± {s['kid_std'] * 1000:.2f}" if "kid" in s else "—"
+        parzen = f"{s['parzen_ll']:.1f} ± {s['parzen_stderr']:.1f} (σ={s['parzen_sigma']:.3g})" \
+            if "parzen_ll" in s else "—"
+        lines.append(f"| {name} | {_fmt(s.get('fd'))} | {kid} | {_fmt(s.get('precision'), 3)} | "
+                     f"{_fmt(s.get('recall'), 3)} | {parzen} | {s['classes_hit']}/{len(s['histogram'])} | "
+                     f"{s['kl_to_uniform']:.4f} | {_anchors(t, 'evaluate.json', f'models.{name}.parzen_ll')} |")
+    return lines
+
+
+def _likelihood_table(evaluate: dict, folder: Path, budgeted: dict, t: Targets) -> list[str]:
+    """`budgeted`: run.json's models (gpu_models.py); one trained over several runs gets its time on each machine."""
+    lines = ["| likelihood of | test NLL (nats) ↓ | bits/dim | test ELBO | train time | paper (NLL) |",
+             "|---|---|---|---|---|---|"]
+    for name, s in evaluate["models"].items():
+        if "test_nll" not in s:
+            continue
+        train = read_json(folder / f"{name}.json")
+        how = "exact" if s.get("nll_kind") == "exact" else f"k={s['test_k']}"
+        runs = budgeted.get(name, {}).get("runs")
+        took = (" + ".join(f"{seconds:.0f} s on {hardware}" for hardware, seconds in _seconds_by_hardware(runs))
+                + ", runs with their starts" if runs else f"{train['train_seconds']:.0f} s")
+        lines.append(f"| {name} | {s['test_nll']:.2f} ± {s['test_nll_stderr']:.2f} ({how}) | "
+                     f"{s['test_bits_per_dim']:.4f} | {_fmt(s.get('test_elbo'))} | "
+                     f"{took} ({train['epochs']} epochs) | {_anchors(t, 'evaluate.json', f'models.{name}.test_nll')} |")
+    return lines if len(lines) > 2 else []
+
+
+def _seconds_by_hardware(runs: list[dict]) -> list[tuple[str, float]]:
+    """The seconds a ledger's runs spent on each machine, in the order the machines first ran."""
+    seconds: dict[str, float] = {}
+    for run in runs:
+        seconds[run["hardware"]] = seconds.get(run["hardware"], 0.0) + run["seconds"]
+    return list(seconds.items())
+
+
+def _saturation(folder: Path) -> list[str]:
+    file = folder / "gan_saturation.json"
+    if not file.exists():
+        return []
+    s = read_json(file)
+    early = s["early_grad_norm_g"]
+    return [f"Generator loss saturation ({s['model']}, same initial weights, data and noise; "
+            f"`metrics/plots/gan_saturation.csv`): mean ‖∇G‖ over the first {s['early_window']} steps "
+            f"**{early['non_saturating']:.3g}** with −log D(G(z)) vs **{early['minimax']:.3g}** with "
+            f"log(1 − D(G(z))) (ratio {s['ratio_non_saturating_to_minimax']:.1f}); D(G(z)) after {s['steps']} steps: "
+            f"{s['final_d_fake']['non_saturating']:.3f} vs {s['final_d_fake']['minimax']:.3f}.", ""]
+
+
+def _anogan(folder: Path, t: Targets) -> list[str]:
+    """AUROC per normal class (one-vs-rest) for AnoGAN and its two baselines, beside the published means."""
+    file = folder / "anogan.json"
+    if not file.exists():
+        return []
+    s = read_json(file)
+    methods = list(s["mean_auroc"])
+    classes = [str(c) for c in s["classes"]]
+    lines = ["Anomaly detection (`genzoo anogan`, one-vs-rest, AUROC; " + s["protocol"] + ")", "",
+             "| normal class | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
+    lines += [f"| {c} | " + " | ".join(f"{s['auroc'][m][c]:.3f}" for m in methods) + " |" for c in classes]
+    lines.append(f"| **mean over {len(classes)}** | " + " | ".join(f"**{s['mean_auroc'][m]:.3f}**" for m in methods)
+                 + " |")
+    secs = s["seconds"]
+    published = [f"{a.note or a.model} {a.value_text()} ({a.source()})" for a in t.anchors if a.file == "anogan.json"]
+    lines += ["", ("Published means over the ten classes: " + "; ".join(published) + ". " if published else "")
+              + f"Batched inversion of {secs['images']} test images × {s['inversion_steps']} steps: "
+              f"{secs['inversion_mean']:.1f} s per class on {secs['device']}"
+              + (f"; one image at a time it would take {secs['single_extrapolated_s']:.0f} s "
+                 f"(×{secs['speedup']:.1f}, timed on {secs['single_images']} images)" if "speedup" in secs else "")
+              + ".", ""]
+    return lines
+
+
+def _triplegan(folder: Path, t: Targets) -> list[str]:
+    """C's test error with the shared few labels, Triple-GAN against the same C trained on the labels alone."""
+    file = folder / "triplegan.json"
+    if not file.exists():
+        return []
+    s = read_json(file)
+
+    def cell(entry: dict) -> str:
+        return f"{100 * entry['mean']:.2f} ± {100 * entry['std']:.2f} % " + \
+            "(" + ", ".join(f"{100 * e:.2f}" for e in entry["test_error"]) + ")"
+
+    return [f"Semi-supervised classification (`genzoo triplegan`, {s['labelled']} labels, seeds {s['seeds']}, "
+            f"{s['steps']} steps per seed):", "",
+            "| classifier | test error, mean ± std (per seed) | paper |", "|---|---|---|",
+            f"| Triple-GAN's C | {cell(s['triplegan'])} | {_anchors(t, 'triplegan.json', 'triplegan.mean')} |",
+            f"| the same C on the labels alone | {cell(s['baseline'])} | {_anchors(t, 'triplegan.json', 'baseline.mean')} |",
+            "", f"Baseline: {s['baseline_note']}.", ""]
+
+
+def _compare(folder: Path, t: Targets) -> list[str]:
+    """The seeds' GAN-vs-VAE table with our numbers: mean ± std over training seeds (`genzoo compare`)."""
+    file = folder / "compare.json"
+    if not file.exists():
+        return []
+    s = read_json(file)
+
+    def cell(agg: dict, key: str, digits: int = 2) -> str:
+        v = agg.get(key)
+        if not v:
+            return "—"
+        return f"{v['mean']:.{digits}f} ± {v['std']:.{digits}f}" if v["n"] > 1 else f"{v['mean']:.{digits}f}"
+
+    def span(agg: dict, key: str) -> str:
+        v = agg.get(key)
+        return "—" if not v else (f"{v['min']:.0f}–{v['max']:.0f}" if v["min"] != v["max"] else f"{v['min']:.0f}")
+
+    real = s["real_test"]
+    seed_claims = {c.model: c.claim for c in t.seed_claims}
+    lines = [f"GAN vs VAE, measured (`genzoo compare`, training seeds {s['seeds']}, mean ± std over seeds; "
+             f"real test digits' grey share {real['grey_share']:.3f}):", "",
+             "| model | the seed's claim | FD-evaluator | grey ratio (blur; real = 1) | Parzen LL | test NLL | "
+             "classes hit (seeds missing one) | precision / recall | memorization: median ratio pixels / features "
+             "(near-copies) |", "|---|---|---|---|---|---|---|---|---|"]
+    for name in s["models"]:
+        a = s["aggregates"][name]
+        lines.append(f"| {name} | {seed_claims.get(name, '')} | {cell(a, 'fd')} | {cell(a, 'grey_ratio')} | "
+                     f"{cell(a, 'parzen_ll', 1)} | {cell(a, 'test_nll')} | {span(a, 'classes_hit')} "
+                     f"({a['seeds_missing_a_class']}) | {cell(a, 'precision')} / {cell(a, 'recall')} | "
+                     f"{cell(a, 'mem_pixel_ratio')} / {cell(a, 'mem_feature_ratio')} "
+                     f"({cell(a, 'mem_pixel_near_copies', 3)}) |")
+    measured = {n: s["aggregates"][n] for n in s["models"]}
+    sharpest = min(measured, key=lambda n: measured[n]["fd"]["mean"])
+    crispest = min(measured, key=lambda n: abs(measured[n]["grey_ratio"]["mean"] - 1))
+    steadiest = min(measured, key=lambda n: measured[n]["fd"]["std"])
+    lines += ["", f"Lowest FD-evaluator: **{sharpest}**; grey share closest to real digits: **{crispest}**; "
+              f"smallest spread of FD over seeds: **{steadiest}**. A memorization ratio below 1 would mean samples "
+              "sit closer to the training digits than unseen test digits do (near-copies: share of samples closer "
+              "than the test digits' 1 % quantile). Protocol: " + s["protocol"]["memorization"] + ".", ""]
+    return lines
+
+
+def _toy(folder: Path) -> list[str]:
+    """The GAN paper's theory, measured on a 1-D mixture (`genzoo toy`)."""
+    file = folder / "gan_toy.json"
+    if not file.exists():
+        return []
+    s = read_json(file)
+    init, final, early = s["initial"], s["final"], s["early_grad_norm_g"]
+    at_start = early["at_initial_g_trained_d"]
+    lines = [f"GAN theory on a 1-D mixture (`genzoo toy`, {s['steps']} steps, `metrics/figures/gan_toy/`): "
+             f"JSD(p_data ‖ p_g) {init['jsd']:.3f} → **{final['jsd']:.4f}**; C(G) = −log 4 + 2·JSD "
+             f"{init['c_g']:.3f} → **{final['c_g']:.4f}** against −log 4 = {s['minus_log4']:.4f}."]
+    for name, check in s["max_d"].items():
+        lines[-1] += (f" At the {name} G, D trained alone reaches V within {check['gap_d_trained']:.2g} of C(G) "
+                      f"(D* by the formula: {check['gap_d_star']:.2g}; the GAN's own D: {check['gap_d_gan']:.2g}).")
+    if isinstance(at_start, dict):
+        lines[-1] += (" Saturation at the initial G against a converged D: ‖∇G‖ " + ", ".join(
+            f"{k.replace('_', '-')} {v:.3g}" for k, v in at_start.items()) + ".")
+    return lines + [""]
+
+
+def _runs(runs: list[dict]) -> str:
+    """Where each step of a model trained over several runs ran (gpu_models.py's ledger): the hardware may differ."""
+    return f"in {len(runs)} runs: " + ", ".join(
+        f"steps {r['from_step']}–{r['to_step']} on {r['hardware']} in {r['seconds']:.0f} s "
+        f"({(r['to_step'] - r['from_step']) / max(r['seconds'], 1e-9):.1f} steps/s with its start)" for r in runs)
+
+
+def _budget(run: dict) -> list[str]:
+    """A part of the gpu profile run within a time budget (pipeline/gpu_models.py): the epochs it could afford."""
+    if "budget_seconds" not in run:
+        return []
+    done = {name: m for name, m in run["models"].items() if "paused_at" not in m}
+    trained = "; ".join(f"{name} {m['epochs']} of {m['profile_epochs']} (" + (_runs(m["runs"]) if m.get("runs") else
+                        f"{m['steps_per_s']:g} steps/s, trained {m['train_seconds']:.0f} s" +
+                        (f", resumed at step {m['resumed_from']}" if m.get("resumed_from") else "")) + ")"
+                        for name, m in done.items())
+    if run.get("checkpoints"):  # --checkpoints: full epochs, paused between runs (train time counts every part)
+        line = (f"Trained at the gpu profile's params, epochs and all, in budgeted runs (this one: "
+                f"{run['budget_seconds']:g} s), a model unfinished in its share paused at a checkpoint and "
+                f"resumed by the next run (epochs of the profile's): {trained or 'none finished'}.")
+        paused = {name: m for name, m in run["models"].items() if "paused_at" in m}
+        if paused:
+            line += " Paused, to go on: " + "; ".join(f"{name} at step {m['paused_at']} of {m['total_steps']}"
+                                                     for name, m in paused.items()) + "."
+    else:
+        line = (f"Trained within a {run['budget_seconds']:g} s budget, the gpu profile's params except the epochs, "
+                f"each model's capped to its share at the steps/s measured first (epochs run of the profile's): "
+                f"{trained}.")
+    if run.get("bench_only"):
+        line += " Timed only, for a later lease: " + "; ".join(
+            f"{name} {b['steps_per_s']:g} steps/s ({b['seconds_per_epoch']:g} s/epoch)"
+            for name, b in run["bench_only"].items()) + "."
+    if run.get("failed"):
+        line += " Failed: " + "; ".join(f"{name}: {why}" for name, why in run["failed"].items()) + "."
+    return [line, ""]
+
+
+def profile_section(run: Run, title: str, base: Path, t: Targets) -> list[str]:
+    """Markdown for one profile's run, read from its folder (metrics/, metrics/gpu/ or a part of it); pictures
+    linked from the page in `base`."""
+    folder = run.folder
+    evaluate = read_json(folder / "evaluate.json")
+    evaluator = read_json(folder / "evaluator.json")
+    prov = evaluate["provenance"]
+    run_file = folder / "run.json"
+    run_info = read_json(run_file) if run_file.exists() else {}
+    command = run_info.get("command", COMMANDS.get(prov["profile"], "dvc repro"))
+    commit = prov["commit"]
+    if run_info.get("source_commit"):  # the device's copy of .git was not the tree's commit: run.json says why
+        commit, dirty = run_info["source_commit"], " (the tree the device ran; run.json's source_note says why)"
+    elif prov.get("dvc_experiment"):  # its params are the experiment's: the params.yaml and dvc.lock kept beside it
+        dirty = f" + experiment `{prov['dvc_experiment']}`"
+    else:
+        dirty = " (uncommitted changes)" if prov.get("dirty") else ""
+    shown = f"{folder.as_posix()}/"
+    lines = [f"## {title}", "",
+             f"Profile `{prov['profile']}` · hardware: {prov['device']} · commit `{commit[:10]}`{dirty} · "
+             f"data `{prov['dataset']}` (hash `{prov['data_hash'][:12]}`) · command: `{command}`"
+             + (f" · its params and lock: `{shown}params.yaml`, `{shown}dvc.lock`"
+                if (folder / "dvc.lock").exists() else
+                f" · its params: `{shown}params.yaml`" if (folder / "params.yaml").exists() else ""), "",
+             *_protocol(evaluate), ""]
+    lines += _budget(run_info)
+    lines += _sample_table(evaluate, t) + [""] + _likelihood_table(evaluate, folder, run_info.get("models", {}), t)
+    lines += [""] + _model_scores(evaluate, t)
+    lines += _anogan(folder, t) + _triplegan(folder, t) + _targets(run, t)
+    accuracy = evaluator["test"]["accuracy"] * 100
+    line = (f"Evaluator (frozen CNN behind every metric): test accuracy **{accuracy:.2f} %** after "
+            f"{evaluator['epochs']} epochs ({evaluator['train_seconds']:.0f} s)")
+    for target in (x for x in t.targets if x.model == "evaluator"):
+        value = run.value(target)
+        line += f"; target {target.text()} ({target.paper})" + (
+            "" if value is None else f": {'met' if target.met(value, run.read(target.file)) else 'not met'}")
+    lines += ["", line + ".", ""]
+    lines += _compare(folder, t) + _saturation(folder) + _toy(folder)
+    bench_file = folder / "bench.json"
+    if bench_file.exists():
+        lines += ["`genzoo bench` (training loop, data on the device; eager = the same loop without CUDA graphs):",
+                  "", "| benchmark | device | CUDA graphs | batch | steps/s | s/epoch | s per 60k images |",
+                  "|---|---|---|---|---|---|---|"]
+        lines += [f"| {r['model']} training | {r['device']} | {'yes' if r.get('cuda_graphs') else 'no (eager)'} | "
+                  f"{r['batch_size']} | {r['steps_per_s']} | {r['seconds_per_epoch']} | "
+                  f"{_fmt(r.get('seconds_per_60k_images'), 3)} |"
+                  for r in read_json(bench_file)["results"]]
+        lines.append("")
+    for name in ["derived", "strokes", *evaluate["models"], "comparisons", "compare", "anogan", "triplegan",
+                 "gan_toy"]:
+        pictures = sorted((folder / "figures" / name).glob("*.png"))
+        if pictures:
+            lines.append(" ".join(f"![{name} {p.stem}]({_link(p, base)})" for p in pictures))
+            lines.append("")
+    return lines
+
+
+def render(metrics: Path, base: Path, t: Targets | None = None) -> str:
+    """docs/results.md: the summary, the targets as declared, the default run, the gpu overview and each gpu run.
+    Picture links are relative to `base`, the folder the page is written to."""
+    t = t or load_targets()
+    runs = gpu_runs(metrics)
+    lines = ["# genzoo results", "",
+             "Generated by `genzoo report` from `metrics/` and `src/genzoo/targets.yaml`; do not edit by hand. "
+             "The README shows the summary and one picture per model.", "",
+             "## Summary", "", *summary(metrics, runs, t), *targets_table(t)]
+    if (metrics / "evaluate.json").exists():
+        lines += profile_section(open_run("default", metrics), "Default pipeline (the last `dvc repro` of this checkout)",
+                                 base, t)
+    if runs:
+        lines += _gpu_overview(runs, t)
+    gpu = metrics / "gpu"
+    if not (gpu / "evaluate.json").exists():
+        lines += ["## GPU profile", "", "Pending: no gpu-profile run is committed yet (`make gpu` on a GPU "
+                  "machine writes `metrics/gpu/`).", ""]
+    for run in runs:  # the `make gpu` snapshot, then pipeline/gpu_models.py's parts (some models, a lease's minutes)
+        title = ("GPU profile (snapshot of the last `make gpu`)" if run.folder == gpu else
+                 f"GPU profile, part `{run.folder.name}` (pipeline/gpu_models.py)")
+        lines += profile_section(run, title, base, t)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+STYLE = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse}"
+         "td,th{border:1px solid #ccc;padding:4px 8px}img{margin:4px;image-rendering:pixelated;width:300px}")
+
+
+def to_html(markdown: str) -> str:
+    """The results page as HTML: CommonMark plus tables (markdown-it-py), raw HTML in the markdown escaped."""
+    body = MarkdownIt("commonmark", {"html": False}).enable("table").render(markdown)
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>genzoo results</title><style>{STYLE}</style>"
+            f"</head><body>\n{body}</body></html>\n")
+
+
+def splice_readme(readme: Path, section: str) -> bool:
+    """Replace the README's generated section in place; False (and no change) when the markers are missing."""
+    if not readme.exists():
+        return False
+    text = readme.read_text()
+    if START not in text or END not in text:
+        return False
+    before, rest = text.split(START, 1)
+    _, after = rest.split(END, 1)
+    write_text(readme, f"{before}{START}\n{section}{END}{after}")
+    return True
+
+
+def report_stage(params: Params, metrics: Path, readme: Path, results: Path | None = None) -> str:
+    """Writes `results` (default: docs/results.md beside the README), metrics/report.html and the README's
+    summary; returns the results page."""
+    t = load_targets()
+    results = results or readme.parent / "docs" / "results.md"
+    missing = [n for n in GENERATIVE if not (metrics / f"{n}.json").exists()]
+    if missing:
+        print(f"warning: no metrics yet for {', '.join(missing)}")
+    page = render(metrics, results.parent, t)
+    write_text(results, page)
+    write_text(metrics / "report.html", to_html(render(metrics, metrics, t)))
+    if not splice_readme(readme, readme_block(metrics, readme.parent, t)):
+        print(f"warning: {readme} has no {START} ... {END} markers; left unchanged")
+    print(f"wrote {results}, {metrics / 'report.html'} and the summary in {readme}")
+    return page

@@ -1,0 +1,1 @@
+"""Commands that are not pipeline stages: benchmarks, GPU parts, the dvc.yaml generator, reproduction checks."""

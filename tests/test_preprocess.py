@@ -1,0 +1,70 @@
+"""Preprocessing the base data (genzoo.data.preprocess): splits, binarization, byte-identical reruns, refusals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from tiny_data import write_tiny_mirror
+
+from genzoo.data.download import download
+from genzoo.data.idx import write_idx
+from genzoo.data.loading import load_meta, load_split
+from genzoo.data.preprocess import preprocess
+from genzoo.engine.errors import DataError
+
+_SEEDS = {"val_size": 50, "split_seed": 1, "binarize_seed": 2}
+
+pytestmark = pytest.mark.usefixtures("offline")
+
+
+@pytest.fixture
+def tiny_raw(tmp_path) -> Path:
+    mirror = write_tiny_mirror(tmp_path / "mirror")
+    download("tiny", tmp_path / "raw", mirrors=[mirror], use_network=False)
+    return tmp_path / "raw"
+
+
+def test_preprocess_tiny(tiny_raw, tmp_path):
+    meta = preprocess(tiny_raw, tmp_path / "a", dataset="tiny", **_SEEDS)
+    assert meta["counts"] == {"train": 250, "val": 50, "test": 100}
+    assert meta["classes"] == [str(i) for i in range(10)] and meta["image_shape"] == [1, 28, 28]
+    assert load_meta(tmp_path / "a") == meta
+    for split, n in meta["counts"].items():
+        data = load_split(tmp_path / "a", split)
+        assert data["x"].shape == (n, 1, 28, 28) and data["x"].dtype == torch.uint8
+        assert data["y"].shape == (n,) and data["y"].dtype == torch.int64
+        if split != "train":
+            assert data["xb"].shape == data["x"].shape and set(data["xb"].unique().tolist()) == {0, 1}
+    val, test = load_split(tmp_path / "a", "val"), load_split(tmp_path / "a", "test")
+    assert not torch.equal(val["xb"][:50], test["xb"][:50])  # different derived seeds
+    # Same inputs, second run: byte-identical files.
+    preprocess(tiny_raw, tmp_path / "b", dataset="tiny", **_SEEDS)
+    for name in ("train.pt", "val.pt", "test.pt", "meta.json"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    # Another split seed gives another split.
+    preprocess(tiny_raw, tmp_path / "c", dataset="tiny", **{**_SEEDS, "split_seed": 7})
+    assert not torch.equal(load_split(tmp_path / "c", "val")["y"], val["y"])
+
+
+@pytest.mark.parametrize(
+    ("mangle", "message"),
+    [(lambda b: b[:-7], "truncated"), (lambda b: b"\x00\x00\x09\x03" + b[4:], "bad IDX magic")],
+)
+def test_preprocess_refuses_corrupt_file(tiny_raw, tmp_path, mangle, message):
+    path = tiny_raw / "t10k-images-idx3-ubyte"
+    path.write_bytes(mangle(path.read_bytes()))
+    with pytest.raises(DataError, match=message) as err:
+        preprocess(tiny_raw, tmp_path / "out", dataset="tiny", **_SEEDS)
+    assert str(path) in str(err.value)
+    assert not (tmp_path / "out" / "meta.json").exists()
+
+
+def test_preprocess_refuses_count_mismatch_and_big_val(tiny_raw, tmp_path):
+    write_idx(tiny_raw / "train-labels-idx1-ubyte", torch.zeros(299, dtype=torch.uint8))
+    with pytest.raises(DataError, match="299 labels"):
+        preprocess(tiny_raw, tmp_path / "out", dataset="tiny", **_SEEDS)
+    write_idx(tiny_raw / "train-labels-idx1-ubyte", torch.zeros(300, dtype=torch.uint8))
+    with pytest.raises(DataError, match="val_size 300"):
+        preprocess(tiny_raw, tmp_path / "out", dataset="tiny", **{**_SEEDS, "val_size": 300})
