@@ -3,6 +3,7 @@ not fixtures live in tests/helpers.py.)"""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -59,6 +60,21 @@ def offline(monkeypatch):
 def _no_tracking(monkeypatch):
     """Unit tests never write to an MLflow store (the end-to-end tests turn it on for their subprocesses)."""
     monkeypatch.setenv("GENZOO_MLFLOW", "off")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _own_runtime_dir(tmp_path_factory):
+    """The tests' trainings (and their subprocesses) register among themselves, never with the machine's real runs,
+    whose CPU threads they would otherwise shrink (genzoo.engine.processes)."""
+    from genzoo.engine.processes import RUNTIME_ENV
+
+    before = os.environ.get(RUNTIME_ENV)
+    os.environ[RUNTIME_ENV] = str(tmp_path_factory.mktemp("runtime"))
+    yield
+    if before is None:
+        os.environ.pop(RUNTIME_ENV, None)
+    else:
+        os.environ[RUNTIME_ENV] = before
 
 
 @pytest.fixture(scope="session")

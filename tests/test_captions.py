@@ -72,3 +72,36 @@ def test_load_captions_validates(tmp_path):
     torch.save({**data, "tokens": data["tokens"] + 100}, tmp_path / "train.pt")
     with pytest.raises(DataError, match="vocabulary"):
         cap.load_captions(tmp_path, "train")
+
+
+def test_mnist_captions_read_exactly_as_before():
+    """The digits' words are VOCAB itself: MNIST's captions (and so data/captions) are unchanged."""
+    assert cap.vocabulary([str(i) for i in range(10)]) is cap.VOCAB and cap.vocabulary(None) is cap.VOCAB
+    assert [cap.caption(7, 0, 2, t) for t in range(4)] == [
+        "a thick red seven", "a red seven with thick strokes", "the digit seven in red , thick",
+        "seven , written thick in red"]
+
+
+def test_another_data_set_reads_the_same_tokens_in_its_class_names():
+    from tiny_data import FASHION_CLASSES
+
+    words = cap.vocabulary(FASHION_CLASSES)
+    assert len(words) == len(cap.VOCAB) and words[cap.PAD] == "<pad>"
+    assert [words[i] for i in cap.DIGIT_IDS] == ["t-shirt/top", "trouser", "pullover", "dress", "coat", "sandal",
+                                                  "shirt", "sneaker", "bag", "ankle-boot"]
+    assert [words[i] for i in cap.COLOUR_IDS] == list(cap.COLOURS)  # the other blocks stay where they were
+    assert [cap.caption(9, 1, 0, t, words) for t in range(4)] == [
+        "a thin green ankle-boot", "a green ankle-boot with thin strokes", "the item ankle-boot in green , thin",
+        "ankle-boot , drawn thin in green"]
+    data = captions_batch(20)  # the tokens are the data set's indices: any vocabulary reads them
+    for row in range(20):
+        text = cap.caption_text(data["tokens"][row], words)
+        assert words[cap.DIGIT_IDS[data["y"][row]]] in text.split() and "digit" not in text.split()
+        assert torch.equal(cap.tokenize(text, words), data["tokens"][row])
+    # fewer classes: spare slots; more than ten, or a name that is a caption word: no vocabulary
+    assert cap.vocabulary(["Cat", "Dog"])[cap.DIGIT_IDS[0]:cap.DIGIT_IDS[0] + 3] == ("cat", "dog", "class-2")
+    assert cap.not_applicable([str(i) for i in range(11)]) and cap.not_applicable(FASHION_CLASSES) is None
+    with pytest.raises(DataError, match="at most 10 classes"):
+        cap.vocabulary([f"c{i}" for i in range(11)])
+    with pytest.raises(DataError, match="repeat a caption word"):
+        cap.vocabulary(["Red", "Blue"])

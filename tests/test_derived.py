@@ -234,3 +234,32 @@ def test_load_set_refuses_missing_corrupt_and_foreign_files(tmp_path):
     assert torch.equal(derived.load_set(tmp_path, "paired", "train")["a"], good["a"])
     with pytest.raises(DataError, match="unknown derived set"):
         derived.load_set(tmp_path, "edges", "train")
+
+
+def test_a_data_set_of_clothes_gets_every_set_but_the_font_digits(tmp_path):
+    """On classes that are not digits the synthetic set (digits rendered from fonts) is left out, with the reason
+    in meta.json; every other set is made from the same images. MNIST's meta.json has no such key."""
+    from tiny_data import FASHION_CLASSES
+
+    from genzoo.data.naming import MNIST, Naming
+
+    clothes = Naming("tiny-fashion", FASHION_CLASSES)
+    why = derived.not_applicable("synthetic", clothes)
+    assert "renders the digits 0-9 from fonts" in why and "tiny-fashion" in why and "T-shirt/top" in why
+    assert all(derived.not_applicable(name, clothes) is None for name in (None, "paired", "superres", "unpaired",
+                                                                        "multidomain", "captions", "strokes"))
+    assert all(derived.not_applicable(name, MNIST) is None for name in (*derived.SETS, "captions"))
+
+    processed = _processed(tmp_path / "processed")
+    meta = derived.derive(processed, tmp_path / "clothes", seed=0, names=clothes)
+    assert set(meta["sets"]) == {"paired", "superres", "unpaired", "multidomain", "captions"}
+    assert meta["not_applicable"] == {"synthetic": why}
+    assert not (tmp_path / "clothes" / "synthetic").exists()
+    assert (tmp_path / "captions" / "train.pt").is_file()
+    digits = derived.derive(processed, tmp_path / "digits", seed=0)
+    assert "not_applicable" not in digits
+    for name in ("paired", "multidomain"):  # the same images, the same bytes
+        assert (tmp_path / "clothes" / name / "test.pt").read_bytes() == \
+            (tmp_path / "digits" / name / "test.pt").read_bytes()
+    grids = derived.preview(tmp_path / "clothes", sets=tuple(s for s in derived.SETS if s in meta["sets"]))
+    assert set(grids) == {"paired", "superres", "unpaired", "multidomain"}

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny_data import write_tiny_mirror
+from tiny_data import FASHION_CLASSES, write_tiny_fashion_mirror, write_tiny_mirror
 
-from genzoo.data.download import FILES, MIRROR_ENV, download, mirror_folders
+from genzoo.data.download import CLASSES_FILE, FILES, MIRROR_ENV, dataset_classes, download, mirror_folders
 from genzoo.data.idx import read_idx, write_idx
 from genzoo.engine.errors import DataError
 
@@ -46,7 +46,7 @@ def test_builtin_dataset_refuses_tampered_mirror(tmp_path):
     with pytest.raises(DataError, match="checksum mismatch") as err:
         download("mnist", out, mirrors=[tmp_path / "mirror"], use_network=False)
     assert "expected ba891046e6505d7a" in str(err.value)
-    assert list(out.iterdir()) == []  # no partial or wrong file left behind
+    assert not out.exists()  # no partial or wrong file left behind, and no empty folder either
 
 
 def test_nothing_available_lists_every_source(tmp_path):
@@ -62,6 +62,43 @@ def test_nothing_available_lists_every_source(tmp_path):
     with pytest.raises(DataError, match="use_network=False") as err:
         download("fashion-mnist", tmp_path / "raw", use_network=False)
     assert MIRROR_ENV in str(err.value)
+
+
+def test_failed_offline_download_leaves_no_empty_folder(tmp_path):
+    """`genzoo download --offline` with no mirror: the error, and no empty data/raw/mnist/ (nor data/raw/) behind;
+    a folder that existed before stays, and so does a file already verified in it."""
+    out = tmp_path / "data" / "raw" / "mnist"
+    with pytest.raises(DataError, match="could not get train-images-idx3-ubyte"):
+        download("mnist", out, mirrors=[tmp_path / "nowhere"], use_network=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [], "a failed download left folders behind"
+
+    # Three of the four files in a mirror: the verified ones stay (a rerun needs only the fourth), no partial file.
+    mirror = write_tiny_mirror(tmp_path / "mirror")
+    (mirror / "tiny" / f"{FILES[-1]}.gz").unlink()
+    out = tmp_path / "raw" / "tiny"
+    with pytest.raises(DataError, match=f"could not get {FILES[-1]}"):
+        download("tiny", out, mirrors=[mirror], use_network=False)
+    assert sorted(p.name for p in out.iterdir()) == sorted(FILES[:-1])  # no temp or partial file
+
+    existing = tmp_path / "kept"
+    existing.mkdir()
+    with pytest.raises(DataError):
+        download("mnist", existing, use_network=False)
+    assert existing.is_dir()
+
+
+def test_custom_dataset_class_names_travel_with_its_files(tmp_path):
+    """A custom set's CLASSES (beside its SHA256SUMS) is copied into the raw folder and names its classes."""
+    mirror = write_tiny_fashion_mirror(tmp_path / "mirror")
+    download("tiny-fashion", tmp_path / "raw", mirrors=[mirror], use_network=False)
+    assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == sorted([*FILES, CLASSES_FILE])
+    labels = torch.arange(10)
+    assert dataset_classes("tiny-fashion", labels, tmp_path / "raw") == list(FASHION_CLASSES)
+    assert dataset_classes("tiny", labels, tmp_path / "nothing-here") == [str(i) for i in range(10)]
+    assert dataset_classes("fashion-mnist", labels)[9] == "Ankle boot"  # built-in: fixed in code
+    (mirror / "tiny-fashion" / CLASSES_FILE).write_text("Bag\nBag\n")
+    with pytest.raises(DataError, match="one distinct class name per line"):
+        download("tiny-fashion", tmp_path / "raw2", mirrors=[mirror], use_network=False)
 
 
 def test_mirror_env_is_honoured(tmp_path, monkeypatch):

@@ -82,3 +82,20 @@ def test_toy_stage_tiny(tmp_path, monkeypatch):
         rows = list(csv.DictReader(handle))
     assert set(rows[0]) == {"step", "value", "c_g", "jsd", "minus_log4"} and rows[-1]["step"] == "300"
     assert (tmp_path / "figures" / "gan_toy" / "figure1.png").stat().st_size > 1000
+
+
+def test_the_report_shows_the_early_training_ratio_beside_the_converged_d_probe(tmp_path):
+    """Both saturation measurements the toy makes: G and D learning together early on, and D converged."""
+    from genzoo.stages.report import _toy
+
+    early = {"minimax": 0.864, "non_saturating": 0.928, "ratio_non_saturating_to_minimax": 1.074, "window": 50,
+             "at_initial_g_trained_d": {"minimax": 0.00142, "non_saturating": 44.6}}
+    check = {"gap_d_trained": 0.007, "gap_d_star": 0.0, "gap_d_gan": 0.035}
+    (tmp_path / "gan_toy.json").write_text(json.dumps({
+        "steps": 3000, "minus_log4": MINUS_LOG4, "initial": {"jsd": 0.693, "c_g": 0.0},
+        "final": {"jsd": 0.019, "c_g": -1.348}, "max_d": {"final": check}, "early_grad_norm_g": early}))
+    text = "\n".join(_toy(tmp_path))
+    assert ("Early training (the first 50 steps, D learning beside G): mean ‖∇G‖ non-saturating 0.928 vs minimax "
+            "0.864, ratio **1.07**.") in text
+    assert "against a converged D: ‖∇G‖ minimax 0.00142, non-saturating 44.6." in text
+    assert "Early training does not show it (ratio 1.07)" in text

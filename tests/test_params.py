@@ -77,6 +77,10 @@ def _broken(raw: dict, section: str, key: str, value) -> dict:
     ("vae", "lr", float("nan"), "vae.lr: expected float"),
     ("vae", "latent_dim", 0, "vae.latent_dim: 0 must be > 0"),
     ("engine", "precision", "fp8", "engine.precision: 'fp8' is not one of bf16, fp32"),
+    ("engine", "threads", 0, "engine.threads: 0 must be >= 1"),
+    ("engine", "threads", "many", "engine.threads: 'many' is not one of auto"),
+    ("engine", "threads", 1.5, "engine.threads: expected int or str, got float 1.5"),
+    ("engine", "threads", True, "engine.threads: expected int or str, got bool True"),
     ("evaluator", "dropout", 1.5, "evaluator.dropout: 1.5 must be <= 1"),
     ("run", "profile", "huge", "run.profile: 'huge' is not one of"),
 ])
@@ -101,6 +105,12 @@ def test_missing_key_and_unknown_section_are_refused(tiny_raw_params):
 def test_yaml_exponent_without_dot_is_read_as_float(tiny_raw_params):
     """PyYAML reads `1e-3` as a string (YAML 1.1); a float field accepts it when it parses cleanly."""
     assert parse_params(_broken(tiny_raw_params, "vae", "lr", "1e-3")).model("vae").lr == pytest.approx(1e-3)
+
+
+@pytest.mark.parametrize("value", ["auto", 1, 3])
+def test_engine_threads_is_auto_or_a_count(tiny_raw_params, value):
+    """`dvc exp run -S engine.threads=2` writes an int, the default a word: the one key of both kinds."""
+    assert parse_params(_broken(tiny_raw_params, "engine", "threads", value)).engine.threads == value
 
 
 def test_flatten_gives_dotted_keys():

@@ -110,11 +110,12 @@ def _env(base: Path, mirror: Path) -> dict[str, str]:
     return env
 
 
-@pytest.fixture(scope="module")
-def pipeline(tmp_path_factory) -> Pipeline:
+def make_tiny_repo(base: Path, dataset: str = "tiny", mirror: Path | None = None) -> Pipeline:
+    """A fresh git + DVC repository of the pipeline in base/repo, committed: conf defaults to the `tiny` profile and
+    data set `dataset`, found in `mirror` (default: the tiny bars, tests/tiny_data.py), the README's results section
+    empty. Also used by tests/test_second_dataset.py."""
     for tool in ("dvc", "genzoo"):
         assert (BIN / tool).exists(), f"{BIN / tool} not found: run pytest with the venv's python (make test)"
-    base = tmp_path_factory.mktemp("pipeline")
     repo = base / "repo"
     repo.mkdir()
     skip = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
@@ -134,15 +135,15 @@ def pipeline(tmp_path_factory) -> Pipeline:
     conf = repo / "pipeline" / "conf" / "config.yaml"
     text = conf.read_text()
     text = _substitute(text, r"^(\s*-\s*profile:\s*)cpu\b", r"\g<1>tiny", str(conf))
-    text = _substitute(text, r"^(\s*dataset:\s*)mnist\b", r"\g<1>tiny", str(conf))
+    text = _substitute(text, r"^(\s*dataset:\s*)mnist\b", rf"\g<1>{dataset}", str(conf))
     conf.write_text(text)
 
-    mirror = write_tiny_mirror(base / "mirror", name="tiny", n_train=300, n_test=100)
+    mirror = mirror or write_tiny_mirror(base / "mirror", name="tiny", n_train=300, n_test=100)
     env = _env(base, mirror)
     pipe = Pipeline(base=base, repo=repo, env=env, db=base / "mlflow.db")
     pipe.run(str(BIN / "python"), "pipeline/compose.py")
     params = yaml.safe_load((repo / "params.yaml").read_text())
-    assert (params["run"]["profile"], params["data"]["dataset"]) == ("tiny", "tiny"), params
+    assert (params["run"]["profile"], params["data"]["dataset"]) == ("tiny", dataset), params
 
     pipe.run("git", "init", "-q")
     pipe.run("git", "config", "user.name", "genzoo tests")
@@ -153,7 +154,12 @@ def pipeline(tmp_path_factory) -> Pipeline:
     pipe.run("dvc", "config", "hydra.config_dir", "pipeline/conf")
     pipe.run("git", "add", "-A")
     pipe.run("git", "commit", "-q", "-m", "tiny pipeline")
+    return pipe
 
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory) -> Pipeline:
+    pipe = make_tiny_repo(tmp_path_factory.mktemp("pipeline"))
     pipe.repro = pipe.run("dvc", "repro")
     return pipe
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny_data import write_tiny_mirror
+from tiny_data import FASHION_CLASSES, write_tiny_fashion_mirror, write_tiny_mirror
 
 from genzoo.data.download import download
 from genzoo.data.idx import write_idx
@@ -68,3 +68,14 @@ def test_preprocess_refuses_count_mismatch_and_big_val(tiny_raw, tmp_path):
     write_idx(tiny_raw / "train-labels-idx1-ubyte", torch.zeros(300, dtype=torch.uint8))
     with pytest.raises(DataError, match="val_size 300"):
         preprocess(tiny_raw, tmp_path / "out", dataset="tiny", **{**_SEEDS, "val_size": 300})
+
+
+def test_preprocess_names_a_custom_sets_classes_from_its_classes_file(tmp_path):
+    mirror = write_tiny_fashion_mirror(tmp_path / "mirror")
+    download("tiny-fashion", tmp_path / "raw", mirrors=[mirror], use_network=False)
+    meta = preprocess(tmp_path / "raw", tmp_path / "p", dataset="tiny-fashion", **_SEEDS)
+    assert meta["dataset"] == "tiny-fashion" and meta["classes"] == list(FASHION_CLASSES)
+    (tmp_path / "raw" / "CLASSES").write_text("Coat\nBag\n")  # fewer names than labels: refused by name
+    with pytest.raises(DataError, match="label 9 is outside 0..1"):
+        preprocess(tmp_path / "raw", tmp_path / "q", dataset="tiny-fashion", **_SEEDS)
+

@@ -211,6 +211,10 @@ def test_make_strokes_files_are_reproducible_and_valid(tmp_path, offline, source
         _check_format(data, 32)
         assert meta["counts"][split] == len(data["y"])
     assert json.loads((tmp_path / "a" / "meta.json").read_text()) == meta
+    if source == "mnist":  # traced from the base images: their data set's class names (the digits by default)
+        assert meta["classes"] == [str(d) for d in range(10)]
+        named = S.make_strokes(out_dir=tmp_path / "c", **kwargs, classes=["T-shirt/top", *"abcdefghi"])
+        assert named["classes"][0] == "T-shirt/top" and named["sha256"] == meta["sha256"]
     if source == "quickdraw":
         assert meta["counts"] == {"train": 6, "val": 4, "test": 2} and meta["dropped"]["train"] == 0
         assert S.load_strokes(tmp_path / "a", "train")["y"].tolist() == [0, 0, 0, 1, 1, 1]
@@ -242,3 +246,15 @@ def test_load_strokes_refusals(tmp_path):
     assert torch.equal(S.load_strokes(tmp_path, "train")["strokes"], good)
     with pytest.raises(DataError, match="unknown split"):
         S.load_strokes(tmp_path, "dev")
+
+
+def test_filled_silhouettes_trace_too():
+    """Fashion-MNIST's garments are filled shapes, not pen strokes: their skeletons (medial lines) still trace
+    into short stroke sequences of the format, for almost every image."""
+    from tiny_data import tiny_garments
+
+    labels = torch.arange(40) % 10
+    images = tiny_garments(labels, 28, torch.Generator().manual_seed(0))[:, None]
+    data = S.build_mnist_strokes({"x": images, "y": labels}, max_len=32)
+    _check_format(data, 32)
+    assert len(data["y"]) >= 30 and (data["length"] >= 2).all()  # noisy edges leave some too long for 31

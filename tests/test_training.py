@@ -1,9 +1,11 @@
-"""The shared engine (genzoo.engine.training): seeding, exact resume, the NaN guard, SIGTERM, logging, a step of
-several minibatches, and the CUDA-graph step."""
+"""The shared engine (genzoo.engine.training): seeding, exact resume, the NaN guard and what its message says,
+SIGTERM, a disk that fills while a checkpoint is written, logging, a step of several minibatches, the CPU threads,
+bf16 autocast without stale casts, and the CUDA-graph step."""
 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
 import signal
 import time
@@ -15,8 +17,10 @@ from helpers import SHAPE, images, snapshot, tiny_model
 from torch import nn
 
 from genzoo.data.loading import load_split
-from genzoo.engine.errors import GenzooError, TrainingError
-from genzoo.engine.training import GraphedStep, Interrupted, fit, resolve_device, seed_everything
+import genzoo.engine.io as engine_io
+from genzoo.engine.errors import GenzooError, TrainingError, WriteError
+from genzoo.engine.training import (EagerStep, GraphedStep, Interrupted, checkpoint_run_id, fit, resolve_device,
+                                    seed_everything)
 from genzoo.models.registry import build_model
 from genzoo.params import EngineParams, TrainConfig
 
@@ -112,15 +116,97 @@ class Toy(nn.Module):
 TOY_DATA = {"x": torch.arange(64.0).view(16, 4) / 64}
 
 
-def test_nan_loss_stops_with_clear_error_and_keeps_last_good_checkpoint(tmp_path):
+def test_nan_loss_stops_with_clear_error_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
+    """The message names the checkpoint that is kept (step 4 of a checkpoint every 2 steps), what to change, and,
+    outside DVC, says nothing about restoring outputs (nothing removed them)."""
+    monkeypatch.delenv("DVC_STAGE", raising=False)
     ckpt = tmp_path / "ckpt.pt"
     engine = dataclasses.replace(ENGINE, log_every=1, checkpoint_every=2)
     model = Toy(ToyConfig(epochs=10, batch_size=4, lr=0.1, nan_at=6))
-    with pytest.raises(TrainingError, match=r"train/loss became nan by step 6.*last good checkpoint"):
-        fit(model, TOY_DATA, config=model.config, engine=engine, seed=0, checkpoint=ckpt, progress=False)
+    with pytest.raises(TrainingError) as stopped:
+        fit(model, TOY_DATA, config=model.config, engine=engine, seed=0, checkpoint=ckpt, progress=False, label="toy")
+    message = str(stopped.value)
+    assert message.startswith("train/loss became nan by step 6: training stopped.")
+    assert f"The checkpoint of step 4 is kept ({ckpt})" in message and "lower `toy.lr` (now 0.1)" in message
+    assert "No checkpoint" not in message and "dvc checkout" not in message and "\n" not in message
     saved = torch.load(ckpt, weights_only=True)
     assert saved["step"] == 4
     assert all(torch.isfinite(v).all() for v in saved["model"].values())
+
+
+def test_nan_before_the_first_checkpoint_says_none_exists_and_how_to_get_the_outputs_back(tmp_path, monkeypatch):
+    """NaN at step 3, first checkpoint due at step 1000: no checkpoint is claimed. Under DVC (which sets DVC_STAGE
+    and removed the stage's outputs before running it) the message says how to get them back."""
+    monkeypatch.setenv("DVC_STAGE", "train@toy")
+    ckpt = tmp_path / "ckpt.pt"
+    engine = dataclasses.replace(ENGINE, log_every=1, checkpoint_every=1000)
+    model = Toy(ToyConfig(epochs=10, batch_size=4, lr=0.1, nan_at=3))
+    with pytest.raises(TrainingError) as stopped:
+        fit(model, TOY_DATA, config=model.config, engine=engine, seed=0, checkpoint=ckpt, progress=False, label="toy")
+    message = str(stopped.value)
+    assert message.startswith("train/loss became nan by step 3: training stopped.")
+    assert "No checkpoint of this run exists yet (the first would be written at step 1000" in message
+    assert "is kept" not in message and not ckpt.exists()
+    assert "lower `toy.lr` (now 0.1)" in message
+    assert message.endswith("DVC removed the outputs train@toy had before running it: `dvc checkout train@toy` "
+                            "brings them back.")
+
+
+def test_a_checkpoint_of_other_params_is_not_claimed_as_kept(tmp_path):
+    """A checkpoint file of other params sits there, but this run cannot resume it: not 'kept' for this run."""
+    ckpt = tmp_path / "ckpt.pt"
+    calm = ToyConfig(epochs=1, batch_size=4, lr=0.1, nan_at=10**9)
+    fit(Toy(calm), TOY_DATA, config=calm, engine=ENGINE, seed=0, checkpoint=ckpt, fingerprint="old", progress=False,
+        stop_after=2)
+    model = Toy(ToyConfig(epochs=10, batch_size=4, lr=0.1, nan_at=3))
+    engine = dataclasses.replace(ENGINE, log_every=1, checkpoint_every=1000)
+    with pytest.raises(TrainingError, match="No checkpoint of this run exists yet"):
+        fit(model, TOY_DATA, config=model.config, engine=engine, seed=0, checkpoint=ckpt, fingerprint="new",
+            progress=False)
+
+
+def test_a_disk_that_fills_while_a_checkpoint_is_written_keeps_the_previous_one(tmp_path, monkeypatch):
+    """The second checkpoint hits ENOSPC: training stops with one line naming the file and saying the previous
+    version is intact; the step-2 checkpoint still loads, and a re-run resumes from it."""
+    ckpt = tmp_path / "ckpt.pt"
+    writes = []
+    real = engine_io._write_all
+
+    def filling(handle, data):
+        writes.append(len(data))
+        if len(writes) == 2:
+            handle.write(data[: len(data) // 2])  # half of it reached the disk, then the disk was full
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real(handle, data)
+
+    monkeypatch.setattr(engine_io, "_write_all", filling)
+    config = ToyConfig(epochs=3, batch_size=4, lr=0.1, nan_at=10**9)
+    engine = dataclasses.replace(ENGINE, checkpoint_every=2)
+    with pytest.raises(WriteError) as full:
+        fit(Toy(config), TOY_DATA, config=config, engine=engine, seed=0, checkpoint=ckpt, progress=False)
+    message = str(full.value)
+    assert message == (f"could not write {ckpt}: No space left on device; its previous version is intact; free some "
+                       f"space and run the same command again")
+    assert torch.load(ckpt, weights_only=True)["step"] == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pt"]  # no half-written temp file left behind
+    monkeypatch.setattr(engine_io, "_write_all", real)
+    result = fit(Toy(config), TOY_DATA, config=config, engine=engine, seed=0, checkpoint=ckpt, progress=False)
+    assert (result.resumed_from, result.steps) == (2, 12)
+
+
+def test_checkpoints_keep_the_run_id_and_flush_the_tracker_first(tmp_path):
+    """`run_id` travels with every checkpoint (a resumed stage continues that MLflow run); `on_checkpoint` runs
+    before each checkpoint is written, so the tracker holds every step the checkpoint holds."""
+    ckpt = tmp_path / "ckpt.pt"
+    config = ToyConfig(epochs=3, batch_size=4, lr=0.1, nan_at=10**9)
+    seen = []
+    fit(Toy(config), TOY_DATA, config=config, engine=ENGINE, seed=0, checkpoint=ckpt, progress=False, stop_after=9,
+        run_id="abc123", fingerprint="f", on_checkpoint=lambda: seen.append(ckpt.exists() and torch.load(ckpt)["step"]))
+    assert seen == [False, 4, 8]  # before the step-4, step-8 and step-9 (stop) checkpoints were written
+    assert torch.load(ckpt, weights_only=True)["run_id"] == "abc123"
+    assert checkpoint_run_id(ckpt, "f") == "abc123"
+    assert checkpoint_run_id(ckpt, "other params") is None
+    assert checkpoint_run_id(tmp_path / "none.pt", "f") is None
 
 
 def test_sigterm_saves_a_checkpoint_then_resume_finishes(tmp_path):
@@ -160,6 +246,17 @@ def test_the_progress_bar_is_named_after_the_stage_not_the_file(tiny_params, dat
     fit(tiny_vae(tiny_params), data["train"], config=config, engine=ENGINE, seed=3, stop_after=1)
     bars = capsys.readouterr().err
     assert "vae_2d:" in bars and "vae:" in bars.replace("vae_2d:", "")
+
+
+def test_a_fit_reports_its_threads_and_leaves_the_count_as_it_was(tiny_params, data):
+    """Alone (the tests' runtime folder holds no other training), `auto` keeps the threads the process had."""
+    before = torch.get_num_threads()
+    _, result = run(tiny_params, data)
+    assert result.threads == [[0, before]] and torch.get_num_threads() == before
+    fixed = dataclasses.replace(ENGINE, threads=1)
+    config = dataclasses.replace(tiny_params.model("vae"), epochs=1)
+    out = fit(tiny_vae(tiny_params), data["train"], config=config, engine=fixed, seed=3, progress=False)
+    assert out.threads == [[0, 1]] and torch.get_num_threads() == before
 
 
 def test_logs_every_n_steps_with_means_and_validation(tiny_params, data):
@@ -215,3 +312,109 @@ def test_train_step_is_captured_as_one_cuda_graph(name, tiny_params):
     assert isinstance(step.graph, torch.cuda.CUDAGraph), "capture failed: the step fell back to eager"
     assert all(torch.isfinite(v) for v in out.values())
     assert len({round(float(n), 6) for n in norms[-3:]}) == 3, "replays must draw fresh noise and batches"
+
+
+class TwoUpdates(nn.Module):
+    """A train_step with two optimizer steps (a GAN's k critic steps, the AAE's two phases): the second forward must
+    run at the weights the first update left."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.layer = nn.Linear(16, 16)
+
+    def configure_optimizers(self):
+        return {"model": torch.optim.SGD(self.parameters(), lr=0.5)}
+
+    def train_step(self, batch, opts):
+        losses = {}
+        for i in range(2):
+            loss = self.layer(batch["x"]).float().pow(2).mean()  # its gradient depends on the weights
+            opts["model"].zero_grad()
+            loss.backward()
+            opts["model"].step()
+            losses[f"loss{i}"] = loss.detach()
+        return losses
+
+
+def _two_updates(step, steps: int = 3):
+    model = TwoUpdates()
+    opts = model.configure_optimizers()
+    batch = {"x": torch.randn(32, 16, generator=torch.Generator().manual_seed(1))}
+    outputs = [step(model, batch, opts) for _ in range(steps)]
+    return snapshot(model), outputs
+
+
+def _in_region(cache: bool):
+    def step(model, batch, opts):
+        with torch.autocast("cpu", dtype=torch.bfloat16, cache_enabled=cache):
+            return model.train_step(batch, opts)
+    return step
+
+
+def test_bf16_autocast_never_computes_at_stale_weights():
+    """The engine's eager bf16 step (CPU autocast has CUDA's cast-cache semantics) equals the same steps with the
+    cast cache off, bit for bit; one autocast region with the cache on over the whole step (the engine's old eager
+    path) does not: its second forward reused the bf16 copy of the weights from before the first update."""
+    def engine(model, batch, opts):
+        eager = EagerStep(model.train_step, opts, "cpu", enabled=True)
+        try:
+            return eager(batch, opts)
+        finally:
+            eager.close()
+
+    fresh, fresh_out = _two_updates(engine)
+    uncached, uncached_out = _two_updates(_in_region(cache=False))
+    stale, _ = _two_updates(_in_region(cache=True))
+    assert_same_weights(fresh, uncached)
+    assert all(torch.equal(a[k], b[k]) for a, b in zip(fresh_out, uncached_out) for k in a)
+    assert any(not torch.equal(fresh[k], stale[k]) for k in fresh), "the check cannot tell stale casts apart"
+
+
+def test_a_disabled_eager_step_is_the_plain_train_step():
+    """fp32, and every CPU run: no autocast and no hooks, so CPU numbers stay exactly what they were."""
+    plain, _ = _two_updates(lambda model, batch, opts: model.train_step(batch, opts))
+    model = TwoUpdates()
+    opts = model.configure_optimizers()
+    eager = EagerStep(model.train_step, opts, "cpu", enabled=False)
+    assert eager.hooks == []
+    batch = {"x": torch.randn(32, 16, generator=torch.Generator().manual_seed(1))}
+    for _ in range(3):
+        eager(batch, opts)
+    assert_same_weights(plain, snapshot(model))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("graphs", [False, True])
+def test_cuda_bf16_training_uses_fresh_casts(graphs):
+    """On CUDA, fit's bf16 step (eager, or a captured graph) matches the same steps with the cast cache off."""
+    device = torch.device("cuda")
+
+    def reference(model, batch, opts):
+        with torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False):
+            return model.train_step(batch, opts)
+
+    if graphs:
+        wrapped = {}
+
+        def engine(model, batch, opts):
+            if "step" not in wrapped:
+                wrapped["step"] = GraphedStep(model.train_step, opts, device, "bf16")
+            return wrapped["step"](batch, opts)
+    else:
+        def engine(model, batch, opts):
+            return EagerStep(model.train_step, opts, "cuda", enabled=True)(batch, opts)
+
+    def on_cuda(step, steps):
+        model = TwoUpdates().to(device)
+        opts = model.configure_optimizers()
+        batch = {"x": torch.randn(32, 16, generator=torch.Generator().manual_seed(1)).to(device)}
+        for _ in range(steps):
+            step(model, batch, opts)
+        torch.cuda.synchronize()
+        return snapshot(model)
+
+    steps = GraphedStep.WARMUP + 3
+    got, want = on_cuda(engine, steps), on_cuda(reference, steps)
+    for k in want:
+        torch.testing.assert_close(got[k], want[k], rtol=1e-5, atol=1e-6)  # a graph replays the same kernels

@@ -11,8 +11,9 @@ import pytest
 import torch
 from helpers import record_steps, same, weights
 
+from genzoo.data.loading import load_split
 from genzoo.models import triplegan
-from genzoo.stages.triplegan import triplegan_stage
+from genzoo.stages.triplegan import summarize, triplegan_stage
 
 SHAPE, CLASSES = (1, 28, 28), 10
 
@@ -169,12 +170,19 @@ def test_stage_on_tiny_data_writes_finite_errors_for_every_seed(tiny_processed, 
         assert len(errors) == 2 and all(0 <= e <= 1 for e in errors)
         assert written[key]["mean"] == pytest.approx(statistics.fmean(errors)) == summary[key]["mean"]
         assert written[key]["std"] == pytest.approx(statistics.stdev(errors))  # over the seeds (n - 1)
+        assert written[key]["n"] == 2
     assert written["labelled"] == 20 and "0.91" in written["anchors"]
+    assert written["test_images"] == len(load_split(tiny_processed, "test")["y"])  # the coverage a verdict reads
     assert (tmp_path / "models" / "triplegan" / "seed0.pt").exists()
     assert (tmp_path / "models" / "triplegan" / "seed1.pt").exists()
     assert (tmp_path / "metrics" / "figures" / "triplegan" / "class_conditional.png").exists()
     csv = (tmp_path / "metrics" / "plots" / "triplegan_train.csv").read_text().splitlines()
     assert "loss_c_sup" in csv[0] and len(csv) > 1
+
+
+def test_one_seed_has_a_mean_and_no_spread():
+    assert summarize([0.0897]) == {"test_error": [0.0897], "n": 1, "mean": 0.0897, "std": None}
+    assert summarize([0.1, 0.3])["std"] == pytest.approx(statistics.stdev([0.1, 0.3]))
 
 
 def test_classifier_adversarial_term_rewards_confidence_where_d_believes_the_pair():

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,6 +70,9 @@ class EngineParams:
     log_every: int = param(50, gt=0)
     eval_every: int = param(1000, gt=0)
     checkpoint_every: int = param(1000, gt=0)
+    # intra-op CPU threads: auto = this process's share of the cores among the live genzoo trainings (a lone run
+    # keeps PyTorch's default); N = exactly N (genzoo.engine.processes)
+    threads: int | str = param("auto", ge=1, choices=("auto",))
 
 
 @dataclass
@@ -240,6 +244,14 @@ def build(cls: type, values: Any, where: str, require_all: bool = True) -> Any:
 
 def _coerce(value: Any, hint: Any, key: str) -> Any:
     origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):  # `int | str`: the first type the value is
+        for option in typing.get_args(hint):
+            try:
+                return _coerce(value, option, key)
+            except ParamsError:
+                pass
+        names = " or ".join(getattr(a, "__name__", str(a)) for a in typing.get_args(hint))
+        raise ParamsError(f"{key}: expected {names}, got {type(value).__name__} {value!r}")
     if origin is list:
         (item,) = typing.get_args(hint)
         if not isinstance(value, list):
@@ -273,9 +285,13 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
 
 def _check_range(value: Any, rules: Mapping, key: str) -> None:
     values = value if isinstance(value, list) else [value]
+    bounded = any(rules.get(bound) is not None for bound in ("gt", "ge", "le"))
     for v in values:
-        if rules.get("choices") is not None and v not in rules["choices"]:
+        word = isinstance(v, str)  # a field of words and numbers (`auto | N`): words from choices, numbers in bounds
+        if rules.get("choices") is not None and (word or not bounded) and v not in rules["choices"]:
             raise ParamsError(f"{key}: {v!r} is not one of {', '.join(map(str, rules['choices']))}")
+        if word:
+            continue
         if rules.get("gt") is not None and not v > rules["gt"]:
             raise ParamsError(f"{key}: {v!r} must be > {rules['gt']}")
         if rules.get("ge") is not None and not v >= rules["ge"]:

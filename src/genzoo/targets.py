@@ -5,6 +5,12 @@ the profiles it applies to); the report stage only renders them beside the measu
 yaml.safe_load and checked strictly: an unknown or missing key, a wrong type or an unknown model stops with one
 line naming the file and the entry. A measured value is looked up by a dotted path in a run's metrics file
 (`models.vae.test_nll` in evaluate.json), never computed here.
+
+Verdicts (DESIGN.md §4). A target is `against: paper` (its number is a paper's own, one of the anchors) or
+`against: ours` (our threshold, labelled so). It declares the protocol a verdict needs in `coverage` (classes,
+test images, samples, seeds, k of the IWAE bound, inversion steps: minimum counts; binarization: exact). `judge`
+says met / not met only when the run covered all of it, and for a paper's number only when the run is of the
+paper's recipe; otherwise it says what is missing ("partial: 1 of 10 classes, 500 of 10,000 test images").
 """
 
 from __future__ import annotations
@@ -21,6 +27,9 @@ from genzoo.models.registry import GENERATIVE
 TARGETS_FILE = Path(__file__).resolve().parent / "targets.yaml"
 STAGE_MODELS = ("evaluator", "anogan", "triplegan")  # measured in files of their own stages, not in evaluate.json
 PROFILES = ("cpu", "gpu", "tiny")
+AGAINST = ("paper", "ours")
+PAPER_RECIPE = "paper"  # what a run of the paper's recipe records as its `recipe` (runs that record none: "ours")
+BINARIZATIONS = ("fixed", "dynamic")  # the training digits: one fixed draw (the papers' binarized MNIST) or fresh
 DIRECTIONS = {"<=": ("≤", operator.le), ">=": ("≥", operator.ge), "<": ("<", operator.lt), ">": (">", operator.gt),
               "==": ("=", operator.eq)}
 
@@ -40,6 +49,70 @@ def lookup(data: dict | None, key: str) -> int | float | None:
 
 def _number(value: float, digits: int | None = None) -> str:
     return f"{value:.{digits}f}" if digits is not None else str(value)
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """The protocol a verdict needs. Counts are minimums (a run that covers fewer is partial); `binarization` is
+    how the training digits were binarized and must match."""
+    classes: int | None = None
+    test_images: int | None = None
+    samples: int | None = None
+    seeds: int | None = None
+    k: int | None = None
+    inversion_steps: int | None = None
+    binarization: str | None = None
+
+    def declared(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+
+    def shortfall(self, covered: dict) -> tuple[list[str], list[str]]:
+        """(what the run covered less of, where it followed another protocol), as phrases; both empty = full.
+        `covered` holds what the run recorded; a declared field it does not record counts as not covered."""
+        partial, off = [], []
+        for name, needed in self.declared().items():
+            have = covered.get(name)
+            if name == "binarization":
+                if have != needed:
+                    off.append(f"{have or 'unrecorded'} binarization, not {needed}")
+            elif have is None:
+                partial.append(f"{_COUNTED[name]} not recorded")
+            elif have < needed:
+                partial.append(f"k = {have:,} of {needed:,}" if name == "k" else
+                               f"{have:,} of {needed:,} {_COUNTED[name]}")
+        return partial, off
+
+    def text(self) -> str:
+        return ", ".join(f"binarization {v}" if k == "binarization" else f"k = {v:,}" if k == "k" else
+                         f"{v:,} {_COUNTED[k]}" for k, v in self.declared().items())
+
+
+_COUNTED = {"classes": "classes", "test_images": "test images", "samples": "samples", "seeds": "seeds",
+            "k": "k", "inversion_steps": "inversion steps"}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """`word`: met, not met, partial, off protocol, not the paper's recipe, or pending (no run has measured it)."""
+    word: str
+    partial: tuple[str, ...] = ()
+    off: tuple[str, ...] = ()
+    recipe: str = ""  # for a paper's number measured by another recipe: how that recipe differs
+
+    def text(self) -> str:
+        if self.word in ("met", "not met", "pending"):
+            return self.word
+        parts = [f"not the paper's recipe ({self.recipe})"] if self.recipe else []
+        parts += [f"off protocol: {', '.join(self.off)}"] if self.off and not self.recipe else []  # the recipe's
+        parts += [f"partial: {', '.join(self.partial)}"] if self.partial else []
+        return "; ".join(parts)
+
+    def coverage_note(self) -> str:
+        """Only what the run covered (off protocol, partial), for a cell that already says whose recipe it is."""
+        return Verdict("partial", self.partial, self.off).text() if self.partial or self.off else ""
+
+
+PENDING = Verdict("pending")
 
 
 @dataclass(frozen=True)
@@ -84,18 +157,40 @@ class Target:
     paper: str
     protocol: str
     profiles: tuple[str, ...]
+    against: str
     file: str = "evaluate.json"
     number: float | None = None
     than: str | None = None
     margin: float = 0
     note: str = ""
     table: str = ""
+    digits: int | None = None
+    coverage: Coverage = Coverage()
+    ours_differs: str = ""  # against a paper's number: how our recipe differs from the paper's, in a few words
+
+    @property
+    def paper_number(self) -> bool:
+        return self.against == "paper"
 
     def text(self) -> str:
         text = self.what
         if self.than is None:
-            text += f" {DIRECTIONS[self.direction][0]} {_number(self.number)}" + (f" {self.unit}" if self.unit else "")
-        return text + (f" ({self.note})" if self.note else "")
+            text += (f" {DIRECTIONS[self.direction][0]} {_number(self.number, self.digits)}"
+                     + (f" {self.unit}" if self.unit else ""))
+        whose = "the paper's" if self.paper_number else "ours"
+        return text + f" ({whose}{', ' + self.note if self.note else ''})"
+
+    def judge(self, value: float, data: dict | None, covered: dict, recipe: str) -> Verdict:
+        """The verdict on one run's `value` (from its file `data`): met / not met only on the full protocol
+        (`covered` is what the run recorded it covered) and, for a paper's number, for the paper's recipe."""
+        partial, off = self.coverage.shortfall(covered)
+        if self.paper_number and recipe != PAPER_RECIPE:
+            return Verdict("not the paper's recipe", tuple(partial), tuple(off), self.ours_differs)
+        if off:
+            return Verdict("off protocol", tuple(partial), tuple(off))
+        if partial:
+            return Verdict("partial", tuple(partial))
+        return Verdict("met" if self.met(value, data) else "not met")
 
     def met(self, value: float, data: dict | None) -> bool:
         """`value` is measure()'s; a target against another value of the run is not met where that value is missing."""
@@ -143,7 +238,7 @@ def measure(entry: Anchor | Target, data: dict | None, key: str | None = None) -
 _NUMBER = (int, float)
 _TYPES = {"model": str, "what": str, "key": str, "file": str, "number": _NUMBER, "spread": _NUMBER, "unit": str,
           "direction": str, "note": str, "paper": str, "table": str, "protocol": str, "profiles": list, "than": str,
-          "margin": _NUMBER, "digits": int, "claim": str}
+          "margin": _NUMBER, "digits": int, "claim": str, "against": str, "coverage": dict, "ours_differs": str}
 _SECTIONS = {"anchors": Anchor, "targets": Target, "claims": Claim, "seed_claims": SeedClaim}
 
 
@@ -178,7 +273,52 @@ def _entry(cls: type, raw: object, where: str, models: set[str]):
         raise TargetsError(f"{where}: give exactly one of number (a threshold) or than (another key of the file)")
     if cls is Target and "margin" in raw and "than" not in raw:
         raise TargetsError(f"{where}: margin needs than")
+    if cls is Target:
+        raw = _target_fields(raw, where)
     return cls(**raw)
+
+
+def _target_fields(raw: dict, where: str) -> dict:
+    """A target's `against` and `coverage`, checked: a paper's number says how our recipe differs and what
+    protocol it was measured on."""
+    if raw["against"] not in AGAINST:
+        raise TargetsError(f"{where}: against must be one of {', '.join(AGAINST)}, got {raw['against']!r}")
+    coverage = raw.get("coverage", {})
+    allowed = [f.name for f in fields(Coverage)]
+    unknown = sorted(set(coverage) - set(allowed))
+    if unknown:
+        raise TargetsError(f"{where}: coverage: unknown key {', '.join(map(repr, unknown))}; allowed: "
+                           f"{', '.join(allowed)}")
+    for key, value in coverage.items():
+        if key == "binarization":
+            if value not in BINARIZATIONS:
+                raise TargetsError(f"{where}: coverage: binarization must be one of {', '.join(BINARIZATIONS)}, "
+                                   f"got {value!r}")
+        elif not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise TargetsError(f"{where}: coverage: {key} must be a positive whole number, got {value!r}")
+    if raw["against"] == "paper":
+        if "number" not in raw:
+            raise TargetsError(f"{where}: against paper needs the paper's number (number), not than")
+        if not coverage:
+            raise TargetsError(f"{where}: against paper needs coverage: the paper's protocol a verdict must cover")
+        if not raw.get("ours_differs"):
+            raise TargetsError(f"{where}: against paper needs ours_differs: how our recipe differs from the paper's")
+    elif "ours_differs" in raw:
+        raise TargetsError(f"{where}: ours_differs is for a target against a paper's number")
+    return {**raw, "coverage": Coverage(**coverage)}
+
+
+def _check_paper_numbers(targets: tuple[Target, ...], anchors: tuple[Anchor, ...], path: Path) -> None:
+    """A target against a paper's number holds one of that measure's anchors, exactly (not a rounding of it, not
+    another row of the paper's table)."""
+    for i, x in enumerate(targets):
+        if not x.paper_number:
+            continue
+        numbers = [a.number for a in anchors if (a.model, a.file, a.key) == (x.model, x.file, x.key)]
+        if x.number not in numbers:
+            raise TargetsError(f"{path}: targets[{i}] (model {x.model}): against paper, its number {x.number} must "
+                               f"be one of the anchors of {x.file}:{x.key} "
+                               f"({', '.join(map(str, numbers)) or 'none declared'})")
 
 
 def load_targets(path: Path = TARGETS_FILE) -> Targets:
@@ -199,4 +339,5 @@ def load_targets(path: Path = TARGETS_FILE) -> Targets:
         if not isinstance(entries, list):
             raise TargetsError(f"{path}: {name} must be a list of entries")
         sections[name] = tuple(_entry(cls, e, f"{path}: {name}[{i}]", models) for i, e in enumerate(entries))
+    _check_paper_numbers(sections["targets"], sections["anchors"], path)
     return Targets(**sections)

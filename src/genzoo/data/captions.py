@@ -14,15 +14,21 @@ derived_seed(seed, "derived:captions:<split>")), so the files are byte-identical
 VOCAB keeps each attribute's words in one contiguous block in the attribute's label order (DIGIT_IDS,
 COLOUR_IDS, STROKE_IDS): a model can turn a caption into a mismatched one by shifting a content word within its
 block, on the device, without decoding text.
+
+Another data set (Fashion-MNIST) keeps the same tokens (indices) and blocks, read in its own words:
+`vocabulary(classes)` puts its class names in the class block ("a thick red sneaker") and says "item" and "drawn"
+for the fillers "digit" and "written" ("the item sneaker in red , thick"); MNIST's words are VOCAB itself.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
 from genzoo.data.loading import read_split_file, require_tensors
+from genzoo.data.naming import DIGIT_CLASSES
 from genzoo.data.styles import COLOURS, STROKES, colourize, stroke
 from genzoo.engine.errors import DataError
 
@@ -41,32 +47,66 @@ TEMPLATES = (
     "{digit} , written {stroke} in {colour}",
 )
 MAX_TOKENS = 8  # the longest template has 7 words
+CLASS_SLOTS = len(DIGITS)  # the class block: one word per label, so at most 10 classes have captions
+GENERIC_FILLERS = {"digit": "item", "written": "drawn"}  # the fillers' words on a data set of anything but digits
 KEYS = ("x", "y", "colour", "stroke", "tokens")
 _HINT = "run `dvc repro derive` to (re)build it"
 
 
-def tokenize(text: str) -> torch.Tensor:
-    """'a thick red seven' -> LongTensor (MAX_TOKENS,) of VOCAB indices, padded with 0; DataError on an
-    unknown word or a caption longer than MAX_TOKENS words."""
+def class_word(name: str) -> str:
+    """A class name as one caption word: lower case, spaces as '-' ("Ankle boot" -> "ankle-boot")."""
+    return "-".join(name.lower().split())
+
+
+def not_applicable(classes: Sequence[str]) -> str | None:
+    """Why a data set with these classes gets no captions set (None: it does): the class block has 10 words."""
+    if len(classes) > CLASS_SLOTS:
+        return (f"the captions name one of at most {CLASS_SLOTS} classes (one word each in the vocabulary's class "
+                f"block), and this data set has {len(classes)}")
+    return None
+
+
+def vocabulary(classes: Sequence[str] | None = None) -> tuple[str, ...]:
+    """VOCAB in a data set's words: the same length and blocks (so the same tokens), its class names in the class
+    block and GENERIC_FILLERS for "digit" and "written" unless its classes are the digits (then VOCAB itself)."""
+    if classes is None or tuple(classes) == DIGIT_CLASSES:
+        return VOCAB
+    if (why := not_applicable(classes)) is not None:
+        raise DataError(f"no caption vocabulary: {why}.")
+    names = [class_word(c) for c in classes] + [f"class-{k}" for k in range(len(classes), CLASS_SLOTS)]
+    vocab = ("<pad>", *(GENERIC_FILLERS.get(w, w) for w in FILLERS), *names, *COLOURS, *STROKES)
+    if len(set(vocab)) != len(vocab):
+        raise DataError(f"class names {list(classes)} repeat a caption word ({' '.join(vocab[1:])}); rename them.")
+    return vocab
+
+
+def tokenize(text: str, vocab: Sequence[str] = VOCAB) -> torch.Tensor:
+    """'a thick red seven' -> LongTensor (MAX_TOKENS,) of indices into `vocab` (default VOCAB, MNIST's words),
+    padded with 0; DataError on an unknown word or a caption longer than MAX_TOKENS words."""
+    index = {word: i for i, word in enumerate(vocab)}
     words = text.lower().split()
-    unknown = [w for w in words if w not in _INDEX or w == VOCAB[PAD]]
+    unknown = [w for w in words if w not in index or w == vocab[PAD]]
     if unknown:
         raise DataError(f"caption {text!r}: unknown word(s) {', '.join(map(repr, unknown))}; the vocabulary is "
-                        f"{' '.join(VOCAB[1:])}.")
+                        f"{' '.join(vocab[1:])}.")
     if len(words) > MAX_TOKENS:
         raise DataError(f"caption {text!r}: {len(words)} words, at most {MAX_TOKENS} fit.")
     out = torch.zeros(MAX_TOKENS, dtype=torch.int64)
-    out[:len(words)] = torch.tensor([_INDEX[w] for w in words], dtype=torch.int64)
+    out[:len(words)] = torch.tensor([index[w] for w in words], dtype=torch.int64)
     return out
 
 
-def caption_text(tokens: torch.Tensor) -> str:
-    """(MAX_TOKENS,) indices -> the caption's words joined by spaces (padding dropped)."""
-    return " ".join(VOCAB[i] for i in tokens.tolist() if i != PAD)
+def caption_text(tokens: torch.Tensor, vocab: Sequence[str] = VOCAB) -> str:
+    """(MAX_TOKENS,) indices -> the caption's words in `vocab` (default VOCAB: MNIST's), joined by spaces (padding
+    dropped)."""
+    return " ".join(vocab[i] for i in tokens.tolist() if i != PAD)
 
 
-def caption(digit: int, colour: int, kind: int, template: int = 0) -> str:
-    return TEMPLATES[template].format(digit=DIGITS[digit], colour=COLOURS[colour], stroke=STROKES[kind])
+def caption(digit: int, colour: int, kind: int, template: int = 0, vocab: Sequence[str] = VOCAB) -> str:
+    """The caption of label `digit` (a class of any data set) in colour and stroke `kind`, in `vocab`'s words."""
+    tokens = captions_tokens(torch.tensor([digit]), torch.tensor([colour]), torch.tensor([kind]),
+                             torch.tensor([template]))
+    return caption_text(tokens[0], vocab)
 
 
 def _template_table() -> torch.Tensor:

@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from genzoo.data.loading import SPLITS, load_split, read_split_file, require_tensors
+from genzoo.data.naming import MNIST, Naming
 from genzoo.data.preprocess import derived_seed
 from genzoo.data.styles import COLOURS, STROKES, colourize, stroke, thick, thin  # noqa: F401 (re-exported)
 from genzoo.engine.errors import DataError
@@ -235,6 +236,25 @@ def build(name: str, split_dict: dict[str, torch.Tensor], seed: int, split: str)
     return {"a": render_synthetic(labels, gen, size=x.shape[-1]), "y_a": labels, "b": x.clone(), "y": y.clone()}
 
 
+# ---------------------------------------------------------------- which sets a data set has
+
+
+def not_applicable(name: str | None, names: Naming) -> str | None:
+    """Why set `name` (a model's `dataset`; None = the base images) cannot be made from the data set `names`
+    describes, in one clause; None when it can. The synthetic set renders the digits 0-9 from fonts: on any
+    other classes (clothes) it has nothing to render. The captions name at most 10 classes. Every other set
+    (edges, downsampling, thin/thick strokes, colours, strokes traced from skeletons) works on any grey image."""
+    if name == "synthetic" and not names.digits:
+        shown = ", ".join(names.classes[:4]) + (", ..." if len(names.classes) > 4 else "")
+        return (f"SimGAN's synthetic set renders the digits 0-9 from fonts, and the classes of {names.dataset} "
+                f"are not digits ({shown})")
+    if name == "captions":
+        from genzoo.data.captions import not_applicable as captions_not_applicable
+
+        return captions_not_applicable(names.classes)
+    return None
+
+
 # ---------------------------------------------------------------- files: derive, load_set, preview
 
 # Per set and split: key -> (dtype, channels, size) with size "full" (the base H, W) or "low" (H/4, W/4);
@@ -299,14 +319,19 @@ def load_set(root: Path, name: str, split: str, device: str | torch.device = "cp
                            lambda data, where: _check(data, name, split, where))
 
 
-def derive(processed_dir: Path, out_dir: Path, seed: int) -> dict:
+def derive(processed_dir: Path, out_dir: Path, seed: int, names: Naming = MNIST) -> dict:
     """Build every set and split from the base splits in `processed_dir`; write out_dir/<set>/<split>.pt
-    (atomically, byte-identical for the same input and seed) and out_dir/meta.json; return the meta dict."""
+    (atomically, byte-identical for the same input and seed) and out_dir/meta.json; return the meta dict.
+    A set that makes no sense on the data set `names` describes (`not_applicable`) is left out, and meta.json
+    says why under "not_applicable" (a key present only then: MNIST's meta.json is as it always was)."""
     processed_dir, out_dir = Path(processed_dir), Path(out_dir)
     base = {split: load_split(processed_dir, split) for split in SPLITS}
     meta: dict = {"seed": seed, "sets": {}}
+    skipped = {name: why for name in (*SETS, "captions") if (why := not_applicable(name, names)) is not None}
     digest = hashlib.sha256()
     for name in SETS:
+        if name in skipped:
+            continue
         entry: dict = {"counts": {}, "shapes": {}, "sha256": {}}
         for split in SPLITS:
             data = build(name, base[split], seed, split)
@@ -330,7 +355,11 @@ def derive(processed_dir: Path, out_dir: Path, seed: int) -> dict:
         "jitter": JITTER,
         "multidomain_train_sets": "set 0: colour only (stroke -1); set 1: stroke only (colour -1); val/test: set -1",
     }
+    if skipped:
+        meta["not_applicable"] = skipped
     write_json(out_dir / "meta.json", meta)
+    if "captions" in skipped:
+        return meta
     return {**meta, "sets": {**meta["sets"], "captions": _derive_captions(base, out_dir, seed)}}
 
 
@@ -357,9 +386,9 @@ def _interleave(*columns: torch.Tensor) -> torch.Tensor:
     return torch.stack(columns, 1).flatten(0, 1)
 
 
-def preview(root: Path, rows: int = 8) -> dict[str, tuple[torch.Tensor, int]]:
-    """{set: ((N,3,H,W) floats in [0,1], nrow)} from each set's test split, for the report:
-    paired/unpaired: source|target pairs (4 per row); superres: low-res (nearest) | bicubic | truth (3 per
+def preview(root: Path, rows: int = 8, sets: tuple[str, ...] = SETS) -> dict[str, tuple[torch.Tensor, int]]:
+    """{set: ((N,3,H,W) floats in [0,1], nrow)} from the test split of each of `sets` (those derive made), for the
+    report: paired/unpaired: source|target pairs (4 per row); superres: low-res (nearest) | bicubic | truth (3 per
     row); multidomain: one column per colour x stroke combination; synthetic: synthetic digits 0-9 (top
     half) above real ones (bottom half)."""
     grids: dict[str, tuple[torch.Tensor, int]] = {}
@@ -384,6 +413,8 @@ def preview(root: Path, rows: int = 8) -> dict[str, tuple[torch.Tensor, int]]:
                 col = torch.cat([col, torch.zeros(rows - len(col), *col.shape[1:])])
             columns.append(col)
     grids["multidomain"] = (torch.stack(columns, 1).flatten(0, 1), 9)
+    if "synthetic" not in sets:
+        return grids
     d = load_set(root, "synthetic", "test")
     half = max(rows // 2, 1)
     picks = []

@@ -24,6 +24,7 @@ from genzoo.engine.io import write_bytes
 
 FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 MIRROR_ENV = "GENZOO_DATA_MIRROR"
+CLASSES_FILE = "CLASSES"  # a custom dataset's class names (one per line), beside its SHA256SUMS in the mirror
 _NAME = re.compile(r"[a-z0-9][a-z0-9-]*")
 _SHA = re.compile(r"[0-9a-f]{64}")
 
@@ -116,14 +117,26 @@ def _read_sums(path: Path) -> dict[str, str]:
     return sums
 
 
+def _custom_folder(dataset: str, mirrors: Sequence[Path]) -> Path | None:
+    """The first mirror folder <mirror>/<dataset>/ holding a SHA256SUMS: it describes a custom dataset."""
+    return next((Path(m) / dataset for m in mirrors if (Path(m) / dataset / "SHA256SUMS").is_file()), None)
+
+
+def read_classes(path: Path) -> list[str]:
+    """A custom dataset's CLASSES file: one class name per line, in label order (blank lines ignored)."""
+    names = [line.strip() for line in Path(path).read_text().splitlines() if line.strip()]
+    if not names or len(set(names)) != len(names):
+        raise DataError(f"{path}: expected one distinct class name per line, in label order; got {names}.")
+    return names
+
+
 def expected_sha256(dataset: str, mirrors: Sequence[Path] = ()) -> dict[str, str]:
     """Fixed checksums for a built-in dataset; for a custom one, the first mirror's <dataset>/SHA256SUMS."""
     check_name(dataset)
     if dataset in DATASETS:
         return dict(DATASETS[dataset].sha256)
-    for mirror in mirrors:
-        if (sums := Path(mirror) / dataset / "SHA256SUMS").is_file():
-            return _read_sums(sums)
+    if (folder := _custom_folder(dataset, mirrors)) is not None:
+        return _read_sums(folder / "SHA256SUMS")
     raise DataError(
         f"unknown dataset {dataset!r}: the built-in ones are {', '.join(DATASETS)}. A custom IDX dataset needs "
         f"a mirror folder holding {dataset}/SHA256SUMS (lines '<sha256>  <file>', sha256 of the decompressed "
@@ -131,10 +144,13 @@ def expected_sha256(dataset: str, mirrors: Sequence[Path] = ()) -> dict[str, str
     )
 
 
-def dataset_classes(dataset: str, labels: torch.Tensor) -> list[str]:
-    """Class names: fixed for built-ins; '0'..'K-1' from the labels (K = max label + 1) for custom data."""
+def dataset_classes(dataset: str, labels: torch.Tensor, raw_dir: Path | None = None) -> list[str]:
+    """Class names: fixed for built-ins; for custom data the CLASSES file that `download` copied beside the IDX
+    files (raw_dir/CLASSES), else '0'..'K-1' from the labels (K = max label + 1)."""
     if dataset in DATASETS:
         return list(DATASETS[dataset].classes)
+    if raw_dir is not None and (Path(raw_dir) / CLASSES_FILE).is_file():
+        return read_classes(Path(raw_dir) / CLASSES_FILE)
     return [str(i) for i in range(int(labels.max()) + 1 if labels.numel() else 0)]
 
 
@@ -180,10 +196,29 @@ def download(
     use_network: bool = True,
     timeout: float = 30.0,
 ) -> dict[str, str]:
-    """Put the four decompressed IDX files of `dataset` in `out_dir`; return {file: sha256}."""
+    """Put the four decompressed IDX files of `dataset` in `out_dir`; return {file: sha256}.
+
+    Each file is written whole once verified (never a partial one); when a file cannot be had, the folders this
+    call created and left empty are removed again, so a failed offline run leaves no empty `data/raw/<dataset>/`."""
     expected = expected_sha256(dataset, mirrors)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    created = [p for p in (out_dir, *out_dir.parents) if not p.exists()]  # the folders this call makes
+    try:
+        _download_files(dataset, out_dir, expected, mirrors, use_network, timeout)
+        folder = None if dataset in DATASETS else _custom_folder(dataset, mirrors)
+        if folder is not None and (folder / CLASSES_FILE).is_file():  # its class names travel with the files
+            names = read_classes(folder / CLASSES_FILE)
+            write_bytes(out_dir / CLASSES_FILE, "".join(f"{n}\n" for n in names).encode())
+    except BaseException:
+        for folder in created:  # innermost first; one that holds a verified file stays
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+        raise
+    return dict(expected)
+
+
+def _download_files(dataset: str, out_dir: Path, expected: dict[str, str], mirrors: Sequence[Path],
+                    use_network: bool, timeout: float) -> None:
     for name in FILES:
         target, sha = out_dir / name, expected[name]
         if _file_ok(target, sha):
@@ -209,4 +244,3 @@ def download(
                 f"could not get {name} for dataset {dataset!r} into {target}; sources tried:\n{lines}\n"
                 f"{_HOW_TO_MIRROR} (or allow the network)."
             )
-    return dict(expected)

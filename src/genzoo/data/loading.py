@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,12 +29,21 @@ def read_split_file(folder: Path, split: str, hint: str, device: str | torch.dev
     try:
         data = torch.load(path, map_location=device, weights_only=True)
     except Exception as exc:  # torch raises many types for a corrupt zip/pickle; all mean the same here
-        # first line only: torch's long advice to drop weights_only must not reach the user
-        first = (str(exc).strip().splitlines() or [""])[0][:200]
-        raise DataError(f"{path}: unreadable ({type(exc).__name__}: {first}); {hint}.") from exc
+        raise DataError(f"{path}: unreadable, not a complete tensor file of ours ({_cause(exc)}); it is corrupt, "
+                        f"cut short or written by something else - delete it and {hint}.") from exc
     if check is not None:
         check(data, str(path))
     return data
+
+
+def _cause(exc: Exception, limit: int = 160) -> str:
+    """torch's error in one short clause: its first sentence only (torch goes on with advice to drop weights_only,
+    which must not reach the user), cut at a word boundary with '...' when still long."""
+    text = " ".join(str(exc).split())
+    first = re.split(r"(?<=[.!?])\s", text, maxsplit=1)[0].rstrip(".") if text else "no details"
+    if len(first) > limit:
+        first = first[:limit].rsplit(" ", 1)[0] + " ..."
+    return f"{type(exc).__name__}: {first}"
 
 
 def require_tensors(data: object, keys, where: str, hint: str) -> None:
@@ -53,7 +63,8 @@ def load_split(processed_dir: Path, split: str, device: str | torch.device = "cp
         x, y = data["x"], data["y"]
         if x.dtype != torch.uint8 or x.ndim != 4 or y.dtype != torch.int64 or y.shape != (len(x),):
             raise DataError(
-                f"{where}: unexpected tensors x {x.dtype} {tuple(x.shape)}, y {y.dtype} {tuple(y.shape)}; {_HINT}."
+                f"{where}: unexpected tensors x {x.dtype} {tuple(x.shape)}, y {y.dtype} {tuple(y.shape)} (expected "
+                f"x torch.uint8 (N, C, H, W) and y torch.int64 (N,)); {_HINT}."
             )
 
     return read_split_file(processed_dir, split, _HINT, device, check)

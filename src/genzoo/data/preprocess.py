@@ -81,7 +81,7 @@ def preprocess(
             f"{raw_dir}: train images are {tuple(x_train.shape[1:])} but test images are "
             f"{tuple(x_test.shape[1:])}; the files come from different datasets."
         )
-    classes = dataset_classes(dataset, torch.cat([y_train, y_test]))
+    classes = dataset_classes(dataset, torch.cat([y_train, y_test]), raw_dir)
     for split, labels in (("train", y_train), ("test", y_test)):
         if labels.numel() and int(labels.max()) >= len(classes):
             raise DataError(

@@ -373,12 +373,14 @@ def make_strokes(
     raw_dir: Path,
     mirrors: list[Path],
     checksums: Path,
+    classes: list[str] | None = None,
 ) -> dict:
     """Build the stroke set and write out_dir/{train,val,test}.pt (atomically, byte-identical on reruns) and
     out_dir/meta.json; return the meta dict.
 
-    source "mnist": every digit of the base splits in processed_dir, traced (categories and per_category are
-    not used). source "quickdraw": the categories' sketch-rnn files (fetch_quickdraw into raw_dir), label =
+    source "mnist": every image of the base splits in processed_dir, traced (categories and per_category are
+    not used); `classes` are the base data set's class names (default: the digits 0-9), recorded in meta.json.
+    Any grey data set traces: on Fashion-MNIST the skeletons of filled garments are their medial lines. source "quickdraw": the categories' sketch-rnn files (fetch_quickdraw into raw_dir), label =
     index in `categories`, the first per_category sketches of each split that fit."""
     if source not in ("mnist", "quickdraw"):
         raise DataError(f"unknown stroke source {source!r}; choose 'mnist' or 'quickdraw'.")
@@ -391,7 +393,7 @@ def make_strokes(
         base = {split: load_split(Path(processed_dir), split) for split in SPLITS}
         sets = {split: build_mnist_strokes(base[split], max_len, epsilon) for split in SPLITS}
         dropped = {split: len(base[split]["y"]) - len(sets[split]["y"]) for split in SPLITS}
-        meta["classes"] = [str(d) for d in range(10)]
+        meta["classes"] = list(classes) if classes is not None else [str(d) for d in range(10)]
     else:
         if not categories:
             raise DataError("source 'quickdraw' needs at least one category (strokes.categories).")

@@ -15,3 +15,23 @@ class DataError(GenzooError):
 
 class TrainingError(GenzooError):
     """Training cannot go on (a NaN or inf loss, a checkpoint that does not fit the model)."""
+
+
+class Interrupted(GenzooError):
+    """SIGTERM arrived (or a deadline passed): the stage stopped early; re-running the same command resumes from
+    the last checkpoint. Exits 143 (128 + SIGTERM), as a process killed by SIGTERM would."""
+
+    exit_code = 143
+
+    def __init__(self, message: str, step: int = 0, total: int = 0) -> None:
+        super().__init__(message)
+        self.step, self.total = step, total
+
+
+class WriteError(GenzooError):
+    """A file could not be written (a full disk, a size limit, no permission). Writes are atomic, so the file's
+    previous version, if it had one, is intact; the message names the file and says so."""
+
+    def __init__(self, message: str, errno: int | None = None) -> None:
+        super().__init__(message)
+        self.errno = errno

@@ -1,7 +1,12 @@
-"""Atomic writes: a finished artifact is replaced whole or not at all, never left half-written."""
+"""Atomic writes: a finished artifact is replaced whole or not at all, never left half-written.
+
+A write that fails (a full disk, a file-size limit, no permission) leaves the file's previous version as it was
+and ends with one line naming the file and saying so (WriteError), instead of a traceback or a truncated file.
+"""
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
@@ -11,24 +16,48 @@ from typing import Any
 
 import torch
 
+from genzoo.engine.errors import WriteError
+
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
+NO_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}  # a full disk, a quota, a file-size limit (RLIMIT_FSIZE)
+
 
 def write_bytes(path: Path, data: bytes) -> Path:
-    """Temp file in the same folder + os.replace: a reader never sees a partial file, and a crash leaves none."""
+    """Temp file in the same folder, fsync, os.replace: a reader never sees a partial file, and neither a crash
+    nor a full disk leaves one (the temp file is removed, the previous version stays)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as err:
+        raise _write_error(path, err) from None
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            _write_all(handle, data)
+            handle.flush()
+            os.fsync(handle.fileno())  # a deferred write error (NFS, a quota) shows here, before the replace
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the permissions open() would
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            raise _write_error(path, err) from None
         raise
     return path
+
+
+def _write_all(handle, data: bytes) -> None:
+    handle.write(data)  # one seam, so tests can make the disk fill at any write
+
+
+def _write_error(path: Path, err: OSError) -> WriteError:
+    """One line: which file, why, and that its previous version (if any) is intact."""
+    reason = os.strerror(err.errno) if err.errno else str(err)
+    kept = "its previous version is intact" if path.exists() else "it had no previous version, and none was left"
+    hint = "; free some space and run the same command again" if err.errno in NO_SPACE else ""
+    return WriteError(f"could not write {path}: {reason}; {kept}{hint}", err.errno)
 
 
 def write_text(path: Path, text: str) -> Path:

@@ -4,6 +4,11 @@ mlflow, so the models, the engine and the tests never need a tracking server.
 MLflow writes to `mlflow.db` (SQLite) and `mlruns/` (artifacts) at the repository root unless MLFLOW_TRACKING_URI
 says otherwise; GENZOO_MLFLOW=off turns it off. The root is DVC_ROOT, which DVC sets for every stage and points at
 the main repository even for queued experiments that run in temporary copies, so their runs are kept too.
+
+A run's status says how its stage ended: FINISHED, FAILED (an error), KILLED (SIGTERM, Ctrl-C, a deadline). A
+process killed outright (SIGKILL, a lost machine) cannot say; its run is closed as KILLED when the stage next
+starts, unless that start resumes it: a training stage keeps its run's id in its checkpoint and continues the
+same run, so one run holds one curve however often it was stopped.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ import io
 import logging
 import os
 import platform
+import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -21,7 +28,9 @@ from typing import Any, Iterable
 import torch
 
 from genzoo import __version__
+from genzoo.engine.errors import GenzooError, Interrupted
 from genzoo.engine.io import read_json, write_json, write_text
+from genzoo.engine.processes import process_alive, process_start
 from genzoo.params import Params, flatten
 
 EXPERIMENT = "genzoo"
@@ -67,17 +76,28 @@ class StageRun:
 
     Step metrics are buffered and written FLUSH_METRICS at a time (or every FLUSH_SECONDS, and when the run ends):
     with SQLite one `log_metrics` call is one transaction, ~25 ms on a CPU host, which cost a tiny-profile stage
-    more time than its training did and would stall a GPU's loop at every log step."""
+    more time than its training did and would stall a GPU's loop at every log step.
+
+    `resume` (a run id kept with a checkpoint) continues that run instead of opening one: its metrics go on from
+    where the killed process left them (a step it had already logged is not logged twice). Every run is tagged
+    with its stage, the DVC experiment's name (`dvc_experiment`, empty outside an experiment) and the process
+    running it (host, pid and start time): on entering, runs of the same stage left RUNNING by a process of this
+    host that is gone are closed as KILLED. While the run is open, SIGTERM ends it as KILLED (`fit()` turns
+    SIGTERM into a checkpoint first)."""
 
     FLUSH_METRICS, FLUSH_SECONDS = 1000, 30.0  # 1000 = MLflow's limit of metrics per log_batch
 
-    def __init__(self, stage: str, params: Params, sections: Iterable[str], tags: dict[str, Any]):
-        self.stage, self.tags = stage, {k: str(v) for k, v in tags.items()}
+    def __init__(self, stage: str, params: Params, sections: Iterable[str], tags: dict[str, Any],
+                 resume: str | None = None):
+        self.stage, self.tags, self.resume = stage, {k: str(v) for k, v in tags.items()}, resume
         self.params = flatten({name: params.raw[name] for name in sections})
         self.enabled = os.environ.get("GENZOO_MLFLOW", "on").lower() not in ("off", "0", "false")
+        self.run_id: str | None = None
         self._mlflow = None
         self._pending: list = []  # mlflow.entities.Metric, oldest first
         self._flushed = time.monotonic()
+        self._logged: dict[str, int] = {}  # a resumed run: the last step each metric already has
+        self._sigterm = None
 
     def __enter__(self) -> "StageRun":
         if not self.enabled:
@@ -95,11 +115,78 @@ class StageRun:
             else:
                 location = None  # a tracking server decides
             mlflow.create_experiment(EXPERIMENT, artifact_location=location)
-        mlflow.set_experiment(EXPERIMENT)
-        mlflow.start_run(run_name=self.stage, tags={"stage": self.stage, **self.tags})
-        mlflow.log_params(self.params)
+        experiment = mlflow.set_experiment(EXPERIMENT)
+        client = mlflow.MlflowClient()
+        resumed = self._resumable(client, experiment.experiment_id)
+        self._close_orphans(client, experiment.experiment_id, keep=resumed.info.run_id if resumed else None)
+        identity = {"dvc_experiment": os.environ.get("DVC_EXP_NAME", ""), "genzoo.host": socket.gethostname(),
+                    "genzoo.pid": str(os.getpid()), "genzoo.process_start": process_start(os.getpid())}
+        if resumed is None:
+            mlflow.start_run(run_name=self.stage, tags={"stage": self.stage, **self.tags, **identity})
+            mlflow.log_params(self.params)
+        else:
+            mlflow.start_run(run_id=resumed.info.run_id)  # RUNNING again, same id, same curve
+            times = int(resumed.data.tags.get("genzoo.resumed", "0")) + 1
+            mlflow.set_tags({**self.tags, **identity, "genzoo.resumed": str(times)})
+            self._log_new_params(mlflow, resumed)
+            self._logged = {key: max(m.step for m in client.get_metric_history(resumed.info.run_id, key))
+                            for key in resumed.data.metrics}
+            print(f"continuing MLflow run {resumed.info.run_id} of {self.stage} (resumed {times}x)")
+        self.run_id = mlflow.active_run().info.run_id
         self._mlflow = mlflow
+        try:
+            self._sigterm = signal.signal(signal.SIGTERM, self._terminated)
+        except ValueError:  # not the main thread: leave signals alone
+            self._sigterm = None
         return self
+
+    def _terminated(self, signum, frame) -> None:
+        raise Interrupted(f"{self.stage} stopped by SIGTERM; run the same command again (training resumes from its "
+                          "last checkpoint)")
+
+    def _resumable(self, client, experiment_id: str):
+        """The run to continue: `resume`, when this store has it (else a new run starts, with a note)."""
+        if not self.resume:
+            return None
+        try:
+            run = client.get_run(self.resume)
+        except Exception as err:  # another tracking store, or a deleted run
+            print(f"note: the checkpoint's MLflow run {self.resume} is not in this store ({type(err).__name__}); "
+                  f"a new run starts")
+            return None
+        if run.info.experiment_id != experiment_id or run.info.lifecycle_stage != "active":
+            print(f"note: the checkpoint's MLflow run {self.resume} is deleted or elsewhere; a new run starts")
+            return None
+        tags = run.data.tags
+        if (run.info.status == "RUNNING" and tags.get("genzoo.host") == socket.gethostname()
+                and tags.get("genzoo.pid") not in (None, str(os.getpid()))
+                and process_alive(int(tags["genzoo.pid"]), tags.get("genzoo.process_start", ""))):
+            raise GenzooError(f"{self.stage}: its checkpoint's run {self.resume} is being trained right now by "
+                              f"process {tags['genzoo.pid']}; wait for it, or stop it first")
+        return run
+
+    def _close_orphans(self, client, experiment_id: str, keep: str | None) -> None:
+        """Runs of this stage left RUNNING by a process of this host that no longer runs: KILLED."""
+        host = socket.gethostname()
+        quoted = self.stage.replace("'", "\\'")
+        orphans = client.search_runs([experiment_id], f"tags.stage = '{quoted}' and attributes.status = 'RUNNING'")
+        for run in orphans:
+            tags = run.data.tags
+            if run.info.run_id == keep or tags.get("genzoo.host") != host or not tags.get("genzoo.pid", "").isdigit():
+                continue  # resumed now, or another machine's (it may be running), or too old to say
+            if not process_alive(int(tags["genzoo.pid"]), tags.get("genzoo.process_start", "")):
+                client.set_terminated(run.info.run_id, status="KILLED")
+                print(f"note: MLflow run {run.info.run_id} of {self.stage} was left RUNNING by a process that is "
+                      f"gone (pid {tags['genzoo.pid']}): closed as KILLED")
+
+    def _log_new_params(self, mlflow, run) -> None:
+        """A resumed run keeps its params (MLflow refuses to change one); a param new since, or one that changed
+        without changing the checkpoint's fingerprint (an engine setting), is recorded as a tag."""
+        old = run.data.params
+        mlflow.log_params({k: v for k, v in self.params.items() if k not in old})
+        changed = {f"resumed_with.{k}": str(v) for k, v in self.params.items() if k in old and str(v) != old[k]}
+        if changed:
+            mlflow.set_tags(changed)
 
     def log_metrics(self, step: int, metrics: dict[str, float]) -> None:
         if self._mlflow is None:
@@ -107,7 +194,10 @@ class StageRun:
         from mlflow.entities import Metric
 
         stamp = int(time.time() * 1000)
-        self._pending += [Metric(k.replace("@", "_"), float(v), stamp, step) for k, v in metrics.items()]
+        for key, value in metrics.items():
+            key = key.replace("@", "_")
+            if step > self._logged.get(key, -1):  # a resumed run re-logs what it already had: once is enough
+                self._pending.append(Metric(key, float(value), stamp, step))
         if len(self._pending) >= self.FLUSH_METRICS or time.monotonic() - self._flushed > self.FLUSH_SECONDS:
             self.flush()
 
@@ -115,11 +205,10 @@ class StageRun:
         """Write the buffered metrics (in batches MLflow accepts)."""
         if self._mlflow is None or not self._pending:
             return
-        run_id = self._mlflow.active_run().info.run_id
         client = self._mlflow.MlflowClient()
         while self._pending:
             batch, self._pending = self._pending[:self.FLUSH_METRICS], self._pending[self.FLUSH_METRICS:]
-            client.log_batch(run_id, metrics=batch)
+            client.log_batch(self.run_id, metrics=batch)
         self._flushed = time.monotonic()
 
     def log_artifacts(self, path: Path, folder: str | None = None) -> None:
@@ -131,11 +220,20 @@ class StageRun:
             self._mlflow.log_artifact(str(path), artifact_path=folder)
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if self._mlflow is not None:
-            try:
-                self.flush()  # a failed run keeps the curve up to its failure
-            finally:
-                self._mlflow.end_run(status="FAILED" if exc_type else "FINISHED")
+        if self._mlflow is None:
+            return
+        if self._sigterm is not None:
+            signal.signal(signal.SIGTERM, self._sigterm)
+        if exc_type is None:
+            status = "FINISHED"
+        elif issubclass(exc_type, (Interrupted, KeyboardInterrupt)):
+            status = "KILLED"
+        else:
+            status = "FAILED"
+        try:
+            self.flush()  # a failed run keeps the curve up to its failure
+        finally:
+            self._mlflow.end_run(status=status)
 
 
 def write_metrics(path: Path, metrics: dict[str, Any]) -> Path:

@@ -1,9 +1,10 @@
 """The one training loop: `fit()` trains any registered model (it knows nothing of their internals).
 
-What it owns so the models do not have to: the device, bf16 autocast, seeding, batches drawn on the device from
-a seeded permutation (no DataLoader, no host sync per step), logging every N steps, a NaN/inf guard, periodic
-validation, atomic checkpoints with exact resume (a run killed with SIGKILL resumes from the last checkpoint;
-SIGTERM saves one first), and a progress bar. Only rank 0 writes, so the loop can grow into DDP later.
+What it owns so the models do not have to: the device, bf16 autocast (its cast cache never outlives an
+optimizer step), the CPU threads (its share of the cores, genzoo.engine.processes), seeding, batches drawn on the
+device from a seeded permutation (no DataLoader, no host sync per step), logging every N steps, a NaN/inf guard,
+periodic validation, atomic checkpoints with exact resume (a run killed with SIGKILL resumes from the last
+checkpoint; SIGTERM saves one first), and a progress bar. Only rank 0 writes, so the loop can grow into DDP later.
 """
 
 from __future__ import annotations
@@ -21,21 +22,12 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from genzoo.engine.errors import GenzooError, TrainingError
+from genzoo.engine.errors import GenzooError, Interrupted, TrainingError
 from genzoo.engine.io import load_torch, save_torch
+from genzoo.engine.processes import ThreadBudget
 from genzoo.params import EngineParams, TrainConfig
 
 LogFn = Callable[[int, dict[str, float]], None]
-
-
-class Interrupted(GenzooError):
-    """SIGTERM arrived (or the deadline passed): the checkpoint is saved and re-running the same command resumes."""
-
-    exit_code = 128 + signal.SIGTERM
-
-    def __init__(self, message: str, step: int = 0, total: int = 0) -> None:
-        super().__init__(message)
-        self.step, self.total = step, total
 
 
 @dataclass
@@ -45,6 +37,7 @@ class FitResult:
     resumed_from: int
     history: list[dict[str, float]] = field(default_factory=list)  # every logged row: {"step": ..., name: value}
     earlier_seconds: float | None = 0.0  # training time the checkpoint had kept (None: a checkpoint too old to say)
+    threads: list[list[int]] = field(default_factory=list)  # [step, CPU threads] from that step on (this call)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -75,10 +68,43 @@ def seed_everything(seed: int) -> None:
 
 
 def autocast(device: torch.device, precision: str, cache: bool = True):
-    """bf16 autocast on CUDA (Hopper runs it at full tensor-core rate); fp32 everywhere else."""
+    """bf16 autocast on CUDA (Hopper runs it at full tensor-core rate); fp32 everywhere else. One region must not
+    span an optimizer step with `cache` on (a training step runs through EagerStep, which sees to that)."""
     if device.type == "cuda" and precision == "bf16":
         return torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=cache)
     return contextlib.nullcontext()
+
+
+def _drop_cast_cache(*_) -> None:
+    torch.clear_autocast_cache()
+
+
+class EagerStep:
+    """Runs `model.train_step` eagerly, under bf16 autocast when `enabled`, with the cast cache emptied after every
+    optimizer step.
+
+    Autocast keeps the bf16 copy of each weight for the length of its region. An optimizer step changes the fp32
+    weight in place but not that copy, so a second forward in the same `train_step` (a GAN's k critic steps, the
+    AAE's regularization phase after its reconstruction update, SimGAN's second refiner update) would run, and take
+    its gradients, at the old weights. A post-step hook on every optimizer drops the cache: casts are shared within
+    a forward and backward (an RNN's weights over its time steps), never across an update. `close()` removes the
+    hooks. Disabled (fp32, or any CPU run), it calls `train_step` as it is.
+    """
+
+    def __init__(self, train_step: Callable, opts: dict, device_type: str, enabled: bool):
+        self.train_step, self.device_type, self.enabled = train_step, device_type, enabled
+        self.hooks = [opt.register_step_post_hook(_drop_cast_cache) for opt in opts.values()] if enabled else []
+
+    def __call__(self, batch: dict[str, torch.Tensor], opts: dict) -> dict[str, torch.Tensor]:
+        if not self.enabled:
+            return self.train_step(batch, opts)
+        with torch.autocast(self.device_type, dtype=torch.bfloat16):
+            return self.train_step(batch, opts)
+
+    def close(self) -> None:
+        for hook in self.hooks:
+            hook.remove()
+        self.hooks = []
 
 
 class GraphedStep:
@@ -99,6 +125,7 @@ class GraphedStep:
         self.graph: torch.cuda.CUDAGraph | None | bool = None
         self.outputs: dict[str, torch.Tensor] = {}
         self.eager_steps = 0
+        self.eager: EagerStep | None = None  # after a failed capture: autocast without a stale cast cache
         for opt in opts.values():
             for group in opt.param_groups:
                 if "capturable" in group:
@@ -107,8 +134,7 @@ class GraphedStep:
 
     def __call__(self, batch: dict[str, torch.Tensor], opts: dict) -> dict[str, torch.Tensor]:
         if self.graph is False:
-            with autocast(self.device, self.precision):
-                return self.train_step(batch, opts)
+            return self.eager(batch, opts)
         if self.static is None:
             self.static = {k: v.clone() for k, v in batch.items()}
         for name, value in batch.items():
@@ -129,17 +155,23 @@ class GraphedStep:
             except Exception as err:  # an op that cannot be captured: stay correct, just slower
                 print(f"warning: CUDA graph capture failed ({type(err).__name__}: {err}); training eagerly")
                 self.graph = False
+                self.eager = EagerStep(self.train_step, self.opts, self.device.type, self.precision == "bf16")
                 return self(batch, opts)
             self.graph = graph
         self.graph.replay()
         return self.outputs
+
+    def close(self) -> None:
+        if self.eager is not None:
+            self.eager.close()
 
 
 def fit(model: nn.Module, train: dict[str, torch.Tensor], *, config: TrainConfig, engine: EngineParams,
         seed: int, val: dict[str, torch.Tensor] | None = None, checkpoint: Path | None = None,
         fingerprint: str = "", on_log: LogFn | None = None, stop_after: int | None = None,
         monitor: Callable[[nn.Module], dict[str, float]] | None = None, progress: bool = True,
-        stop_at: float | None = None, label: str = "") -> FitResult:
+        stop_at: float | None = None, label: str = "", run_id: str | None = None,
+        on_checkpoint: Callable[[], None] | None = None) -> FitResult:
     """Train `model` on `train` for `config.epochs` epochs; see the module docstring for what it guarantees.
 
     A config with a `max_steps` field > 0 stops after that many steps even inside an epoch.
@@ -149,7 +181,11 @@ def fit(model: nn.Module, train: dict[str, torch.Tensor], *, config: TrainConfig
     SIGTERM, so a machine lent by the minute can carry the checkpoint to the next lease (pipeline/gpu_models.py).
     `monitor(model)` runs beside validation (model in eval mode, training RNG untouched) and its numbers are
     logged as they are, e.g. the evaluator's class histogram of samples, so mode collapse shows while it happens.
-    `label` names the progress bar (a stage passes its registry name: `aae_2d`, not the file's `aae`).
+    `label` names the progress bar (a stage passes its registry name: `aae_2d`, not the file's `aae`) and the
+    params section a NaN message points to.
+    `run_id` (the tracker's run this training logs to) is kept in every checkpoint, so a resumed stage continues
+    the same run (`checkpoint_run_id`); `on_checkpoint()` runs just before each checkpoint is written (a stage
+    flushes its buffered metrics there, so the tracker always holds every step a checkpoint holds).
     """
     device = resolve_device(engine.device)
     model.to(device).train()
@@ -184,43 +220,61 @@ def fit(model: nn.Module, train: dict[str, torch.Tensor], *, config: TrainConfig
             torch.cuda.set_rng_state(state["rng_cuda"], device)
     else:
         seed_everything(seed)
+    saved = start if state is not None else None  # the step of the checkpoint on disk this run can resume from
     step_fn = torch.compile(model.train_step) if engine.compile else model.train_step
-    graphed = engine.cuda_graphs and device.type == "cuda"
-    if graphed:  # after the optimizer state is loaded: loading would turn the tensor learning rates back to floats
-        step_fn = GraphedStep(step_fn, opts, device, engine.precision)
+    if engine.cuda_graphs and device.type == "cuda":  # after the optimizer state is loaded: loading would turn
+        step_fn = GraphedStep(step_fn, opts, device, engine.precision)  # the tensor learning rates back to floats
+    else:
+        step_fn = EagerStep(step_fn, opts, device.type, device.type == "cuda" and engine.precision == "bf16")
 
     def save(step: int) -> None:
+        nonlocal saved
         if checkpoint is None or not is_main_process():
             return
+        if on_checkpoint is not None:
+            on_checkpoint()
         blob = {"fingerprint": fingerprint, "step": step, "model": model.state_dict(),
                 "opts": {k: o.state_dict() for k, o in opts.items()},
                 "schedules": [s.state_dict() for s in schedules], "sums": sums, "history": history,
-                "rng_cpu": torch.get_rng_state(),
+                "rng_cpu": torch.get_rng_state(), "run_id": run_id,
                 "seconds": None if earlier is None else earlier + time.perf_counter() - began}
         if device.type == "cuda":
             blob["rng_cuda"] = torch.cuda.get_rng_state(device)
         save_torch(blob, checkpoint)
+        saved = step
+
+    def require_finite(step: int) -> None:
+        """Never checkpoint NaN weights: the last good checkpoint must stay the last good one."""
+        for name, p in model.state_dict().items():
+            if p.is_floating_point() and not torch.isfinite(p).all():
+                raise _stopped(f"weight {name} is not finite at step {step}", checkpoint, saved, engine, config,
+                               label)
 
     def log(step: int, row: dict[str, float]) -> None:
         history.append({"step": step, **row})
         if on_log is not None and is_main_process():
             on_log(step, row)
 
-    stop = _StopFlag()
-    bar = tqdm(total=total, initial=start, disable=not (progress and is_main_process()), unit="step",
-               dynamic_ncols=True, mininterval=1.0, desc=label or type(model).__module__.rsplit(".", 1)[-1])
-    began = time.perf_counter()
-    last_log_time, last_log_step = began, _last_train_step(history)  # the steps `sums` has accumulated since
-    perm = None
-    with stop:
+    with contextlib.ExitStack() as stack:
+        stop = stack.enter_context(_StopFlag())
+        threads = stack.enter_context(ThreadBudget(engine.threads))
+        stack.callback(step_fn.close)
+        threads_log = [[start, threads.threads]]
+        if progress and is_main_process():
+            tqdm.write(threads.describe())
+        bar = tqdm(total=total, initial=start, disable=not (progress and is_main_process()), unit="step",
+                   dynamic_ncols=True, mininterval=1.0, desc=label or type(model).__module__.rsplit(".", 1)[-1])
+        stack.callback(bar.close)
+        began = time.perf_counter()
+        last_log_time, last_log_step = began, _last_train_step(history)  # the steps `sums` has accumulated since
+        perm = None
         for step in range(start, total):
             epoch, offset = divmod(step, steps_per_epoch)
             if perm is None or offset == 0:
                 perm = _permutation(n, seed, epoch, device)
             idx = perm[offset * batch_size:(offset + 1) * batch_size]
             batch = {k: v[idx] for k, v in train.items()}
-            with contextlib.nullcontext() if graphed else autocast(device, engine.precision):
-                losses = step_fn(batch, opts)
+            losses = step_fn(batch, opts)
             for sched in schedules:
                 sched.step()
             for name, value in losses.items():  # stays on the device: no sync in the hot loop
@@ -231,9 +285,8 @@ def fit(model: nn.Module, train: dict[str, torch.Tensor], *, config: TrainConfig
                 row = {f"train/{k}": v.item() / count for k, v in sums.items()}
                 bad = [k for k, v in row.items() if not math.isfinite(v)]
                 if bad:
-                    raise TrainingError(
-                        f"{', '.join(bad)} became {row[bad[0]]} by step {done}: training stopped. The last good "
-                        f"checkpoint ({checkpoint}) is kept; lower the learning rate or check the data.")
+                    raise _stopped(f"{', '.join(bad)} became {row[bad[0]]} by step {done}", checkpoint, saved,
+                                   engine, config, label)
                 now = time.perf_counter()
                 row["train/steps_per_s"] = (done - max(last_log_step, start)) / max(now - last_log_time, 1e-9)
                 last_log_time, last_log_step = now, done
@@ -246,24 +299,62 @@ def fit(model: nn.Module, train: dict[str, torch.Tensor], *, config: TrainConfig
                 if monitor is not None:
                     log(done, _isolated(monitor, model))
             if done % engine.checkpoint_every == 0 and done < total:
-                _require_finite(model, done, checkpoint)
+                require_finite(done)
                 save(done)
             bar.update(1)
+            resized = threads.check()
+            if resized is not None:
+                threads_log.append([done, resized])
+                if is_main_process():
+                    tqdm.write(f"{threads.describe()}, from step {done}")
             late = stop_at is not None and done < total and time.monotonic() >= stop_at
             if stop.requested or late or (stop_after is not None and done >= stop_after):
-                _require_finite(model, done, checkpoint)
+                require_finite(done)
                 save(done)
-                bar.close()
                 if stop.requested or late:
                     raise Interrupted(f"stopped by {'SIGTERM' if stop.requested else 'the deadline'} at step "
                                       f"{done}/{total}; checkpoint saved to {checkpoint}; run the same command "
                                       f"again to resume", done, total)
-                return FitResult(done, time.perf_counter() - began, start, history, earlier)
-    bar.close()
-    _require_finite(model, total, checkpoint)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return FitResult(total, time.perf_counter() - began, start, history, earlier)
+                return FitResult(done, time.perf_counter() - began, start, history, earlier, threads_log)
+        bar.close()
+        require_finite(total)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return FitResult(total, time.perf_counter() - began, start, history, earlier, threads_log)
+
+
+def checkpoint_run_id(path: Path | None, fingerprint: str) -> str | None:
+    """The tracker's run a resumable checkpoint belongs to (None: no checkpoint, another fingerprint's, one
+    written before checkpoints kept it, or one that cannot be read). Reads no weights (memory-mapped)."""
+    if path is None or not path.exists():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:
+        return None
+    return state.get("run_id") if state.get("fingerprint") == fingerprint else None
+
+
+def _stopped(problem: str, checkpoint: Path | None, saved: int | None, engine: EngineParams, config: TrainConfig,
+             label: str) -> TrainingError:
+    """The NaN guard's message: what went wrong, which checkpoint is kept (or that none exists yet), what to
+    change, and, under DVC, how to get back the outputs the stage had before."""
+    lr = f"`{label}.lr`" if label else "the learning rate `lr`"
+    advice = f"lower {lr} (now {config.lr:g}) or check the data"
+    if checkpoint is None:
+        kept = "This run keeps no checkpoints, so a re-run starts from step 0"
+    elif saved is None:
+        kept = (f"No checkpoint of this run exists yet (the first would be written at step "
+                f"{engine.checkpoint_every}, engine.checkpoint_every), so a re-run starts from step 0")
+    else:
+        kept = (f"The checkpoint of step {saved} is kept ({checkpoint}): a re-run with the same params resumes "
+                f"there (and likely meets the same), changed params start afresh")
+    message = f"{problem}: training stopped. {kept}. To go on, {advice}."
+    stage = os.environ.get("DVC_STAGE")  # DVC runs every stage command with its name in DVC_STAGE
+    if stage:
+        message += (f" DVC removed the outputs {stage} had before running it: `dvc checkout {stage}` brings them "
+                    f"back.")
+    return TrainingError(message)
 
 
 def rows(data: dict[str, torch.Tensor]) -> int:
@@ -314,14 +405,6 @@ def _schedule(opt: torch.optim.Optimizer, kind: str, total: int) -> torch.optim.
     if kind == "cosine":
         return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
-
-
-def _require_finite(model: nn.Module, step: int, checkpoint: Path | None) -> None:
-    """Never checkpoint NaN weights: the last good checkpoint must stay the last good one."""
-    for name, p in model.state_dict().items():
-        if p.is_floating_point() and not torch.isfinite(p).all():
-            raise TrainingError(f"weight {name} is not finite at step {step}: training stopped; the last good "
-                                f"checkpoint ({checkpoint}) is kept")
 
 
 def _load_checkpoint(path: Path | None, fingerprint: str) -> dict | None:

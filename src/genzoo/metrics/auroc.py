@@ -1,24 +1,19 @@
 """Area under the ROC curve of an anomaly score, the one-vs-rest metric of Ruff et al. 2018 ("Deep One-Class
-Classification", ICML), which the AnoGAN stage reports per normal class.
+Classification", ICML), which the AnoGAN stage reports per normal class: torchmetrics' `binary_auroc`.
 
-AUROC = P(score of a random anomaly > score of a random normal image) + 0.5 · P(tie): the Mann-Whitney U
-statistic over n_pos · n_neg pairs, computed from tie-averaged ranks in O(N log N) (no threshold sweep, exact
-with ties, so a constant score gets 0.5 and no pair is lost or counted twice).
+torchmetrics reads predictions outside [0, 1] as logits and squashes them through a sigmoid, which would tie
+every large anomaly score (AnoGAN's are sums over pixels, in the hundreds) at 1.0. The scores are therefore
+min-max scaled to [0, 1] first, in float64: a monotone map, so the ranking, the ties and the AUROC are those of
+the raw scores. With `thresholds=None` torchmetrics integrates the exact ROC curve, so ties count a half and a
+constant score gets 0.5 (tests/test_auroc.py checks it against the Mann-Whitney statistic and hand-made cases).
 """
 
 from __future__ import annotations
 
 import torch
+from torchmetrics.functional.classification import binary_auroc
 
 from genzoo.engine.errors import GenzooError
-
-
-def average_ranks(values: torch.Tensor) -> torch.Tensor:
-    """1-based ranks (N,) of `values` (N,), tied values sharing the mean of the ranks they span."""
-    _, inverse, counts = torch.unique(values, sorted=True, return_inverse=True, return_counts=True)
-    last = counts.cumsum(0).double()  # rank of each distinct value's last occurrence
-    mean_rank = last - (counts.double() - 1) / 2  # (first + last) / 2 with first = last - count + 1
-    return mean_rank[inverse]
 
 
 def auroc(scores: torch.Tensor, is_anomaly: torch.Tensor) -> float:
@@ -33,5 +28,6 @@ def auroc(scores: torch.Tensor, is_anomaly: torch.Tensor) -> float:
     n_neg = len(positive) - n_pos
     if n_pos == 0 or n_neg == 0:
         raise GenzooError(f"auroc: needs both normal and anomalous examples (got {n_neg} normal, {n_pos} anomalous)")
-    rank_sum = float(average_ranks(scores)[positive].sum())
-    return (rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+    span = scores.max() - scores.min()
+    scaled = (scores - scores.min()) / span if span > 0 else torch.zeros_like(scores)  # in [0, 1]: no sigmoid
+    return float(binary_auroc(scaled, positive.long(), thresholds=None))

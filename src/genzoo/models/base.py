@@ -74,7 +74,8 @@ class ZooModel(nn.Module):
     def pictures(self, data: dict[str, torch.Tensor]) -> Grids:
         """Named image grids for the report. data: on the base images {"test": up to 2000 test images in [0, 1],
         "test_y": their labels, "train": the uint8 training split}; on a derived set its first 100 test rows,
-        every key, as stored. None by default."""
+        every key, as stored; and "classes": the data set's class names (a list of str), for any words drawn.
+        None by default."""
         return {}
 
     def extra_scores(self, data: dict[str, dict[str, torch.Tensor]], evaluator: nn.Module) -> dict[str, float]:

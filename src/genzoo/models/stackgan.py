@@ -61,7 +61,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genzoo.data.captions import COLOUR_IDS, DIGIT_IDS, PAD, STROKE_IDS, VOCAB, caption_text
+from genzoo.data.captions import COLOUR_IDS, DIGIT_IDS, PAD, STROKE_IDS, VOCAB, caption_text, vocabulary
 from genzoo.models import adversarial as adv
 from genzoo.models.base import ZooModel
 from genzoo.models.blocks import adam, to_unit
@@ -416,13 +416,15 @@ class Model(ZooModel):
     @torch.no_grad()
     def pictures(self, data: dict[str, torch.Tensor]) -> dict[str, tuple[torch.Tensor, int]]:
         """"captions": 6 test captions (row titles) x 8 z each (stage II); "stages": 20 test captions, stage I
-        (nearest-upsampled: its real resolution) | stage II side by side; "real": those 20 captions' digits."""
+        (nearest-upsampled: its real resolution) | stage II side by side; "real": those 20 captions' digits.
+        Captions read in the words of the data set's classes (data["classes"], when given)."""
         import matplotlib.pyplot as plt
         from torchvision.utils import make_grid
 
         from genzoo.engine.pictures import figure_to_image
 
         rows, per = min(6, len(data["tokens"])), 8
+        words = vocabulary(data.get("classes"))
         with adv.evaluating(self):
             _, s2 = self.generate(data["tokens"][:rows].repeat_interleave(per, 0))  # (rows*per, 3, 28, 28)
             s1_pair, s2_pair = self.generate(data["tokens"][:20])
@@ -430,7 +432,7 @@ class Model(ZooModel):
         for r in range(rows):
             strip = make_grid(s2[r * per:(r + 1) * per].cpu().clamp(0, 1), nrow=per, padding=2, pad_value=0.5)
             axes[r, 0].imshow(strip.permute(1, 2, 0).numpy())
-            axes[r, 0].set_title(caption_text(data["tokens"][r].cpu()), fontsize=9)
+            axes[r, 0].set_title(caption_text(data["tokens"][r].cpu(), words), fontsize=9)
             axes[r, 0].axis("off")
         fig.tight_layout()
         up1 = F.interpolate(s1_pair, scale_factor=2, mode="nearest")

@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 
 from genzoo.data.loading import load_meta, load_split
+from genzoo.data.naming import naming
 from genzoo.engine.errors import GenzooError
 from genzoo.engine.io import load_torch, write_text
 from genzoo.engine.pictures import figure_to_image, save_pictures
@@ -154,6 +155,7 @@ def compare_stage(params: Params, data: Path, models: Path, metrics: Path, check
             raise GenzooError(f"compare.models: {name!r} is not a sampling model of the zoo")
     meta = load_meta(data)
     num_classes, image_shape = len(meta["classes"]), tuple(meta["image_shape"])
+    names = naming(meta)  # "digits" on MNIST, "images" on another data set, in the texts below
     reused = {name: saved_model(models / name / "model.pt", name, params.model(name), device)  # refuse stale first
               for name in cfg.models if params.run.seed in cfg.seeds}
     train, val, test = (load_split(data, split, device) for split in ("train", "val", "test"))
@@ -201,7 +203,7 @@ def compare_stage(params: Params, data: Path, models: Path, metrics: Path, check
                 row["measure_seconds"] = round(time.perf_counter() - began, 2)
                 runs[name][f"s{seed}"] = row
                 closest = pixel_d.argsort()[:cfg.figure_pairs]  # argsort is stable on ties: deterministic
-                pairs.append((f"seed {seed}: closest samples | nearest training digit "
+                pairs.append((f"seed {seed}: closest samples | nearest training {names.one} "
                               f"(median ratio {row['mem_pixel_ratio']:.2f})",
                               _interleave(mem[closest], train01[pixel_i[closest]]), pixel_d[closest]))
                 shown[f"seed {seed} ({row['source']})"] = samples[:64]
@@ -210,7 +212,7 @@ def compare_stage(params: Params, data: Path, models: Path, metrics: Path, check
                 print(f"{name} seed {seed}: " + ", ".join(f"{k}={v:.4g}" for k, v in numbers.items()))
                 del model
             closest = test_pixels.argsort()[:cfg.figure_pairs]
-            pairs.append(("unseen test digits | nearest training digit (the yardstick)",
+            pairs.append((f"unseen test {names.noun} | nearest training {names.one} (the yardstick)",
                           _interleave(reference.test01[pick][closest], train01[test_nearest[closest]]),
                           test_pixels[closest]))
             grids[f"{name}_samples"] = (_panels(f"{name}: 64 samples per training seed", shown, nrow=8), 1)
@@ -221,7 +223,8 @@ def compare_stage(params: Params, data: Path, models: Path, metrics: Path, check
             run.log_metrics(0, {f"{name}/{stat}/{k}": v[stat] for k, v in agg.items() if isinstance(v, dict)
                                 for stat in ("mean", "std")})
         results = {"models": cfg.models, "seeds": cfg.seeds, "runs": runs, "aggregates": aggregates,
-                   "real_test": real, "protocol": _protocol(params, m, len(test["x"]), len(train["x"])),
+                   "real_test": real,
+                   "protocol": _protocol(params, m, len(test["x"]), len(train["x"]), names.noun),
                    "provenance": info}
         write_metrics(metrics / "compare.json", results)
         write_text(metrics / "plots" / "compare.csv", _csv(runs))
@@ -303,7 +306,8 @@ def _csv(runs: dict[str, dict[str, dict]]) -> str:
     return buffer.getvalue()
 
 
-def _protocol(params: Params, m: int, n_test: int, n_train: int) -> dict[str, str]:
+def _protocol(params: Params, m: int, n_test: int, n_train: int, noun: str = "digits") -> dict[str, str]:
+    one = noun[:-1]  # "digits" -> "digit"
     cfg, ecfg = params.compare, params.evaluate
     return {
         "seeds": f"training seeds {cfg.seeds}; seed {params.run.seed} is the train@<model> stage's model, the others "
@@ -311,22 +315,22 @@ def _protocol(params: Params, m: int, n_test: int, n_train: int) -> dict[str, st
         "samples": f"{cfg.n_samples} samples per model and seed, drawn with sampling seed {params.run.seed} (the "
                    "same noise for every training seed: the spread is the training seeds')",
         "sharpness": f"FD-evaluator and KID ({ecfg.kid_subsets} subsets of {ecfg.kid_subset_size}) against the "
-                     f"{n_test} test digits, the frozen evaluator's penultimate features, as in evaluate.json",
+                     f"{n_test} test {noun}, the frozen evaluator's penultimate features, as in evaluate.json",
         "blur": f"grey_share: share of sample pixels in ({GREY[0]}, {GREY[1]}); real_test.grey_share is the test "
-                "digits' share; grey_ratio = samples / real (1 = as crisp as real digits, > 1 = blurrier)",
+                f"{noun}' share; grey_ratio = samples / real (1 = as crisp as real {noun}, > 1 = blurrier)",
         "likelihood": f"parzen_ll: Gaussian window on {ecfg.parzen_samples} samples, sigma chosen on "
-                      f"{ecfg.parzen_val_points} validation digits, {ecfg.parzen_test_points} test digits (nats); "
+                      f"{ecfg.parzen_val_points} validation {noun}, {ecfg.parzen_test_points} test {noun} (nats); "
                       f"test_nll: IWAE bound k={ecfg.iwae_k} where the model has a likelihood",
         "modes": "classes_hit: evaluator classes with >= 1% of the samples; kl_to_uniform in nats; "
                  f"precision/recall: k-NN manifolds, k={ecfg.pr_k}",
         "stability": "aggregates: mean, std (ddof=1 over seeds), min, max of each number; seeds_missing_a_class "
                      "counts seeds whose samples hit fewer than all classes",
-        "memorization": f"the first {m} samples and {m} test digits (seeded subset), each one's L2 distance to its "
-                        f"nearest of the {n_train} training digits, in pixels ([0, 1]) and in evaluator features; "
+        "memorization": f"the first {m} samples and {m} test {noun} (seeded subset), each one's L2 distance to its "
+                        f"nearest of the {n_train} training {noun}, in pixels ([0, 1]) and in evaluator features; "
                         "ratio = median(samples) / median(test): < 1 means samples sit closer to the training set "
-                        f"than unseen digits do; near_copies = share of samples at or below the test distances' "
+                        f"than unseen {noun} do; near_copies = share of samples at or below the test distances' "
                         f"{NEAR_COPY_QUANTILE:.0%} quantile (threshold)",
         "figures": f"figures/compare/<model>_samples.png: 64 samples per seed; <model>_memorization.png: the "
-                   f"{cfg.figure_pairs} samples closest to a training digit, beside it, per seed, and the closest "
-                   "test digits for scale",
+                   f"{cfg.figure_pairs} samples closest to a training {one}, beside it, per seed, and the closest "
+                   f"test {noun} for scale",
     }

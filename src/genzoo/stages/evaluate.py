@@ -18,7 +18,9 @@ from pathlib import Path
 
 import torch
 
+from genzoo.data.derived import not_applicable
 from genzoo.data.loading import labelled_subset, load_meta, load_split
+from genzoo.data.naming import naming
 from genzoo.engine.errors import GenzooError
 from genzoo.engine.io import write_text
 from genzoo.engine.pictures import save_pictures
@@ -97,6 +99,7 @@ def evaluate_stage(params: Params, data: Path, models: Path, metrics: Path, deri
     cfg = params.evaluate
     meta = load_meta(data)
     num_classes = len(meta["classes"])
+    data_names = naming(meta)  # the protocol says "digits" on MNIST, and names another data set and its classes
     train, val, test = (load_split(data, split, device) for split in ("train", "val", "test"))
     evaluator = load_model(models / "evaluator" / "model.pt", device)
     info = provenance("evaluate", params, describe_device(device), data)
@@ -112,6 +115,11 @@ def evaluate_stage(params: Params, data: Path, models: Path, metrics: Path, deri
     loaded = {}  # models a cross-model figure needs
     with StageRun("evaluate", params, ["run", "evaluate"], {k: info[k] for k in ("profile", "device", "commit")}) as run:
         for name in names:
+            why = not_applicable(GENERATIVE[name].dataset, data_names)
+            if why is not None:  # its train stage refused the data set (SimGAN's font digits on clothes)
+                results["models"][name] = {"not_applicable": why}
+                print(f"{name}: not applicable to {data_names.dataset}: {why}")
+                continue
             model = load_model(models / name / "model.pt", device)
             scores = {}
             if model.samples:
@@ -130,14 +138,16 @@ def evaluate_stage(params: Params, data: Path, models: Path, metrics: Path, deri
             numbers = {k: v for k, v in scores.items() if isinstance(v, (int, float))}
             run.log_metrics(0, {f"{name}/{k}": v for k, v in numbers.items()})
             print(f"{name}: " + ", ".join(f"{k}={v:.4g}" for k, v in numbers.items()))
+        noun = data_names.noun
+        of = "" if data_names.digits else f" of {data_names.describe()}"
         results["protocol"] = {
-            "samples": f"{cfg.n_samples} samples per model against the {len(test['x'])} test digits; the floor "
-                       f"scores {cfg.n_samples} real training digits the same way",
+            "samples": f"{cfg.n_samples} samples per model against the {len(test['x'])} test {noun}{of}; the floor "
+                       f"scores {cfg.n_samples} real training {noun} the same way",
             "features": "the frozen evaluator's penultimate layer (FD-evaluator, not Inception FID)",
             "kid": f"polynomial-kernel MMD, {cfg.kid_subsets} subsets of {cfg.kid_subset_size}",
             "precision_recall": f"k-NN manifolds, k={cfg.pr_k} (Kynkäänniemi et al. 2019)",
             "parzen": f"Gaussian window on {cfg.parzen_samples} samples, sigma chosen on {cfg.parzen_val_points} "
-                      f"validation digits, mean log-likelihood of {cfg.parzen_test_points} test digits (nats)",
+                      f"validation {noun}, mean log-likelihood of {cfg.parzen_test_points} test {noun} (nats)",
             "mode_coverage": "evaluator classes of the samples; a class is hit by at least 1%",
             "nll": f"IWAE bound, k={cfg.iwae_k}, on "
                    + (f"the first {cfg.iwae_images}" if cfg.iwae_images else "all")
@@ -148,6 +158,8 @@ def evaluate_stage(params: Params, data: Path, models: Path, metrics: Path, deri
                 shown = model_splits(model_cls, data, derived, device)["test"]
                 save_pictures(model_cls.comparison_pictures({n: loaded[n] for n in group}, shown),
                               metrics / "figures" / "comparisons")
+        if not data_names.digits:  # the report names the classes from here (MNIST's file stays as it was)
+            results["data"] = data_names.as_dict()
         results["provenance"] = info
         write_metrics(metrics / "evaluate.json", results)
         write_text(metrics / "plots" / "class_histogram.csv", _histogram_csv(results, meta["classes"]))

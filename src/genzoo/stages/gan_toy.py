@@ -355,5 +355,8 @@ def gan_toy_stage(params, metrics: Path) -> dict:
         run.log_artifacts(figures, "figures/gan_toy")
     print(f"gan_toy: JSD {first['jsd']:.3f} -> {final['jsd']:.4f}; C(G) {final['c_g']:.4f} vs -log 4 "
           f"{MINUS_LOG4:.4f}; early |grad G| minimax {mean_early['minimax']:.3g}, "
-          f"non-saturating {mean_early['non_saturating']:.3g} ({seconds:.1f} s)")
+          f"non-saturating {mean_early['non_saturating']:.3g} (ratio "
+          f"{summary['early_grad_norm_g']['ratio_non_saturating_to_minimax']:.2f}); against a converged D at the "
+          f"initial G: minimax {checks['initial']['grad_norm_g_at_trained_d']['minimax']:.3g}, non-saturating "
+          f"{checks['initial']['grad_norm_g_at_trained_d']['non_saturating']:.3g} ({seconds:.1f} s)")
     return summary

@@ -14,10 +14,13 @@ from pathlib import Path
 
 import torch
 
+from genzoo.data.derived import not_applicable
 from genzoo.data.loading import load_meta, load_split
+from genzoo.data.naming import naming
+from genzoo.engine.io import write_text
 from genzoo.engine.pictures import save_pictures
 from genzoo.engine.tracking import StageRun, provenance, write_metrics, write_plot
-from genzoo.engine.training import describe_device, fit, resolve_device, validate
+from genzoo.engine.training import checkpoint_run_id, describe_device, fit, resolve_device, validate
 from genzoo.metrics.modes import sample_modes
 from genzoo.models.blocks import to_unit
 from genzoo.models.registry import EVALUATOR, TRAINABLE, build_model, load_model, save_model
@@ -95,6 +98,9 @@ def train_stage(name: str, params: Params, data: Path, models: Path, metrics: Pa
     meta = load_meta(data)
     device = resolve_device(params.engine.device)
     model_cls = TRAINABLE[name]
+    why = not_applicable(model_cls.dataset, naming(meta))
+    if why is not None:  # e.g. SimGAN's font-rendered digits on a data set of clothes
+        return skip_not_applicable(name, why, params, data, models, metrics)
     splits = model_splits(model_cls, data, derived)
     train, val, test = splits["train"], splits["val"], splits["test"]
     model = build_model(name, config, tuple(meta["image_shape"]), len(meta["classes"]), params.run.seed)
@@ -103,11 +109,14 @@ def train_stage(name: str, params: Params, data: Path, models: Path, metrics: Pa
     info = provenance(stage, params, describe_device(device), data)
     checkpoint = checkpoint_dir(models, checkpoints) / f"{name}.pt"
     monitor = mode_monitor(model, params, models, device, len(meta["classes"]))
+    key = fingerprint(name, config, params, meta["data_hash"])
     with StageRun(stage, params, ["run", "data", "engine", name],
-                  {k: info[k] for k in ("profile", "device", "commit", "dirty", "data_hash")}) as run:
+                  {k: info[k] for k in ("profile", "device", "commit", "dirty", "data_hash")},
+                  resume=checkpoint_run_id(checkpoint, key)) as run:  # a resumed stage continues its MLflow run
         result = fit(model, train, config=config, engine=params.engine, seed=params.run.seed, val=val,
-                     checkpoint=checkpoint, fingerprint=fingerprint(name, config, params, meta["data_hash"]),
-                     on_log=run.log_metrics, monitor=monitor, stop_at=stop_at, label=name)
+                     checkpoint=checkpoint, fingerprint=key, on_log=run.log_metrics, monitor=monitor,
+                     stop_at=stop_at, label=name, run_id=run.run_id, on_checkpoint=run.flush)
+        info["threads"] = result.threads  # [step, CPU threads]: engine.threads: auto shares the cores
         weights = save_model(model, name, models / name / "model.pt")
         test_metrics = validate(model, {k: v.to(device) for k, v in test.items()}, 4 * config.batch_size)
         run.log_metrics(result.steps, {f"test/{k}": v for k, v in test_metrics.items()})
@@ -120,7 +129,7 @@ def train_stage(name: str, params: Params, data: Path, models: Path, metrics: Pa
                      "train": train["x"]}
         else:  # a derived set: its first 100 test rows, every key, as stored
             shown = {k: v[:100] for k, v in test.items()}
-        grids = model.pictures({k: v.to(device) for k, v in shown.items()})
+        grids = model.pictures({**{k: v.to(device) for k, v in shown.items()}, "classes": list(meta["classes"])})
         if grids:  # a model with nothing to show (the evaluator) gets no figures folder
             save_pictures(grids, figures)
         last = {k: v for row in result.history for k, v in row.items() if k != "step"}  # last value of each
@@ -138,4 +147,25 @@ def train_stage(name: str, params: Params, data: Path, models: Path, metrics: Pa
         run.log_artifacts(figures, "figures")
         run.log_artifacts(weights, "model")
     checkpoint.unlink(missing_ok=True)  # the finished model is saved: the checkpoint has done its job
+    return summary
+
+
+# ---- a model whose data set makes no sense on this data (genzoo.data.derived.not_applicable) ---------------------
+
+NOT_APPLICABLE_FILE = "NOT_APPLICABLE"  # in models/<name>/ and metrics/figures/<name>/: why, in one line
+
+
+def skip_not_applicable(name: str, why: str, params: Params, data: Path, models: Path, metrics: Path) -> dict:
+    """Train nothing: say why in one line, and write the outputs its DVC stage declares (a weights folder and a
+    figures folder holding only the reason, headers-only curves, and metrics/<name>.json with "not_applicable",
+    which the evaluate and report stages show as "not applicable")."""
+    stage = stage_name(name)
+    info = provenance(stage, params, describe_device(resolve_device(params.engine.device)), data)
+    summary = {"model": name, "not_applicable": why, "provenance": info}
+    for folder in (models / name, metrics / "figures" / name):
+        write_text(folder / NOT_APPLICABLE_FILE, why + "\n")
+    write_metrics(metrics / f"{name}.json", summary)
+    for kind in ("train", "val", *(("modes",) if stage.startswith("train@") else ())):
+        write_plot(metrics / "plots" / f"{name}_{kind}.csv", [], f"{kind}/")
+    print(f"{stage}: not applicable to {info['dataset']}: {why}")
     return summary
