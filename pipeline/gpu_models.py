@@ -75,11 +75,12 @@ def _checkpoint_step(path: Path) -> int:
 
 
 def train_until(name: str, seconds: float, raw: dict, data: Path, models: Path, metrics: Path,
-                hardware: str, checkpoints: Path) -> dict:
+                made: dict, checkpoints: Path) -> dict:
     """Train `name` for the profile's epochs, or pause at its checkpoint when `seconds` run out.
 
-    Beside the checkpoint a ledger (`<name>.runs.json`) keeps each run's hardware, steps and seconds, so a model
-    trained over several leases, or finished elsewhere, says where each of its steps ran."""
+    Beside the checkpoint a ledger (`<name>.runs.json`) keeps each run's hardware, commit, command, steps and
+    seconds (`made`: record_provenance's fields), so a model trained over several leases, or finished elsewhere,
+    says where and by which code each of its steps ran."""
     from genzoo.engine.io import write_json
     from genzoo.engine.training import Interrupted
     from genzoo.models.registry import parse_params
@@ -96,7 +97,8 @@ def train_until(name: str, seconds: float, raw: dict, data: Path, models: Path, 
     tic = time.time()
 
     def this_run(start: int, stop: int) -> dict:
-        return {"hardware": hardware, "from_step": start, "to_step": stop, "seconds": round(time.time() - tic, 1),
+        return {**{k: made[k] for k in ("hardware", "commit", "dirty", "command")},
+                "from_step": start, "to_step": stop, "seconds": round(time.time() - tic, 1),
                 "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
     try:
@@ -153,10 +155,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args: argparse.Namespace, raw: dict, params, work: Path, start: float, checkpoints: Path) -> None:
     """Data and evaluator, then each model within its share, the bench-only timings, evaluate, the snapshot."""
-    import torch
-
     from genzoo.data.loading import load_meta, load_split
-    from genzoo.engine.training import describe_device, resolve_device
+    from genzoo.engine.tracking import record_provenance
+    from genzoo.engine.training import resolve_device
     from genzoo.models.registry import load_params
     from genzoo.stages.download import download_stage
     from genzoo.stages.evaluate import evaluate_stage
@@ -166,6 +167,12 @@ def run(args: argparse.Namespace, raw: dict, params, work: Path, start: float, c
 
     data, models, metrics = work / "processed", work / "models", work / "metrics"
     device = resolve_device(params.engine.device)
+    command = " ".join(["python pipeline/gpu_models.py",
+                        *([f"--params {args.given_params.as_posix()}"] if args.given_params else []),
+                        f"--budget {args.budget:g}", f"--out {args.out.as_posix()}",
+                        *([f"--checkpoints {args.checkpoints.as_posix()}"] if args.checkpoints else []), *args.models,
+                        *(f"--bench-only {name}" for name in args.bench_only)])
+    made = record_provenance(device, command)  # commit, clean or not, command, hardware: in run.json and ledgers
 
     if not (data / "meta.json").exists():
         download_stage(params, work / "raw", offline=True)
@@ -182,8 +189,7 @@ def run(args: argparse.Namespace, raw: dict, params, work: Path, start: float, c
             raw["engine"]["cuda_graphs"] = graphs
             try:
                 if args.checkpoints:
-                    plan[name] = train_until(name, share, raw, data, models, metrics, describe_device(device),
-                                             checkpoints)
+                    plan[name] = train_until(name, share, raw, data, models, metrics, made, checkpoints)
                 else:
                     plan[name] = train_within(name, share, raw, work, data, models, metrics, meta, train,
                                               args.bench_steps, checkpoints)
@@ -221,20 +227,14 @@ def run(args: argparse.Namespace, raw: dict, params, work: Path, start: float, c
         if csv.stem.rsplit("_", 1)[0] in trained:
             shutil.copy(csv, out / "plots" / csv.name)
     shutil.copy(work / "params.yaml", out / "params.yaml")
-    command = " ".join(["python pipeline/gpu_models.py",
-                        *([f"--params {args.given_params.as_posix()}"] if args.given_params else []),
-                        f"--budget {args.budget:g}", f"--out {out.as_posix()}",
-                        *([f"--checkpoints {args.checkpoints.as_posix()}"] if args.checkpoints else []), *args.models,
-                        *(f"--bench-only {name}" for name in args.bench_only)])
-    record = {"command": command, "hardware": describe_device(device), "torch": torch.__version__,
-           "wall_seconds": round(time.time() - start), "evaluate_seconds": round(evaluate_seconds),
-           "budget_seconds": args.budget, "models": plan, "failed": failed,
-           "bench_only": {name: {k: r[k] for k in ("batch_size", "steps_per_s", "seconds_per_epoch", "cuda_graphs")}
-                          for name, r in timed.items()},
-           "checkpoints": bool(args.checkpoints),
-           "note": "the gpu profile's params, epochs and all; a model unfinished in its share paused at a checkpoint "
-                   "and resumed by the next run" if args.checkpoints else
-                   "the gpu profile's params with each model's epochs capped to its share of the budget"}
+    record = {**made, "wall_seconds": round(time.time() - start), "evaluate_seconds": round(evaluate_seconds),
+              "budget_seconds": args.budget, "models": plan, "failed": failed,
+              "bench_only": {name: {k: r[k] for k in ("batch_size", "steps_per_s", "seconds_per_epoch", "cuda_graphs")}
+                             for name, r in timed.items()},
+              "checkpoints": bool(args.checkpoints),
+              "note": "the gpu profile's params, epochs and all; a model unfinished in its share paused at a "
+                      "checkpoint and resumed by the next run" if args.checkpoints else
+                      "the gpu profile's params with each model's epochs capped to its share of the budget"}
     (out / "run.json").write_text(json.dumps(record, indent=2) + "\n")
     print(json.dumps(record, indent=2))
 

@@ -17,6 +17,7 @@ import argparse
 import csv
 import json
 import math
+import shlex
 import sys
 from pathlib import Path
 
@@ -152,6 +153,10 @@ def main(argv: list[str] | None = None) -> int:
           f"{s['pictures_identical']} of {s['pictures']} pictures; files only in the fresh run: "
           f"{len(result['not_in_committed'])}, only in the committed folder: {len(result['not_in_fresh'])}")
     if args.out:
+        from genzoo.engine.tracking import record_provenance  # torch: only when a file is written
+
+        command = shlex.join(["python", "pipeline/reproduced.py", *(sys.argv[1:] if argv is None else argv)])
+        result = {"provenance": record_provenance("cpu", command), **result}
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=1, default=str) + "\n")
     return 0

@@ -41,7 +41,9 @@ if current:
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
 commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
 result = {"command": f"bash pipeline/time_dag.sh {profile}", "profile": profile, "commit": commit,
-          "cores": os.cpu_count(), "cpu": cpu, "total_seconds": round(time.time() - start, 1), "stages": stages}
+          "dirty": False,  # the script refuses to start with uncommitted code or params
+          "hardware": f"{cpu}, {len(os.sched_getaffinity(0))} cores", "cores": os.cpu_count(), "cpu": cpu,
+          "total_seconds": round(time.time() - start, 1), "stages": stages}
 open(out, "w").write(json.dumps(result, indent=2) + "\n")
 total = result["total_seconds"]
 print(f"total {total:.0f} s")

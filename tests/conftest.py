@@ -21,6 +21,12 @@ from genzoo.data.preprocess import preprocess  # noqa: E402
 from genzoo.models.registry import parse_params  # noqa: E402
 
 
+def pytest_collection_modifyitems(session, config, items):
+    """The slow modules first (stable otherwise): with `make test`'s workers (pytest-xdist, --dist loadfile), the
+    longest module starts at once and the unit tests fill the other worker meanwhile."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture
 def one_thread():
     """Tiny tensors: one thread avoids waiting on descheduled threads of a busy machine

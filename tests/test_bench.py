@@ -17,4 +17,8 @@ def test_bench_times_a_gan_with_k_batches_per_step(tiny_params, tiny_processed, 
     train_images = row["train_images"]  # one step consumes 2 batches of 8: an epoch is train_images / 16 steps
     assert row["seconds_per_epoch"] == pytest.approx(train_images // 16 / row["steps_per_s"], rel=0.02)
     assert row["seconds_per_60k_images"] == pytest.approx(60000 / 16 / row["steps_per_s"], rel=0.02)
-    assert json.loads((tmp_path / "b.json").read_text())["results"][0]["model"] == "gan"
+    written = json.loads((tmp_path / "b.json").read_text())
+    assert written["results"][0]["model"] == "gan"
+    made = written["provenance"]  # which code, on which machine, by which command
+    assert made["commit"] and isinstance(made["dirty"], (bool, type(None))) and made["hardware"].endswith(" cores")
+    assert made["command"].split()[0] in ("genzoo", "pytest") or "pytest" in made["command"]

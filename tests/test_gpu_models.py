@@ -49,6 +49,7 @@ def test_a_budgeted_run_trains_scores_and_snapshots_on_tiny_data(tmp_path, tiny_
 
     run = json.loads((out / "run.json").read_text())
     assert run["command"].startswith(f"python pipeline/gpu_models.py --params {params.as_posix()} --budget 0.01 ")
+    assert run["hardware"].endswith(" cores") and run["commit"] and "dirty" in run  # which machine, which code
     planned = run["models"]["cvae"]
     assert planned["epochs"] == 1 <= planned["profile_epochs"]  # 10 ms of budget: the cap, never zero epochs
     assert yaml.safe_load((out / "params.yaml").read_text())["cvae"]["epochs"] == 1  # what it trained with
@@ -75,7 +76,9 @@ def test_with_checkpoints_a_model_pauses_at_its_share_and_the_next_run_finishes_
     assert paused["paused_at"] == 1 < paused["total_steps"] and first["checkpoints"] and not first["failed"]
     assert (keep / "cvae.pt").is_file() and not (tmp_path / "first" / "cvae.json").exists()
     ledger = json.loads((keep / "cvae.runs.json").read_text())  # the stale one was dropped, this run kept
-    assert [(r["from_step"], r["to_step"]) for r in ledger] == [(0, 1)] and ledger[0]["hardware"].startswith("cpu")
+    assert [(r["from_step"], r["to_step"]) for r in ledger] == [(0, 1)]
+    assert {k: ledger[0][k] for k in ("hardware", "commit", "dirty", "command")} == \
+        {k: first[k] for k in ("hardware", "commit", "dirty", "command")}  # each ledger entry names its run
     assert "--checkpoints" in first["command"]
 
     (keep / "cvae.runs.json").unlink()  # a checkpoint from before the ledger: its run starts at its own step

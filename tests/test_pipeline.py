@@ -238,33 +238,34 @@ def test_dag_draws_every_stage(pipeline):
 
 def test_experiment_composes_params_and_tracks_a_new_run(pipeline):
     repo = pipeline.repo
-    vae_runs, evaluator_runs = pipeline.runs("train@vae"), pipeline.runs("train_evaluator")
-    assert len(vae_runs) >= 1 and len(evaluator_runs) >= 1, "the repro left no MLflow runs"
+    cvae_runs, evaluator_runs = pipeline.runs("train@cvae"), pipeline.runs("train_evaluator")
+    assert len(cvae_runs) >= 1 and len(evaluator_runs) >= 1, "the repro left no MLflow runs"
     params_before = yaml.safe_load((repo / "params.yaml").read_text())
+    assert params_before["cvae"]["lr"] != pytest.approx(0.002), "the experiment must change cvae.lr"
 
-    exp = pipeline.run("dvc", "exp", "run", "-S", "vae.lr=0.002")
+    exp = pipeline.run("dvc", "exp", "run", "-S", "cvae.lr=0.002")
     ran = ran_stages(exp.stdout)
-    # exactly the stages that read the `vae` section: its train stage, AnoGAN's one-class VAE baseline, the GAN-vs-VAE
-    # comparison, and after them
-    assert sorted(ran) == ["anogan", "compare", "evaluate", "report", "train@vae"], \
+    # exactly the stages that read the `cvae` section (its train stage, and evaluate, which loads every model with
+    # its params), and the report after them; the `vae` section would add AnoGAN and compare, which read it too
+    assert sorted(ran) == ["evaluate", "report", "train@cvae"], \
         f"exp run ran {ran}\n{_tail(exp.stdout)}"
 
-    # Hydra recomposed params.yaml from the repo's conf: only vae.lr differs.
+    # Hydra recomposed params.yaml from the repo's conf: only cvae.lr differs.
     params = yaml.safe_load((repo / "params.yaml").read_text())
-    assert params["vae"]["lr"] == pytest.approx(0.002)
-    params_before["vae"]["lr"] = params["vae"]["lr"]
-    assert params == params_before, "dvc exp run -S changed more than vae.lr"
+    assert params["cvae"]["lr"] == pytest.approx(0.002)
+    params_before["cvae"]["lr"] = params["cvae"]["lr"]
+    assert params == params_before, "dvc exp run -S changed more than cvae.lr"
 
     name = re.search(r"Reproducing experiment '([^']+)'", exp.stdout)
     assert name, f"no experiment name in the exp run output:\n{_tail(exp.stdout)}"
     listed = pipeline.run("dvc", "exp", "show", "--json").stdout
     assert name[1] in listed, f"experiment {name[1]} missing from `dvc exp show --json`"
-    assert json.loads((repo / "metrics/vae.json").read_text())["provenance"]["dvc_experiment"] == name[1]
+    assert json.loads((repo / "metrics/cvae.json").read_text())["provenance"]["dvc_experiment"] == name[1]
 
-    new = {k: v for k, v in pipeline.runs("train@vae").items() if k not in vae_runs}
-    assert len(new) == 1, f"expected one new MLflow run of train@vae, got {len(new)}"
+    new = {k: v for k, v in pipeline.runs("train@cvae").items() if k not in cvae_runs}
+    assert len(new) == 1, f"expected one new MLflow run of train@cvae, got {len(new)}"
     (run,) = new.values()
-    assert run["vae.lr"] == "0.002" and run["status"] == "FINISHED", run
+    assert run["cvae.lr"] == "0.002" and run["status"] == "FINISHED", run
     assert pipeline.runs("train_evaluator").keys() == evaluator_runs.keys(), "train_evaluator ran again"
 
 

@@ -67,7 +67,11 @@ def test_changed_values_pictures_and_missing_files_are_reported(tmp_path, capsys
     assert main([str(fresh), str(committed), "--out", str(tmp_path / "out.json")]) == 0
     printed = capsys.readouterr().out
     assert "vae.json: 1 of 5 values differ" in printed and "figures/vae/samples.png: picture differs" in printed
-    assert json.loads((tmp_path / "out.json").read_text())["summary"]["values_equal"] == 4 + 3
+    written = json.loads((tmp_path / "out.json").read_text())
+    assert written["summary"]["values_equal"] == 4 + 3
+    out = tmp_path / "out.json"
+    assert written["provenance"]["command"] == f"python pipeline/reproduced.py {fresh} {committed} --out {out}"
+    assert written["provenance"]["hardware"].endswith(" cores") and "dirty" in written["provenance"]
 
 
 def test_values_on_one_side_only_keep_a_file_from_counting_as_identical(tmp_path, capsys):

@@ -142,9 +142,29 @@ def test_attribute_classifier_learns_a_tiny_set_deterministically():
     pred_c, pred_s = attributes.predict_attributes(model, x_new.float() / 255)
     assert (pred_c == colour_new).float().mean() == 1
     assert (pred_s == stroke_new).float().mean() >= 0.95
-    short = attributes.fit_attribute_classifier(x, colour, stroke, seed=0, steps=10)
-    twin = attributes.fit_attribute_classifier(x, colour, stroke, seed=0, steps=10)
+    short = attributes._fit(x, colour, stroke, seed=0, steps=10)
+    twin = attributes._fit(x, colour, stroke, seed=0, steps=10)  # the fit itself, not the per-process memo
     assert same(snapshot(short), snapshot(twin))
+
+
+def test_the_attribute_classifier_is_fitted_once_per_process_for_the_same_digits(monkeypatch):
+    """StarGAN and StackGAN are scored in one evaluate process on the same val digits: one fit serves both; other
+    digits, labels, seed or steps fit anew."""
+    monkeypatch.setattr(attributes, "_FITTED", {})
+    fits = []
+    real_fit = attributes._fit
+    monkeypatch.setattr(attributes, "_fit", lambda *args: fits.append(args) or real_fit(*args))
+    x, colour, stroke = bar_images(32)
+    first = attributes.fit_attribute_classifier(x, colour, stroke, seed=0, steps=5)
+    assert attributes.fit_attribute_classifier(x.clone(), colour.clone(), stroke.clone(), seed=0, steps=5) is first
+    assert len(fits) == 1
+    flipped = stroke.clone()
+    flipped[0] = (flipped[0] + 1) % 3
+    others = [((x, colour, flipped), 0, 5), ((x, colour, stroke), 1, 5), ((x, colour, stroke), 0, 6),
+              ((x[:31], colour[:31], stroke[:31]), 0, 5)]
+    for args, seed, steps in others:
+        assert attributes.fit_attribute_classifier(*args, seed=seed, steps=steps) is not first
+    assert len(fits) == 5
 
 
 class Recolour(nn.Module):

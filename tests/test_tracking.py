@@ -202,3 +202,16 @@ def test_a_run_another_live_process_trains_is_not_resumed_twice(store):
     finally:
         alive.kill()
         alive.wait()
+
+
+def test_every_metrics_file_names_its_commit_tree_command_and_hardware(tiny_params, tmp_path):
+    """Provenance (issue 31): which commit, whether the tree was clean, the command as typed, the machine."""
+    from genzoo.engine.tracking import command_line, hardware, provenance
+
+    made = provenance("train@vae", tiny_params, "cpu (2 cores)", tmp_path)
+    assert made["commit"] != "unknown" and isinstance(made["dirty"], bool)  # this checkout is a git repository
+    assert made["hardware"] == hardware("cpu") and made["hardware"].endswith(" cores")
+    assert made["command"] == command_line()
+    assert command_line(["/venv/bin/genzoo", "train", "vae"]) == "genzoo train vae"
+    assert command_line(["/repo/src/genzoo/__main__.py", "evaluate", "--only", "a b"]) == "genzoo evaluate --only 'a b'"
+    assert command_line(["pipeline/gpu_models.py", "vae"]) == "pipeline/gpu_models.py vae"

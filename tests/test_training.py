@@ -16,11 +16,19 @@ import torch
 from helpers import SHAPE, images, snapshot, tiny_model
 from torch import nn
 
-from genzoo.data.loading import load_split
 import genzoo.engine.io as engine_io
+from genzoo.data.loading import load_split
 from genzoo.engine.errors import GenzooError, TrainingError, WriteError
-from genzoo.engine.training import (EagerStep, GraphedStep, Interrupted, checkpoint_run_id, fit, resolve_device,
-                                    seed_everything)
+from genzoo.engine.processes import usable_cores
+from genzoo.engine.training import (
+    EagerStep,
+    GraphedStep,
+    Interrupted,
+    checkpoint_run_id,
+    fit,
+    resolve_device,
+    seed_everything,
+)
 from genzoo.models.registry import build_model
 from genzoo.params import EngineParams, TrainConfig
 
@@ -250,13 +258,17 @@ def test_the_progress_bar_is_named_after_the_stage_not_the_file(tiny_params, dat
 
 def test_a_fit_reports_its_threads_and_leaves_the_count_as_it_was(tiny_params, data):
     """Alone (the tests' runtime folder holds no other training), `auto` keeps the threads the process had."""
-    before = torch.get_num_threads()
-    _, result = run(tiny_params, data)
-    assert result.threads == [[0, before]] and torch.get_num_threads() == before
-    fixed = dataclasses.replace(ENGINE, threads=1)
-    config = dataclasses.replace(tiny_params.model("vae"), epochs=1)
-    out = fit(tiny_vae(tiny_params), data["train"], config=config, engine=fixed, seed=3, progress=False)
-    assert out.threads == [[0, 1]] and torch.get_num_threads() == before
+    outside = torch.get_num_threads()
+    torch.set_num_threads(2)  # two, whatever the test run's OMP_NUM_THREADS: a fixed count of 1 must differ
+    try:
+        _, result = run(tiny_params, data)
+        assert result.threads == [[0, min(2, usable_cores())]] and torch.get_num_threads() == 2
+        fixed = dataclasses.replace(ENGINE, threads=1)
+        config = dataclasses.replace(tiny_params.model("vae"), epochs=1)
+        out = fit(tiny_vae(tiny_params), data["train"], config=config, engine=fixed, seed=3, progress=False)
+        assert out.threads == [[0, 1]] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(outside)
 
 
 def test_logs_every_n_steps_with_means_and_validation(tiny_params, data):

@@ -18,9 +18,11 @@ import io
 import logging
 import os
 import platform
+import shlex
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any, Iterable
@@ -30,7 +32,7 @@ import torch
 from genzoo import __version__
 from genzoo.engine.errors import GenzooError, Interrupted
 from genzoo.engine.io import read_json, write_json, write_text
-from genzoo.engine.processes import process_alive, process_start
+from genzoo.engine.processes import process_alive, process_start, usable_cores
 from genzoo.params import Params, flatten
 
 EXPERIMENT = "genzoo"
@@ -57,6 +59,37 @@ def git_state(root: Path = Path(".")) -> dict[str, Any]:
     return {"commit": commit or "unknown", "dirty": bool(status) if status is not None else None}
 
 
+def hardware(device: torch.device | str = "cpu") -> str:
+    """The machine a number came from, as a reader would compare machines: the GPU's name (when on a GPU) and the
+    CPU's model with the cores this process may use (a speed depends on both)."""
+    try:
+        cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                    if line.startswith("model name")), "")
+    except OSError:
+        cpu = ""
+    host = f"{cpu or platform.processor() or platform.machine()}, {usable_cores()} cores"
+    device = torch.device(device)
+    if device.type == "cuda" and torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name(device)} ({host})"
+    return host
+
+
+def command_line(argv: list[str] | None = None) -> str:
+    """The command that made a file, as its user would type it again (`genzoo ...` for the CLI, however started)."""
+    argv = list(sys.argv if argv is None else argv)
+    program = Path(argv[0]).name if argv else ""
+    head = ["genzoo"] if program in ("genzoo", "__main__.py", "-m") else ([argv[0]] if argv else [])
+    return shlex.join([*head, *argv[1:]])
+
+
+def record_provenance(device: torch.device | str = "cpu", command: str | None = None) -> dict[str, Any]:
+    """What a file that is not a stage's metrics (a benchmark, a run ledger, a timing, a reproduction) carries:
+    its commit, whether the tree was clean, the command and the hardware."""
+    return {**git_state(), "command": command or command_line(), "hardware": hardware(device),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "torch": torch.__version__,
+            "python": platform.python_version()}
+
+
 def data_hash(processed: Path) -> str:
     meta = Path(processed) / "meta.json"
     return read_json(meta)["data_hash"] if meta.exists() else "unknown"
@@ -65,10 +98,16 @@ def data_hash(processed: Path) -> str:
 def provenance(stage: str, params: Params, device: str, processed: Path) -> dict[str, Any]:
     """What every metrics file carries, so a number can always be traced to its params, data and code."""
     return {"stage": stage, "profile": params.run.profile, "device": device, **git_state(),
+            "command": command_line(), "hardware": hardware(_device_of(device)),
             "data_hash": data_hash(processed), "dataset": params.data.dataset,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "genzoo": __version__,
             "torch": torch.__version__, "python": platform.python_version(),
             "dvc_experiment": os.environ.get("DVC_EXP_NAME", "")}
+
+
+def _device_of(description: str) -> str:
+    """`describe_device`'s words back to a device: "cpu (N cores)" is the CPU, anything else names a GPU."""
+    return "cpu" if description.startswith("cpu") else "cuda"
 
 
 class StageRun:

@@ -7,13 +7,13 @@ steps/s into seconds per epoch of the training split.
 from __future__ import annotations
 
 import dataclasses
-import time
 from pathlib import Path
 
 import torch
 
 from genzoo.data.loading import load_meta, load_split
 from genzoo.engine.io import write_json
+from genzoo.engine.tracking import record_provenance
 from genzoo.engine.training import describe_device, fit, resolve_device
 from genzoo.models.registry import build_model
 from genzoo.params import Params
@@ -60,5 +60,6 @@ def run_bench(name: str, params: Params, data: Path, steps: int, batch_sizes: li
         print(f"{r['model']:<10} {r['device']:<28} {str(r['cuda_graphs']):>6} {r['batch_size']:>6} "
               f"{r['steps_per_s']:>9} {r['images_per_s']:>10} {r['seconds_per_epoch']:>8}")
     if out is not None:
-        write_json(out, {"results": rows, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+        device = resolve_device(params.engine.device)
+        write_json(out, {"results": rows, "provenance": record_provenance(device)})
     return rows
