@@ -190,6 +190,22 @@ def test_the_whole_protocol_of_the_papers_recipe_gets_a_verdict(tmp_path):
     assert "Welch's t" in section and "separated" in section  # 0.6 ± 0.1 % against 10 ± 0 %
 
 
+def test_a_run_on_another_data_set_is_off_protocol_never_met(tmp_path):
+    """The targets are MNIST's: the paper's recipe on its whole protocol, but on Fashion-MNIST, is judged neither
+    met nor not met, in the summary, the default run's targets and the application tables."""
+    metrics = write_metrics(tmp_path / "metrics", nll=85.5, k=5000, images=10000, recipe="paper")
+    _application_files(metrics, list(range(10)), 10000, 500, [0, 1, 2], "paper")
+    for name in ("evaluate.json", "anogan.json", "triplegan.json"):
+        data = json.loads((metrics / name).read_text())
+        data["provenance"] = {**data.get("provenance", {}), "dataset": "fashion-mnist"}
+        (metrics / name).write_text(json.dumps(data))
+    text = render(metrics, tmp_path) + readme_block(metrics, tmp_path)
+    rows = [row for row in _table_rows(text) if re.search(r"\b(vae|anogan|triplegan)\b", row)]
+    assert rows and not [row for row in rows if re.search(r"\bmet\b", row)], rows
+    assert f"{VAE_TARGET} paper | 85.50 | off protocol: fashion-mnist data, not mnist |" in text
+    assert "| anogan | AnoGAN mean AUROC ≥ 0.913 (the paper's) | paper | 0.9600 | off protocol: fashion-mnist" in text
+
+
 def test_application_stages_render_their_tables_and_targets(tmp_path):
     metrics = write_metrics(tmp_path / "metrics")
     (metrics / "anogan.json").write_text(json.dumps({

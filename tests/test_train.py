@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import resource
 import shutil
 import signal
@@ -281,3 +282,64 @@ def test_a_second_dvc_repro_in_the_same_workspace_gets_the_lock_error(tmp_path, 
     assert json.loads((repo / "metrics" / "vae.json").read_text())["steps"] == 210
     status = subprocess.run(["dvc", "status"], cwd=repo, env=env, capture_output=True, text=True, timeout=120)
     assert "up to date" in status.stdout, status.stdout
+
+
+# ---- a queue of two experiments sizes its threads ----------------------------------------------------------------
+
+@pytest.mark.slow
+@pytest.mark.skipif(usable_cores() < 2, reason="needs two cores to share")
+def test_a_queue_of_two_experiments_shares_the_cores(tmp_path, tiny_processed):
+    """`dvc queue start -j 2` of two tiny experiments: each queued training registers in the machine's runtime
+    folder and sizes its threads to its share, 1 of 2 from its first step. Another trainer (a pid file this test
+    holds) is registered throughout, so the verdict does not hang on how well the two happen to overlap."""
+    bin_dir = Path(sys.executable).parent
+    if not (bin_dir / "dvc").exists():
+        pytest.skip("dvc is not installed beside this python")
+    repo, runtime = tmp_path / "repo", tmp_path / "runtime"
+    repo.mkdir()
+    runtime.mkdir()
+    raw = composed(tmp_path, "profile=tiny", "engine.device=cpu", "vae.epochs=3")
+    (repo / "params.yaml").write_text(yaml.safe_dump(raw))
+    shutil.copytree(tiny_processed, repo / "processed")
+    (repo / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"train": {
+        "cmd": "genzoo train vae --data processed", "deps": ["processed"], "params": ["vae", "engine"],
+        "outs": ["models/vae"], "metrics": [{"metrics/vae.json": {"cache": False}}]}}}))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DVC_", "MLFLOW_"))}
+    env.update({"PATH": f"{bin_dir}{os.pathsep}{env.get('PATH', '')}", "GENZOO_MLFLOW": "off",
+                "OMP_NUM_THREADS": "2",  # what a lone training would take: the queue must halve it
+                RUNTIME_ENV: str(runtime), "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": str(ROOT / "src"),
+                "DVC_NO_ANALYTICS": "1", "DVC_SITE_CACHE_DIR": str(tmp_path / "dvc-site"),
+                "DVC_GLOBAL_CONFIG_DIR": str(tmp_path / "dvc-global"),
+                "DVC_SYSTEM_CONFIG_DIR": str(tmp_path / "dvc-system"), "GIT_AUTHOR_NAME": "t",
+                "GIT_AUTHOR_EMAIL": "t@genzoo.invalid", "GIT_COMMITTER_NAME": "t",
+                "GIT_COMMITTER_EMAIL": "t@genzoo.invalid"})
+
+    def run(*args: str, timeout: int = 300) -> str:
+        done = subprocess.run(list(args), cwd=repo, env=env, capture_output=True, text=True, timeout=timeout)
+        assert done.returncode == 0, f"{' '.join(args)}:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
+        return done.stdout
+
+    run("git", "init", "-q")
+    run("dvc", "init", "-q")
+    run("git", "add", "-A")
+    run("git", "commit", "-q", "-m", "a one-stage pipeline")
+    for lr in ("0.002", "0.003"):
+        run("dvc", "exp", "run", "--queue", "-S", f"vae.lr={lr}")
+    holder = runtime / f"{os.getpid()}.pid"
+    holder.write_text(process_start(os.getpid()))
+    try:
+        run("dvc", "queue", "start", "-j", "2")
+        deadline = time.monotonic() + 600
+        while True:
+            status = run("dvc", "queue", "status")
+            if "Success" in status and not re.search(r"\b(Queued|Running)\b", status):
+                break
+            assert "Failed" not in status and time.monotonic() < deadline, status
+            time.sleep(2)
+    finally:
+        holder.unlink()
+        subprocess.run(["dvc", "queue", "stop", "--kill"], cwd=repo, env=env, capture_output=True, timeout=120)
+    refs = run("git", "for-each-ref", "--format=%(refname)", "refs/exps").split()
+    summaries = [json.loads(run("git", "show", f"{ref}:metrics/vae.json")) for ref in refs]
+    assert sorted(s["provenance"]["dvc_experiment"] != "" for s in summaries) == [True, True]
+    assert [s["provenance"]["threads"] for s in summaries] == [[[0, 1]], [[0, 1]]]

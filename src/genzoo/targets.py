@@ -62,14 +62,20 @@ class Coverage:
     k: int | None = None
     inversion_steps: int | None = None
     binarization: str | None = None
+    dataset: str = "mnist"  # the data set the numbers are on: a run on another one is off protocol, whatever else
 
     def declared(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+        """The protocol beyond the data set (every target has one data set; its text need not repeat it)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if f.name != "dataset" and getattr(self, f.name) is not None}
 
     def shortfall(self, covered: dict) -> tuple[list[str], list[str]]:
         """(what the run covered less of, where it followed another protocol), as phrases; both empty = full.
-        `covered` holds what the run recorded; a declared field it does not record counts as not covered."""
+        `covered` holds what the run recorded; a declared field it does not record counts as not covered (a run
+        that records no data set is on MNIST: every file from before the second data set)."""
         partial, off = [], []
+        if covered.get("dataset", "mnist") != self.dataset:
+            off.append(f"{covered['dataset']} data, not {self.dataset}")
         for name, needed in self.declared().items():
             have = covered.get(name)
             if name == "binarization":
@@ -290,7 +296,10 @@ def _target_fields(raw: dict, where: str) -> dict:
         raise TargetsError(f"{where}: coverage: unknown key {', '.join(map(repr, unknown))}; allowed: "
                            f"{', '.join(allowed)}")
     for key, value in coverage.items():
-        if key == "binarization":
+        if key == "dataset":
+            if not isinstance(value, str) or not value:
+                raise TargetsError(f"{where}: coverage: dataset must be a data set's name, got {value!r}")
+        elif key == "binarization":
             if value not in BINARIZATIONS:
                 raise TargetsError(f"{where}: coverage: binarization must be one of {', '.join(BINARIZATIONS)}, "
                                    f"got {value!r}")

@@ -76,9 +76,12 @@ class Run:
         """What this run recorded it covered of `entry`'s protocol (the fields of targets.Coverage); a field it
         does not record is left out, and a target that needs it says so."""
         data = self.read(entry.file) or {}
+        dataset = (data.get("provenance") or {}).get("dataset")
+        on = {"dataset": dataset} if isinstance(dataset, str) else {}  # a file from before it was recorded: MNIST
         if entry.file != "evaluate.json":  # a stage's own file (anogan.json, triplegan.json): counted at its top
             covered = {k: len(data[k]) for k in ("classes", "seeds") if isinstance(data.get(k), list)}
-            return covered | {k: data[k] for k in ("test_images", "inversion_steps") if isinstance(data.get(k), int)}
+            return on | covered | {k: data[k] for k in ("test_images", "inversion_steps")
+                                   if isinstance(data.get(k), int)}
         scores = data.get("models", {}).get(_model_of(entry)) or {}
         metric = entry.key.rsplit(".", 1)[-1]
         covered = {}
@@ -91,7 +94,7 @@ class Run:
             text = data.get("protocol", {}).get("parzen", "")
             samples, test = re.search(r"on (\d+) samples", text), re.search(r"of (\d+) test ", text)
             covered = {"samples": int(samples[1]) if samples else None, "test_images": int(test[1]) if test else None}
-        return {k: v for k, v in covered.items() if v is not None}
+        return on | {k: v for k, v in covered.items() if v is not None}
 
     def judge(self, target: Target) -> Verdict | None:
         """The verdict on this run's value of `target` (None where it has none): Target.judge on its coverage and
