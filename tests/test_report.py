@@ -102,7 +102,7 @@ def test_readme_reads_in_five_minutes():
     opening = readme.split("\n## ", 1)[0]  # everything before the first section
     assert lines[0] == "# genzoo" and "genzoo is" in opening
     assert re.search(r"^make run\b", opening, re.M) and re.search(r"^make test\b", opening, re.M)
-    assert "2985 s" in opening and "513 s" in opening  # the two commands' measured times
+    assert "2985 s" in opening and re.search(r"took \d+ min with the install", opening)  # both commands' times
     assert "](docs/results.md)" in readme
     for section in ("## GPU profile", "## Sweeps", "## MLflow UI", "## Sharing through a DVC remote",
                     "## Adding a model", "## Layout"):
