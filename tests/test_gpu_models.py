@@ -110,3 +110,25 @@ def test_compose_out_writes_the_gpu_params_elsewhere_and_leaves_params_yaml(tmp_
     assert done.returncode == 0, done.stderr[-2000:]
     assert (ROOT / "params.yaml").read_text() == before
     assert yaml.safe_load(out.read_text())["run"]["profile"] == "gpu"
+
+
+def test_a_part_paused_by_its_window_ends_with_the_weights_of_one_uninterrupted_run(tmp_path, tiny_params_file):
+    """Paused at once (no budget), then resumed to the end in a second window: bit-identical to one window that
+    trains it through (the engine's checkpoint keeps the model, optimizers, schedules, sums and RNG)."""
+    import torch
+    from gpu_models import main
+
+    def window(name: str, budget: str) -> None:
+        assert main(["cvae", "--params", str(tiny_params_file), "--work", str(tmp_path / name), "--budget", budget,
+                     "--checkpoints", str(tmp_path / f"{name}-checkpoints"),
+                     "--out", str(tmp_path / name / "out")]) == 0
+
+    window("paused", "0")
+    assert (tmp_path / "paused-checkpoints" / "cvae.pt").is_file()
+    window("paused", "600")
+    window("through", "600")
+    paused, through = (torch.load(tmp_path / name / "models" / "cvae" / "model.pt", weights_only=True)
+                       for name in ("paused", "through"))
+    weights, reference = paused["state"], through["state"]  # registry.save_model's file
+    assert weights.keys() == reference.keys() and paused["config"] == through["config"]
+    assert all(torch.equal(weights[k], reference[k]) for k in weights), "the resumed part trained differently"

@@ -1,0 +1,252 @@
+"""The gpu profile as a plan of parts for GPU windows of minutes: what each part costs, what is done, what is next.
+
+A part is one registered model trained at the gpu profile's recipe by pipeline/gpu_models.py (its epochs kept,
+paused at a checkpoint when a window ends and resumed in the next). For each part the plan reads:
+
+- its device minutes: the profile's epochs x steps per epoch / steps per second, from the fastest committed gpu
+  measurement of that model (a finished run's steps/s in a snapshot's run.json, a timing in metrics/gpu/bench.json
+  or a run's `bench_only`); "unmeasured" where there is none, never a guess;
+- its state, from the committed snapshots (metrics/gpu/**/run.json): done (a snapshot trained the profile's
+  epochs), partial (paused at a step, or capped to fewer epochs by a budget), or pending;
+- its targets in src/genzoo/targets.yaml (the gpu profile's), so the next window goes to the most targets per
+  minute.
+
+    python pipeline/gpu_plan.py show                      # the table (--readme: also into README's GPU section)
+    python pipeline/gpu_plan.py run --budget 540          # the next parts that fit 540 s, through gpu_models.py
+
+`run` names the parts for one gpu_models.py call with `--checkpoints .gpu/checkpoints` (carry that folder between
+windows) and the snapshot folder metrics/gpu/<first part>; the part runner stops within the budget by itself.
+AnoGAN, Triple-GAN and `compare` are DVC stages of many small models, not parts yet: the plan lists them as such.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+START, END = "<!-- genzoo:gpu-plan:start -->", "<!-- genzoo:gpu-plan:end -->"
+STAGES = {"anogan": "the one-vs-rest protocol: 10 one-class DCGANs, VAEs and autoencoders, then the inversion",
+          "triplegan": "3 seeds of Triple-GAN beside the classifier alone",
+          "compare": "3 seeds of four models"}
+TRAIN_IMAGES = 55000  # the base training split (60,000 less the 5,000 kept for validation)
+
+
+@dataclass
+class Part:
+    name: str
+    epochs: int  # the gpu profile's
+    targets: int  # in targets.yaml, for the gpu profile
+    steps_per_s: float | None = None
+    steps_per_epoch: int | None = None
+    measured_on: str = ""  # where the steps/s come from
+    state: str = "pending"
+    steps_done: int = 0
+    epochs_capped: int = 0  # a budgeted run that trained fewer epochs than the profile's
+    snapshot: str = ""
+
+    @property
+    def minutes(self) -> float | None:
+        if not self.steps_per_s or not self.steps_per_epoch:
+            return None
+        return self.epochs * self.steps_per_epoch * (1 - self.fraction_done) / self.steps_per_s / 60
+
+    @property
+    def fraction_done(self) -> float:
+        total = self.epochs * self.steps_per_epoch if self.steps_per_epoch else 0
+        return min(1.0, self.steps_done / total) if total else 0.0
+
+    def priority(self) -> tuple:
+        """Unfinished first; measured before unmeasured; then the most targets per device minute."""
+        minutes = self.minutes
+        return (self.state == "done", minutes is None, -(self.targets / max(minutes or 1.0, 0.1)), self.name)
+
+
+def _snapshots(metrics: Path) -> list[tuple[Path, dict]]:
+    found = []
+    for path in sorted(metrics.glob("gpu/**/run.json")):
+        try:
+            found.append((path.parent, json.loads(path.read_text())))
+        except (OSError, json.JSONDecodeError) as err:
+            sys.exit(f"{path}: not a run record: {err}")
+    return found
+
+
+def _on_gpu(hardware: str) -> bool:
+    """"NVIDIA H100 80GB HBM3" or "NVIDIA H100 ... (<cpu>, 16 cores)", not "cpu (2 cores)" or "<cpu>, 2 cores"."""
+    return bool(hardware) and not (hardware.startswith("cpu") or hardware.endswith(" cores"))
+
+
+def _measure(part: Part, steps_per_s: float, steps_per_epoch: int | None, where: str) -> None:
+    if steps_per_s and (part.steps_per_s is None or steps_per_s > part.steps_per_s):
+        part.steps_per_s, part.measured_on = steps_per_s, where
+        if steps_per_epoch:
+            part.steps_per_epoch = steps_per_epoch
+
+
+def plan(params: dict, metrics: Path, targets: Path, models: list[str]) -> list[Part]:
+    """Every registered model's part, measured and placed from the committed gpu snapshots."""
+    counts: dict[str, int] = {}
+    for target in yaml.safe_load(targets.read_text()).get("targets", []):
+        if "gpu" in target.get("profiles", ["gpu"]):
+            counts[target["model"]] = counts.get(target["model"], 0) + 1
+    parts = {}
+    for name in models:
+        section = params[name]
+        batches = section.get("d_steps", 1) if name in ("gan", "dcgan", "ebgan") else 1  # batches_per_step
+        base = section.get("batch_size")
+        parts[name] = Part(name, int(section["epochs"]), counts.get(name, 0),
+                           steps_per_epoch=TRAIN_IMAGES // (base * batches) if base and _base_data(name) else None)
+    bench = metrics / "gpu" / "bench.json"
+    if bench.exists():
+        for row in json.loads(bench.read_text()).get("results", []):
+            if row.get("model") in parts and _on_gpu(row.get("device", "")) and \
+                    row.get("batch_size") == params[row["model"]].get("batch_size"):
+                _measure(parts[row["model"]], row["steps_per_s"], row.get("steps_per_epoch"),
+                         "metrics/gpu/bench.json")
+    for folder, run in _snapshots(metrics):
+        where = folder.relative_to(metrics.parent).as_posix()
+        for name, timed in run.get("bench_only", {}).items():
+            if name in parts and _on_gpu(run.get("hardware", "")):
+                _measure(parts[name], timed.get("steps_per_s"), None, where)
+        for name, entry in run.get("models", {}).items():
+            if name not in parts:
+                continue
+            part = parts[name]
+            if _on_gpu(run.get("hardware", "")) and "paused_at" not in entry and not entry.get("runs"):
+                _measure(part, entry.get("steps_per_s"), None, where)
+            if entry.get("profile_epochs") != part.epochs:
+                continue  # a run of another recipe's length says nothing of this one's state
+            if "paused_at" in entry:
+                if part.state != "done" and entry["paused_at"] >= part.steps_done:
+                    part.state, part.steps_done, part.snapshot = "partial", entry["paused_at"], where
+                    part.steps_per_epoch = part.steps_per_epoch or entry["total_steps"] // part.epochs
+            elif entry.get("epochs") == part.epochs:
+                part.state, part.snapshot = "done", where
+                part.steps_done = part.epochs * (part.steps_per_epoch or 0)
+            elif part.state != "done" and not part.steps_done and entry.get("epochs", 0) > part.epochs_capped:
+                part.state, part.snapshot = "partial", where  # capped by its budget: run it again in full
+                part.epochs_capped = entry["epochs"]
+        for name, part in parts.items():  # a stage's own file: the whole gpu DAG (`make gpu`) trained it
+            summary = folder / f"{name}.json"
+            if not summary.exists() or part.state == "done":
+                continue
+            trained = json.loads(summary.read_text())
+            if trained.get("epochs") == part.epochs and not trained.get("not_applicable"):
+                part.state, part.snapshot = "done", where
+            device = trained.get("provenance", {}).get("device", "")
+            if _on_gpu(device) and trained.get("epochs") and trained.get("steps"):
+                _measure(part, trained.get("final", {}).get("train/steps_per_s"),
+                         trained["steps"] // trained["epochs"], where)
+    return sorted(parts.values(), key=Part.priority)
+
+
+def _base_data(name: str) -> bool:
+    """Whether `name` trains on the base images (its steps per epoch follow from its batch size)."""
+    from genzoo.models.registry import TRAINABLE
+
+    return TRAINABLE[name].dataset is None
+
+
+def table(parts: list[Part]) -> list[str]:
+    lines = ["| part | gpu epochs | device minutes (left) | measured on | state | targets |",
+             "|---|---|---|---|---|---|"]
+    for p in parts:
+        minutes = "—" if p.state == "done" else "unmeasured" if p.minutes is None else f"{p.minutes:.1f}"
+        state = p.state + (f" ({p.snapshot})" if p.snapshot else "")
+        if p.state == "partial" and p.steps_done:
+            state = f"partial: paused at {p.fraction_done:.0%} of its steps ({p.snapshot})"
+        elif p.state == "partial":
+            state = f"partial: {p.epochs_capped} of {p.epochs} epochs in a budget ({p.snapshot}); again in full"
+        lines.append(f"| {p.name} | {p.epochs} | {minutes} | {p.measured_on or '—'} | {state} | {p.targets} |")
+    lines += [f"| {name} (stage) | — | unmeasured | — | pending: {what}; not a part yet | — |"
+              for name, what in STAGES.items()]
+    return lines
+
+
+def next_parts(parts: list[Part], budget_s: float) -> list[str]:
+    """The unfinished parts for one window, in the plan's order: those that fit the budget whole, and after them
+    the first that does not (it trains as far as the window goes and pauses at a checkpoint). An unmeasured part
+    goes alone with the window's whole budget: its run measures it."""
+    chosen, left = [], budget_s / 60
+    for p in (p for p in parts if p.state != "done"):
+        if p.minutes is None:
+            return chosen or [p.name]
+        chosen.append(p.name)
+        left -= p.minutes
+        if left <= 0:
+            break
+    return chosen
+
+
+def write_readme(readme: Path, lines: list[str]) -> bool:
+    text = readme.read_text()
+    if START not in text or END not in text:
+        sys.exit(f"{readme}: no {START} ... {END} section to fill")
+    before, rest = text.split(START, 1)
+    new = f"{before}{START}\n" + "\n".join(lines) + f"\n{END}{rest.split(END, 1)[1]}"
+    if new != text:
+        readme.write_text(new)
+    return new != text
+
+
+def _params(path: Path | None) -> dict:
+    if path is not None:
+        return yaml.safe_load(path.read_text())
+    from compose import compose  # pipeline/compose.py: DVC's Hydra composition
+
+    out = ROOT / ".gpu" / "gpu.yaml"
+    out.parent.mkdir(exist_ok=True)
+    compose(out, ["profile=gpu"])
+    return yaml.safe_load(out.read_text())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("command", choices=("show", "run"))
+    parser.add_argument("--params", type=Path, help="the composed gpu params (default: pipeline/conf, profile=gpu)")
+    parser.add_argument("--metrics", type=Path, default=ROOT / "metrics")
+    parser.add_argument("--targets", type=Path, default=ROOT / "src" / "genzoo" / "targets.yaml")
+    parser.add_argument("--readme", type=Path, nargs="?", const=ROOT / "README.md",
+                        help="show: also write the table into this README's gpu-plan section")
+    parser.add_argument("--budget", type=float, help="run: seconds of device time for this window")
+    parser.add_argument("--checkpoints", type=Path, default=Path(".gpu/checkpoints"))
+    args = parser.parse_args(argv)
+
+    from genzoo.models.registry import GENERATIVE
+
+    raw = _params(args.params)
+    if raw.get("run", {}).get("profile") != "gpu":
+        sys.exit(f"{args.params}: not the gpu profile's params (run.profile: {raw.get('run', {}).get('profile')})")
+    parts = plan(raw, args.metrics, args.targets, list(GENERATIVE))
+    lines = table(parts)
+    if args.command == "show":
+        print("\n".join(lines))
+        if args.readme and write_readme(args.readme, lines):
+            print(f"wrote the plan into {args.readme}")
+        return 0
+    if not args.budget or args.budget <= 0:
+        sys.exit("run: --budget SECONDS is required")
+    names = next_parts(parts, args.budget)
+    if not names:
+        print("every part is done")
+        return 0
+    from gpu_models import main as run_parts
+
+    out = args.metrics / "gpu" / re.sub(r"[^a-z0-9_]+", "_", names[0])
+    command = [*names, "--budget", f"{args.budget:g}", "--out", str(out), "--checkpoints", str(args.checkpoints)]
+    if args.params:
+        command += ["--params", str(args.params)]
+    print("python pipeline/gpu_models.py " + " ".join(command), flush=True)
+    return run_parts(command)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).parent))
+    raise SystemExit(main())
