@@ -297,3 +297,18 @@ def test_bad_param_stops_with_one_clear_line(pipeline):
     assert len(errors) == 1 and "params.yaml" in errors[0], f"stderr:\n{result.stderr}"
     assert sorted(p.name for p in scratch.iterdir()) == ["params.yaml"], "work started before the check"
     assert pipeline.runs("train@vae").keys() == runs.keys(), "a rejected command opened an MLflow run"
+
+
+def test_a_distributed_train_stage_is_one_experiment_param(pipeline):
+    """`dvc exp run -S engine.processes=2` is all it takes: the stage's `genzoo train` starts two ranks through
+    torchrun; rank 0 alone writes the stage's outputs and its one MLflow run."""
+    repo = pipeline.repo
+    vae_runs = pipeline.runs("train@vae")
+    exp = pipeline.run("dvc", "exp", "run", "-S", "engine.processes=2", "train@vae")
+    assert ran_stages(exp.stdout) == ["train@vae"], _tail(exp.stdout)
+    summary = json.loads((repo / "metrics/vae.json").read_text())
+    assert summary["provenance"]["processes"] == 2 and summary["steps"] > 0
+    new = {k: v for k, v in pipeline.runs("train@vae").items() if k not in vae_runs}
+    assert len(new) == 1, f"expected one MLflow run (rank 0's), got {len(new)}"
+    (run,) = new.values()
+    assert run["engine.processes"] == "2" and run["status"] == "FINISHED", run

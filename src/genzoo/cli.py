@@ -92,8 +92,21 @@ def train(model: str = typer.Argument(..., help="A registered model, or `evaluat
     if model not in trainable:
         raise GenzooError(f"unknown model {model!r}; `genzoo train` fits: {', '.join(trainable)} "
                           "(Triple-GAN has its own command: `genzoo triplegan`)")
+    from genzoo.engine import distributed
     from genzoo.stages import train as stage
-    stage.train_stage(model, load(params, stage, model), data, models, metrics, derived)
+    checked = load(params, stage, model)
+    if checked.engine.processes > 1 and not distributed.launched():  # engine.processes: N ranks via torchrun
+        # a batch that cannot split fails here, in one line, before torchrun starts any rank
+        distributed.check_batch(checked.model(model).batch_size, 1, distributed.World(0, checked.engine.processes),
+                                model)
+        argv = ["train", model, "--params", str(params), "--data", str(data), "--models", str(models),
+                "--metrics", str(metrics), "--derived", str(derived)]
+        code = distributed.relaunch(checked.engine.processes, argv)
+        if code:
+            raise GenzooError(f"the {checked.engine.processes} ranks of `genzoo train {model}` failed (torchrun "
+                              f"exit code {code}); the failing rank's error is above")
+        return
+    stage.train_stage(model, checked, data, models, metrics, derived)
 
 
 @app.command("gan_saturation")

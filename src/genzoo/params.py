@@ -73,6 +73,9 @@ class EngineParams:
     # intra-op CPU threads: auto = this process's share of the cores among the live genzoo trainings (a lone run
     # keeps PyTorch's default); N = exactly N (genzoo.engine.processes)
     threads: int | str = param("auto", ge=1, choices=("auto",))
+    # data-parallel ranks `genzoo train` runs on this machine through torchrun (genzoo.engine.distributed); 1 = one
+    # plain process. Under a torchrun of your own (several machines), torchrun's world size rules instead.
+    processes: int = param(1, ge=1)
 
 
 @dataclass

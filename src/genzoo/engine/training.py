@@ -4,7 +4,8 @@ What it owns so the models do not have to: the device, bf16 autocast (its cast c
 optimizer step), the CPU threads (its share of the cores, genzoo.engine.processes), seeding, batches drawn on the
 device from a seeded permutation (no DataLoader, no host sync per step), logging every N steps, a NaN/inf guard,
 periodic validation, atomic checkpoints with exact resume (a run killed with SIGKILL resumes from the last
-checkpoint; SIGTERM saves one first), and a progress bar. Only rank 0 writes, so the loop can grow into DDP later.
+checkpoint; SIGTERM saves one first), and a progress bar. Started by torchrun, the same loop trains data-parallel
+over the ranks (genzoo.engine.distributed: split batches, averaged gradients, global BatchNorm, one writer).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from genzoo.engine import distributed
 from genzoo.engine.errors import GenzooError, Interrupted, TrainingError
 from genzoo.engine.io import load_torch, save_torch
 from genzoo.engine.processes import ThreadBudget
@@ -188,11 +190,16 @@ def fit(model: nn.Module, train: dict[str, torch.Tensor], *, config: TrainConfig
     flushes its buffered metrics there, so the tracker always holds every step a checkpoint holds).
     """
     device = resolve_device(engine.device)
+    world = distributed.world()
     model.to(device).train()
     train = {k: v.to(device) for k, v in train.items()}
     val = {k: v.to(device) for k, v in val.items()} if val is not None else None
     n = rows(train)
-    batch_size = min(config.batch_size * getattr(model, "batches_per_step", 1), n)  # rows one step consumes
+    minibatches = getattr(model, "batches_per_step", 1)
+    batch_size = min(config.batch_size * minibatches, n)  # rows one step consumes (all ranks together)
+    if world.distributed:
+        distributed.check_batch(batch_size, minibatches, world, label)
+        distributed.synchronize_batchnorm(model, device)
     steps_per_epoch = n // batch_size  # drop the ragged last batch: every step sees a full batch
     total = config.epochs * steps_per_epoch
     max_steps = getattr(config, "max_steps", 0)  # a model section may cap the run (a cpu profile's budget)
@@ -220,9 +227,15 @@ def fit(model: nn.Module, train: dict[str, torch.Tensor], *, config: TrainConfig
             torch.cuda.set_rng_state(state["rng_cuda"], device)
     else:
         seed_everything(seed)
+    if world.distributed:
+        distributed.broadcast_state(model)
     saved = start if state is not None else None  # the step of the checkpoint on disk this run can resume from
     step_fn = torch.compile(model.train_step) if engine.compile else model.train_step
-    if engine.cuda_graphs and device.type == "cuda":  # after the optimizer state is loaded: loading would turn
+    if world.distributed:  # collectives run in the step's hooks: eager, the ranks' randomness shared
+        shared = distributed.SharedRandomness(batch_size // minibatches // world.size, minibatches, world)
+        step_fn = EagerStep(_inside(shared, step_fn), opts, device.type,
+                            device.type == "cuda" and engine.precision == "bf16")
+    elif engine.cuda_graphs and device.type == "cuda":  # after the optimizer state is loaded: loading would turn
         step_fn = GraphedStep(step_fn, opts, device, engine.precision)  # the tensor learning rates back to floats
     else:
         step_fn = EagerStep(step_fn, opts, device.type, device.type == "cuda" and engine.precision == "bf16")
@@ -259,6 +272,9 @@ def fit(model: nn.Module, train: dict[str, torch.Tensor], *, config: TrainConfig
         stop = stack.enter_context(_StopFlag())
         threads = stack.enter_context(ThreadBudget(engine.threads))
         stack.callback(step_fn.close)
+        if world.distributed:
+            for hook in distributed.average_gradients(opts, world):
+                stack.callback(hook.remove)
         threads_log = [[start, threads.threads]]
         if progress and is_main_process():
             tqdm.write(threads.describe())
@@ -273,6 +289,8 @@ def fit(model: nn.Module, train: dict[str, torch.Tensor], *, config: TrainConfig
             if perm is None or offset == 0:
                 perm = _permutation(n, seed, epoch, device)
             idx = perm[offset * batch_size:(offset + 1) * batch_size]
+            if world.distributed:
+                idx = distributed.shard(idx, minibatches, world)
             batch = {k: v[idx] for k, v in train.items()}
             losses = step_fn(batch, opts)
             for sched in schedules:
@@ -282,6 +300,8 @@ def fit(model: nn.Module, train: dict[str, torch.Tensor], *, config: TrainConfig
             done = step + 1
             if done % engine.log_every == 0 or done == total:
                 count = done - last_log_step
+                if world.distributed:
+                    sums = distributed.mean_over_ranks(sums, world)
                 row = {f"train/{k}": v.item() / count for k, v in sums.items()}
                 bad = [k for k, v in row.items() if not math.isfinite(v)]
                 if bad:
@@ -293,7 +313,7 @@ def fit(model: nn.Module, train: dict[str, torch.Tensor], *, config: TrainConfig
                 log(done, row)
                 sums = {}
                 bar.set_postfix({k.split("/")[-1]: f"{v:.4g}" for k, v in row.items()}, refresh=False)
-            if done % engine.eval_every == 0 or done == total:
+            if (done % engine.eval_every == 0 or done == total) and is_main_process():
                 if val is not None:
                     log(done, {f"val/{k}": v for k, v in validate(model, val, 4 * config.batch_size).items()})
                 if monitor is not None:
@@ -308,6 +328,8 @@ def fit(model: nn.Module, train: dict[str, torch.Tensor], *, config: TrainConfig
                 if is_main_process():
                     tqdm.write(f"{threads.describe()}, from step {done}")
             late = stop_at is not None and done < total and time.monotonic() >= stop_at
+            if world.distributed and done < total:  # every rank stops at the step any rank was told to
+                late = distributed.any_rank(stop.requested or late, device) and not stop.requested
             if stop.requested or late or (stop_after is not None and done >= stop_after):
                 require_finite(done)
                 save(done)
@@ -321,6 +343,14 @@ def fit(model: nn.Module, train: dict[str, torch.Tensor], *, config: TrainConfig
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         return FitResult(total, time.perf_counter() - began, start, history, earlier, threads_log)
+
+
+def _inside(mode, step_fn: Callable) -> Callable:
+    """`step_fn` run under a TorchFunctionMode (distributed: the ranks' shared per-example randomness)."""
+    def step(batch, opts):
+        with mode:
+            return step_fn(batch, opts)
+    return step
 
 
 def checkpoint_run_id(path: Path | None, fingerprint: str) -> str | None:

@@ -63,8 +63,13 @@ def frozen(module: nn.Module) -> Iterator[None]:
 
 
 def grad_norm(params) -> torch.Tensor:
-    """Global L2 norm of the gradients, on the device (no sync): shows the minimax loss saturating."""
-    grads = [p.grad for p in params if p.grad is not None]
+    """Global L2 norm of the gradients, on the device (no sync): shows the minimax loss saturating. A distributed
+    run measures the ranks' averaged gradients, as one process would (genzoo.engine.distributed)."""
+    from genzoo.engine.distributed import average_gradients_of
+
+    params = [p for p in params if p.grad is not None]
+    average_gradients_of(params)
+    grads = [p.grad for p in params]
     return torch.nn.utils.get_total_norm(grads).detach()
 
 

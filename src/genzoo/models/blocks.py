@@ -45,6 +45,20 @@ def to_unit(x: torch.Tensor) -> torch.Tensor:
     return x.float() / 255.0
 
 
+def clip_gradients(params, limit: float, mode: str = "norm") -> None:
+    """Clip the gradients' global L2 norm (or each value) to `limit`, after a distributed run's ranks have
+    averaged them, so N ranks clip what one process would (genzoo.engine.distributed; a no-op averaging in a
+    plain process). No host sync: the norm and the scale stay on the device."""
+    from genzoo.engine.distributed import average_gradients_of
+
+    params = [p for p in params if p.grad is not None]
+    average_gradients_of(params)
+    if mode == "value":
+        nn.utils.clip_grad_value_(params, limit)
+    else:
+        nn.utils.clip_grad_norm_(params, limit)
+
+
 def binarize(x: torch.Tensor) -> torch.Tensor:
     """Dynamic binarization: each pixel ~ Bernoulli(intensity), drawn afresh every time (Salakhutdinov & Murray)."""
     return torch.bernoulli(to_unit(x))

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genzoo.models.base import ZooModel
-from genzoo.models.blocks import adam, binarize, to_unit
+from genzoo.models.blocks import adam, binarize, clip_gradients, to_unit
 from genzoo.params import TrainConfig, param
 
 FIRST_KERNEL = 7  # the first, mask-A layer (both models); the sampler pads the image by FIRST_KERNEL // 2
@@ -126,8 +126,8 @@ class Autoregressive(ZooModel):
         loss = self.nll(self._data(batch, train=True)).mean()
         opt["model"].zero_grad(set_to_none=True)
         loss.backward()
-        if self.config.grad_clip > 0:  # no host sync: the norm and the scale stay on the device
-            nn.utils.clip_grad_norm_(self.parameters(), self.config.grad_clip)
+        if self.config.grad_clip > 0:
+            clip_gradients(self.parameters(), self.config.grad_clip)
         opt["model"].step()
         loss = loss.detach()
         return {"loss": loss, "bits_per_dim": loss / (math.prod(self.image_shape) * math.log(2))}

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genzoo.models.base import ZooModel
-from genzoo.models.blocks import adam
+from genzoo.models.blocks import adam, clip_gradients
 from genzoo.params import TrainConfig, param
 
 START = (0.0, 0.0, 1.0, 0.0, 0.0)  # S_0: pen down at the canvas centre
@@ -177,10 +177,7 @@ class Model(ZooModel):
         loss = terms["l_r"] + c.w_kl * eta * terms["l_kl"].clamp(min=c.kl_min)  # max(L_KL, KL_min): no gradient below
         opt["model"].zero_grad(set_to_none=True)
         loss.backward()
-        if c.clip_mode == "value":
-            torch.nn.utils.clip_grad_value_(self.parameters(), c.grad_clip)
-        else:
-            torch.nn.utils.clip_grad_norm_(self.parameters(), c.grad_clip)
+        clip_gradients(self.parameters(), c.grad_clip, c.clip_mode)
         opt["model"].step()
         self.steps += 1
         return {"loss": loss.detach(), **{k: v.detach() for k, v in terms.items()}, "eta": eta.detach()}

@@ -17,6 +17,7 @@ import torch
 from genzoo.data.derived import not_applicable
 from genzoo.data.loading import load_meta, load_split
 from genzoo.data.naming import naming
+from genzoo.engine.distributed import World, process_group
 from genzoo.engine.io import write_text
 from genzoo.engine.pictures import save_pictures
 from genzoo.engine.tracking import StageRun, provenance, write_metrics, write_plot
@@ -44,10 +45,13 @@ def checkpoint_dir(models: Path, override: Path | None = None) -> Path:
     return override if override is not None else models / ".checkpoints"
 
 
-def fingerprint(name: str, config, params: Params, data_hash: str) -> str:
-    """Identifies what a checkpoint was made with; a checkpoint of other params is never resumed."""
+def fingerprint(name: str, config, params: Params, data_hash: str, processes: int = 1) -> str:
+    """Identifies what a checkpoint was made with; a checkpoint of other params, or of another number of
+    data-parallel ranks, is never resumed."""
     key = {"model": name, "config": dataclasses.asdict(config), "data": data_hash, "seed": params.run.seed,
            "precision": params.engine.precision}
+    if processes > 1:
+        key["processes"] = processes
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
 
@@ -93,23 +97,35 @@ def train_stage(name: str, params: Params, data: Path, models: Path, metrics: Pa
     """Fit one registered model, then write its weights, metrics, loss curves and pictures.
 
     `stop_at` (a time.monotonic() deadline) pauses the training at a checkpoint instead: fit raises Interrupted
-    and nothing else is written. `checkpoints` overrides where the resumable checkpoint lives."""
+    and nothing else is written. `checkpoints` overrides where the resumable checkpoint lives.
+    Started by torchrun (`engine.processes` > 1), every rank trains its share and only rank 0 writes."""
+    with process_group(params.engine.device) as world:
+        return _train_stage(name, params, data, models, metrics, derived, stop_at, checkpoints, world)
+
+
+def _train_stage(name: str, params: Params, data: Path, models: Path, metrics: Path, derived: Path,
+                 stop_at: float | None, checkpoints: Path | None, world: World) -> dict:
     config = params.model(name)
     meta = load_meta(data)
     device = resolve_device(params.engine.device)
     model_cls = TRAINABLE[name]
     why = not_applicable(model_cls.dataset, naming(meta))
     if why is not None:  # e.g. SimGAN's font-rendered digits on a data set of clothes
-        return skip_not_applicable(name, why, params, data, models, metrics)
+        return skip_not_applicable(name, why, params, data, models, metrics) if world.rank == 0 else {}
     splits = model_splits(model_cls, data, derived)
     train, val, test = splits["train"], splits["val"], splits["test"]
     model = build_model(name, config, tuple(meta["image_shape"]), len(meta["classes"]), params.run.seed)
     attach_evaluator(model, models, device)
     stage = stage_name(name)
-    info = provenance(stage, params, describe_device(device), data)
     checkpoint = checkpoint_dir(models, checkpoints) / f"{name}.pt"
+    key = fingerprint(name, config, params, meta["data_hash"], world.size)
+    if world.rank != 0:  # a helper rank: trains its share of every batch and writes nothing
+        fit(model, train, config=config, engine=params.engine, seed=params.run.seed, checkpoint=checkpoint,
+            fingerprint=key, stop_at=stop_at, label=name, progress=False)
+        return {}
+    info = provenance(stage, params, describe_device(device), data)
+    info["processes"] = world.size
     monitor = mode_monitor(model, params, models, device, len(meta["classes"]))
-    key = fingerprint(name, config, params, meta["data_hash"])
     with StageRun(stage, params, ["run", "data", "engine", name],
                   {k: info[k] for k in ("profile", "device", "commit", "dirty", "data_hash")},
                   resume=checkpoint_run_id(checkpoint, key)) as run:  # a resumed stage continues its MLflow run
