@@ -51,7 +51,8 @@ def train_within(name: str, seconds: float, raw: dict, work: Path, data: Path, m
 
     params = parse_params(raw)
     config = params.model(name)
-    bench = time_training(name, params, train, meta, config.batch_size, bench_steps, params.engine.cuda_graphs)
+    bench = time_training(name, params, train, meta, config.batch_size, bench_steps, params.engine.cuda_graphs,
+                          models)
     epochs = plan_epochs(config.epochs, bench["steps_per_s"], bench["steps_per_epoch"], seconds)
     raw[name]["epochs"] = epochs
     (work / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
@@ -204,7 +205,7 @@ def run(args: argparse.Namespace, raw: dict, params, work: Path, start: float, c
     for name in args.bench_only:  # steps/s of models left for a later lease, to plan it
         try:
             timed[name] = time_training(name, params, train, meta, params.model(name).batch_size, args.bench_steps,
-                                        params.engine.cuda_graphs)
+                                        params.engine.cuda_graphs, models)
         except Exception as err:
             failed[name] = f"{type(err).__name__}: {err}"
 

@@ -13,7 +13,7 @@ from genzoo.tools.bench import run_bench
 
 def test_bench_times_a_gan_with_k_batches_per_step(tiny_params, tiny_processed, tmp_path):
     tiny_params.models["gan"] = dataclasses.replace(tiny_params.model("gan"), d_steps=2)
-    (row,) = run_bench("gan", tiny_params, tiny_processed, steps=3, batch_sizes=[8], out=tmp_path / "b.json")
+    (row,) = run_bench(["gan"], tiny_params, tiny_processed, steps=3, batch_sizes=[8], out=tmp_path / "b.json")
     assert row["batch_size"] == 8 and row["steps_per_s"] > 0 and not row["cuda_graphs"]
     train_images = row["train_images"]  # one step consumes 2 batches of 8: an epoch is train_images / 16 steps
     assert row["seconds_per_epoch"] == pytest.approx(train_images // 16 / row["steps_per_s"], rel=0.02)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import math
 import os
 import signal
 import time
@@ -381,6 +382,22 @@ def test_bf16_autocast_never_computes_at_stale_weights():
     assert_same_weights(fresh, uncached)
     assert all(torch.equal(a[k], b[k]) for a, b in zip(fresh_out, uncached_out) for k in a)
     assert any(not torch.equal(fresh[k], stale[k]) for k in fresh), "the check cannot tell stale casts apart"
+
+
+@pytest.mark.parametrize("cpu_precision", ["fp32", "bf16"])
+def test_a_cpu_run_autocasts_to_bf16_only_when_cpu_precision_says_so(tiny_params, data, cpu_precision):
+    """engine.precision is CUDA's (bf16 by default); a CPU run trains at engine.cpu_precision, fp32 by default, so
+    the default CPU numbers stay what they were; bf16 runs every step under CPU autocast, and still learns."""
+    model = tiny_vae(tiny_params)
+    seen = []
+    step = model.train_step
+    model.train_step = lambda batch, opts: seen.append(torch.is_autocast_enabled("cpu")) or step(batch, opts)
+    engine = dataclasses.replace(ENGINE, precision="bf16", cpu_precision=cpu_precision)
+    config = dataclasses.replace(tiny_params.model("vae"), epochs=3)
+    result = fit(model, data["train"], config=config, engine=engine, seed=3, progress=False)
+    assert seen and set(seen) == {cpu_precision == "bf16"}
+    losses = [r["train/loss"] for r in result.history if "train/loss" in r]
+    assert all(math.isfinite(v) for v in losses) and losses[-1] < losses[0]
 
 
 def test_a_disabled_eager_step_is_the_plain_train_step():

@@ -170,15 +170,30 @@ def report(params: Path = PARAMS, metrics: Path = METRICS, readme: Path = typer.
 
 @app.command("bench")
 @expected_errors
-def bench(model: str = typer.Option("vae", help="A registered model."), params: Path = PARAMS,
-          data: Path = DATA, steps: int = typer.Option(300, help="Timed steps (after warm-up)."),
+def bench(model: str = typer.Option("vae", help="A registered model, or `all` (every trainable model)."),
+          params: Path = PARAMS, data: Path = DATA,
+          derived: Path = typer.Option(Path("data/derived"), help="The derived sets (translation models)."),
+          models: Path = typer.Option(Path("models"), help="Where the frozen evaluator is (models that need it)."),
+          steps: int = typer.Option(300, help="Timed steps (after warm-up)."),
           batch_size: list[int] = typer.Option([], "--batch-size", help="Batch sizes to time (default: params)."),
+          precision: str = typer.Option(None, help="fp32 or bf16 on whichever device runs (default: params)."),
+          device: str = typer.Option(None, help="cpu, cuda, ... (default: params' engine.device)."),
           out: Path = typer.Option(None, help="Also write the results as JSON here."),
           compare_eager: bool = typer.Option(False, help="Also time plain eager steps (no CUDA graphs).")):
-    """Time training steps of one model on this machine: steps/s and seconds per epoch (a tool, not a stage)."""
-    from genzoo.models.registry import load_params
+    """Time training steps on this machine: steps/s and seconds per epoch (a tool, not a stage)."""
+    import dataclasses
+
+    from genzoo.engine.errors import GenzooError
+    from genzoo.models.registry import TRAINABLE, load_params
     from genzoo.tools.bench import run_bench
-    run_bench(model, load_params(params, models=[model]), data, steps, batch_size, out, compare_eager)
+
+    if precision not in (None, "fp32", "bf16"):
+        raise GenzooError(f"--precision: {precision!r} is not fp32 or bf16")
+    names = list(TRAINABLE) if model == "all" else [model]
+    loaded = load_params(params, models=names)
+    if device is not None:
+        loaded = dataclasses.replace(loaded, engine=dataclasses.replace(loaded.engine, device=device))
+    run_bench(names, loaded, data, steps, batch_size, out, compare_eager, derived, models, precision)
 
 
 @app.command("dag")

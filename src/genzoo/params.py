@@ -18,6 +18,9 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
+if typing.TYPE_CHECKING:
+    import torch
+
 from genzoo.engine.errors import ParamsError
 
 PARAMS_FILE = Path("params.yaml")
@@ -63,7 +66,8 @@ class DataParams:
 @dataclass
 class EngineParams:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    precision: str = param("bf16", choices=("bf16", "fp32"))  # bf16 autocast applies on CUDA only
+    precision: str = param("bf16", choices=("bf16", "fp32"))  # on CUDA
+    cpu_precision: str = param("fp32", choices=("bf16", "fp32"))  # on a CPU (bf16: AVX512-BF16 / AMX units)
     compile: bool = False
     cuda_graphs: bool = True  # replay each training step as one CUDA graph (CUDA only; ignored on CPU)
     monitor_samples: int = param(1000, ge=0)  # samples classified by the evaluator at each eval step (0 = off)
@@ -76,6 +80,11 @@ class EngineParams:
     # data-parallel ranks `genzoo train` runs on this machine through torchrun (genzoo.engine.distributed); 1 = one
     # plain process. Under a torchrun of your own (several machines), torchrun's world size rules instead.
     processes: int = param(1, ge=1)
+
+    def precision_on(self, device: torch.device | str) -> str:
+        """The precision a run on `device` trains at: `precision` on CUDA, `cpu_precision` on a CPU."""
+        kind = device if isinstance(device, str) else device.type
+        return self.precision if kind.startswith("cuda") else self.cpu_precision
 
 
 @dataclass

@@ -70,10 +70,11 @@ def seed_everything(seed: int) -> None:
 
 
 def autocast(device: torch.device, precision: str, cache: bool = True):
-    """bf16 autocast on CUDA (Hopper runs it at full tensor-core rate); fp32 everywhere else. One region must not
-    span an optimizer step with `cache` on (a training step runs through EagerStep, which sees to that)."""
-    if device.type == "cuda" and precision == "bf16":
-        return torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=cache)
+    """bf16 autocast on CUDA (Hopper runs it at full tensor-core rate) or a CPU (AVX512-BF16 / AMX units; the
+    caller passes EngineParams.precision_on(device)); fp32 otherwise. One region must not span an optimizer step
+    with `cache` on (a training step runs through EagerStep, which sees to that)."""
+    if precision == "bf16" and device.type in ("cuda", "cpu"):
+        return torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=cache)
     return contextlib.nullcontext()
 
 
@@ -90,7 +91,7 @@ class EagerStep:
     AAE's regularization phase after its reconstruction update, SimGAN's second refiner update) would run, and take
     its gradients, at the old weights. A post-step hook on every optimizer drops the cache: casts are shared within
     a forward and backward (an RNN's weights over its time steps), never across an update. `close()` removes the
-    hooks. Disabled (fp32, or any CPU run), it calls `train_step` as it is.
+    hooks. Disabled (fp32), it calls `train_step` as it is.
     """
 
     def __init__(self, train_step: Callable, opts: dict, device_type: str, enabled: bool):
@@ -233,12 +234,11 @@ def fit(model: nn.Module, train: dict[str, torch.Tensor], *, config: TrainConfig
     step_fn = torch.compile(model.train_step) if engine.compile else model.train_step
     if world.distributed:  # collectives run in the step's hooks: eager, the ranks' randomness shared
         shared = distributed.SharedRandomness(batch_size // minibatches // world.size, minibatches, world)
-        step_fn = EagerStep(_inside(shared, step_fn), opts, device.type,
-                            device.type == "cuda" and engine.precision == "bf16")
+        step_fn = EagerStep(_inside(shared, step_fn), opts, device.type, engine.precision_on(device) == "bf16")
     elif engine.cuda_graphs and device.type == "cuda":  # after the optimizer state is loaded: loading would turn
         step_fn = GraphedStep(step_fn, opts, device, engine.precision)  # the tensor learning rates back to floats
     else:
-        step_fn = EagerStep(step_fn, opts, device.type, device.type == "cuda" and engine.precision == "bf16")
+        step_fn = EagerStep(step_fn, opts, device.type, engine.precision_on(device) == "bf16")
 
     def save(step: int) -> None:
         nonlocal saved

@@ -269,7 +269,7 @@ def anogan_stage(params: Params, data: Path, models: Path, metrics: Path) -> dic
     if bad:
         raise ValueError(f"anogan.classes: {bad} not among the training labels 0..{num_classes - 1}")
     x01, xb, labels = to_unit(test["x"]).to(device), test["xb"].to(device), test["y"]
-    seed, precision = params.run.seed, params.engine.precision
+    seed, precision = params.run.seed, params.engine.precision_on(device)
     configs = {"dcgan": dataclasses.replace(params.model("dcgan"), epochs=cfg.gan_epochs),
                "vae": dataclasses.replace(params.model("vae"), epochs=cfg.vae_epochs),
                "autoencoder": dataclasses.replace(params.model("autoencoder"), epochs=cfg.ae_epochs)}

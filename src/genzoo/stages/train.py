@@ -52,6 +52,8 @@ def fingerprint(name: str, config, params: Params, data_hash: str, processes: in
            "precision": params.engine.precision}
     if processes > 1:
         key["processes"] = processes
+    if params.engine.cpu_precision != "fp32":  # only then: the checkpoints of earlier fp32 CPU runs still resume
+        key["cpu_precision"] = params.engine.cpu_precision
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
 

@@ -11,24 +11,31 @@ from pathlib import Path
 
 import torch
 
-from genzoo.data.loading import load_meta, load_split
+from genzoo.data.loading import load_meta
+from genzoo.engine.errors import GenzooError
 from genzoo.engine.io import write_json
 from genzoo.engine.tracking import record_provenance
 from genzoo.engine.training import describe_device, fit, resolve_device
-from genzoo.models.registry import build_model
+from genzoo.models.registry import TRAINABLE, build_model
 from genzoo.params import Params
+from genzoo.stages.train import attach_evaluator, model_splits
 
 WARMUP_STEPS = 30
 
 
 def time_training(name: str, params: Params, train: dict, meta: dict, batch_size: int, steps: int,
-                  cuda_graphs: bool) -> dict:
+                  cuda_graphs: bool, models: Path | None = None) -> dict:
+    """`models`: where the frozen evaluator is, for a model whose losses look through it (needs_evaluator)."""
     device = resolve_device(params.engine.device)
     config = dataclasses.replace(params.model(name), batch_size=batch_size, epochs=1)
     engine = dataclasses.replace(params.engine, log_every=10**9, eval_every=10**9, checkpoint_every=10**9,
                                  cuda_graphs=cuda_graphs)
     model = build_model(name, config, tuple(meta["image_shape"]), len(meta["classes"]), params.run.seed)
-    n = len(train["x"])
+    if model.needs_evaluator:
+        if models is None or not (models / "evaluator" / "model.pt").exists():
+            raise GenzooError(f"{name} trains through the frozen evaluator: run `dvc repro train_evaluator` first")
+        attach_evaluator(model, models, device)
+    n = len(next(iter(train.values())))
     rows = batch_size * model.batches_per_step  # a GAN with k D steps takes k batches per step
 
     def run(count: int) -> float:
@@ -43,22 +50,33 @@ def time_training(name: str, params: Params, train: dict, meta: dict, batch_size
             "steps_per_s": round(steps_per_s, 1), "images_per_s": round(steps_per_s * batch_size),
             "seconds_per_epoch": round(n // rows / steps_per_s, 3), "steps_per_epoch": n // rows, "train_images": n,
             "seconds_per_60k_images": round(60000 / rows / steps_per_s, 3),  # the usual "epoch" of other code
-            "precision": params.engine.precision, "compile": params.engine.compile,
+            "precision": params.engine.precision_on(device), "compile": params.engine.compile,
             "cuda_graphs": cuda_graphs and device.type == "cuda"}
 
 
-def run_bench(name: str, params: Params, data: Path, steps: int, batch_sizes: list[int], out: Path | None,
-                compare_eager: bool = False) -> list:
-    """`compare_eager` also times the same loop without CUDA graphs (plain eager PyTorch, data still on the device)."""
+def run_bench(names: list[str], params: Params, data: Path, steps: int, batch_sizes: list[int], out: Path | None,
+              compare_eager: bool = False, derived: Path = Path("data/derived"), models: Path = Path("models"),
+              precision: str | None = None) -> list:
+    """Each model on the data it trains on (the base images or its derived set). `compare_eager` also times the
+    same loop without CUDA graphs (plain eager PyTorch, data still on the device); `precision` (fp32 or bf16)
+    replaces the params' precision on whichever device runs."""
+    if precision is not None:
+        params = dataclasses.replace(params, engine=dataclasses.replace(params.engine, precision=precision,
+                                                                         cpu_precision=precision))
     meta = load_meta(data)
-    train = load_split(data, "train")
     modes = [params.engine.cuda_graphs] + ([False] if compare_eager and params.engine.cuda_graphs else [])
-    rows = [time_training(name, params, train, meta, bs, steps, graphs)
-            for bs in (batch_sizes or [params.model(name).batch_size]) for graphs in modes]
-    print(f"{'model':<10} {'device':<28} {'graphs':>6} {'batch':>6} {'steps/s':>9} {'images/s':>10} {'s/epoch':>8}")
-    for r in rows:
-        print(f"{r['model']:<10} {r['device']:<28} {str(r['cuda_graphs']):>6} {r['batch_size']:>6} "
-              f"{r['steps_per_s']:>9} {r['images_per_s']:>10} {r['seconds_per_epoch']:>8}")
+    rows = []
+    print(f"{'model':<18} {'device':<28} {'precision':>9} {'graphs':>6} {'batch':>6} {'steps/s':>9} "
+          f"{'images/s':>10} {'s/epoch':>8}", flush=True)
+    for name in names:
+        train = model_splits(TRAINABLE[name], data, derived)["train"]
+        for batch_size in batch_sizes or [params.model(name).batch_size]:
+            for graphs in modes:
+                r = time_training(name, params, train, meta, batch_size, steps, graphs, models)
+                rows.append(r)
+                print(f"{r['model']:<18} {r['device']:<28} {r['precision']:>9} {str(r['cuda_graphs']):>6} "
+                      f"{r['batch_size']:>6} {r['steps_per_s']:>9} {r['images_per_s']:>10} "
+                      f"{r['seconds_per_epoch']:>8}", flush=True)
     if out is not None:
         device = resolve_device(params.engine.device)
         write_json(out, {"results": rows, "provenance": record_provenance(device)})
