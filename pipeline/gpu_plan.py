@@ -90,6 +90,19 @@ def _measure(part: Part, steps_per_s: float, steps_per_epoch: int | None, where:
             part.steps_per_epoch = steps_per_epoch
 
 
+def _batches_per_step(name: str, params: dict) -> int:
+    """Minibatches one of the model's steps consumes, as the model declares it (`batches_per_step`, set from its
+    config: a GAN's k, SimGAN's k_d + k_g), read from a build on the meta device (no weights are made)."""
+    import torch
+
+    from genzoo.models.registry import TRAINABLE
+    from genzoo.params import build
+
+    model = TRAINABLE[name]
+    with torch.device("meta"):
+        return model(build(model.Config, params[name], name, require_all=False)).batches_per_step
+
+
 def plan(params: dict, metrics: Path, targets: Path, models: list[str]) -> list[Part]:
     """Every registered model's part, measured and placed from the committed gpu snapshots."""
     counts: dict[str, int] = {}
@@ -99,7 +112,7 @@ def plan(params: dict, metrics: Path, targets: Path, models: list[str]) -> list[
     parts = {}
     for name in models:
         section = params[name]
-        batches = section.get("d_steps", 1) if name in ("gan", "dcgan", "ebgan") else 1  # batches_per_step
+        batches = _batches_per_step(name, params)
         base = section.get("batch_size")
         parts[name] = Part(name, int(section["epochs"]), counts.get(name, 0),
                            steps_per_epoch=TRAIN_IMAGES // (base * batches) if base and _base_data(name) else None)

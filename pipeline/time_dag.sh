@@ -3,7 +3,7 @@
 # every stage forced, the installed .venv reused (its editable genzoo is this checkout's src/, so src/ must be
 # committed). Run it on otherwise idle cores: anything else running inflates every number.
 #   bash pipeline/time_dag.sh [profile]      -> metrics/timing/<profile>_dag.json (commit it)
-# With KEEP_METRICS=DIR the run's metrics/ folder is kept there, to set beside the committed one:
+# With KEEP_METRICS=DIR the run's metrics/ folder and dvc.lock are kept there, to set beside the committed ones:
 #   python pipeline/reproduced.py DIR metrics   (which numbers a fresh clone reproduces)
 set -euo pipefail
 keep=${KEEP_METRICS:+$(realpath -m "$KEEP_METRICS")}
@@ -24,7 +24,7 @@ cd "$work/main"
 if [ "$profile" != cpu ]; then python pipeline/compose.py "profile=$profile"; fi
 mkdir -p "$root/metrics/timing"
 dvc repro --force 2>&1 | python3 -u -c '
-import json, os, platform, subprocess, sys, time
+import json, os, sys, time
 
 out, profile = sys.argv[1], sys.argv[2]
 start = time.time()
@@ -38,19 +38,17 @@ for line in sys.stdin:
         print(f"{now - start:8.1f} s  {current}", flush=True)
 if current:
     stages[current] = round(time.time() - began, 1)
-cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
-commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
-result = {"command": f"bash pipeline/time_dag.sh {profile}", "profile": profile, "commit": commit,
-          "dirty": False,  # the script refuses to start with uncommitted code or params
-          "hardware": f"{cpu}, {len(os.sched_getaffinity(0))} cores", "cores": os.cpu_count(), "cpu": cpu,
-          "total_seconds": round(time.time() - start, 1), "stages": stages}
+from genzoo.engine.tracking import record_provenance  # commit, dirty, command, hardware: as every file has
+
+result = {"profile": profile, **record_provenance("cpu", f"bash pipeline/time_dag.sh {profile}"),
+          "cores": os.cpu_count(), "total_seconds": round(time.time() - start, 1), "stages": stages}
 open(out, "w").write(json.dumps(result, indent=2) + "\n")
 total = result["total_seconds"]
 print(f"total {total:.0f} s")
 ' "$work/timing.json" "$profile"
 mv "$work/timing.json" "$root/metrics/timing/${profile}_dag.json"  # only a run that finished (pipefail)
 if [ -n "$keep" ]; then
-  rm -rf "$keep" && mkdir -p "$(dirname "$keep")" && cp -r metrics "$keep"
+  rm -rf "$keep" && mkdir -p "$(dirname "$keep")" && cp -r metrics "$keep" && cp dvc.lock "$keep/dvc.lock"
   echo "kept this run's metrics in $keep"
 fi
 echo "wrote metrics/timing/${profile}_dag.json"
