@@ -23,3 +23,13 @@ def test_bench_times_a_gan_with_k_batches_per_step(tiny_params, tiny_processed, 
     made = written["provenance"]  # which code, on which machine, by which command
     assert made["commit"] and isinstance(made["dirty"], (bool, type(None))) and made["hardware"].endswith(" cores")
     assert made["command"] == command_line()  # this process's (a pytest worker's: whatever started it)
+
+
+def test_bench_times_the_distributed_path_with_one_rank_beside_the_plain_one(tiny_params, tiny_processed):
+    import torch.distributed as dist
+
+    plain, ranks = run_bench(["vae"], tiny_params, tiny_processed, steps=3, batch_sizes=[8], out=None,
+                             distributed_path=True)
+    assert (plain["path"], ranks["path"]) == ("plain", "distributed, 1 rank")
+    assert ranks["steps_per_s"] > 0 and not ranks["cuda_graphs"]
+    assert not dist.is_initialized()  # the one-rank group is gone after

@@ -6,6 +6,7 @@ The two-rank runs go through the real launcher (torchrun) and take a few seconds
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -100,6 +101,30 @@ def test_a_rendezvous_nobody_answers_is_one_clear_error(monkeypatch):
     with pytest.raises(GenzooError, match=r"could not join the process group of 2 ranks at 127.0.0.1:9"):
         with distributed.process_group("cpu"):
             pass
+
+
+def test_one_rank_in_a_group_takes_the_distributed_path_and_trains_as_the_plain_one(tiny_params):
+    """What `genzoo bench --distributed-path` times is the real path: in a group of one, DCGAN's BatchNorms
+    become GlobalBatchNorm and the hooks run, and it trains as the plain path does."""
+    import dataclasses
+
+    from helpers import model_batch, tiny_model
+
+    from genzoo.engine.training import fit
+
+    engine = dataclasses.replace(tiny_params.engine, device="cpu", log_every=1, monitor_samples=0)
+    runs = []
+    for grouped in (False, True):
+        model = tiny_model("dcgan", tiny_params, batch_size=8)
+        with distributed.single_rank_group(torch.device("cpu")) if grouped else contextlib.nullcontext():
+            result = fit(model, model_batch(model, 32, seed=1), config=model.config, engine=engine, seed=0,
+                         stop_after=4, progress=False)
+        runs.append((model, _losses(result.history)))
+    assert not any(isinstance(m, distributed.GlobalBatchNorm) for m in runs[0][0].modules())
+    assert any(isinstance(m, distributed.GlobalBatchNorm) for m in runs[1][0].modules())
+    torch.testing.assert_close(runs[1][1], runs[0][1], rtol=1e-5, atol=1e-6)
+    for (name, a), b in zip(runs[0][0].state_dict().items(), runs[1][0].state_dict().values()):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-5, msg=name)
 
 
 # ---- equivalence: two ranks at B/2 each against one process at B ----------------------------------------------

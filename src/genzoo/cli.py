@@ -179,7 +179,8 @@ def bench(model: str = typer.Option("vae", help="A registered model, or `all` (e
           precision: str = typer.Option(None, help="fp32 or bf16 on whichever device runs (default: params)."),
           device: str = typer.Option(None, help="cpu, cuda, ... (default: params' engine.device)."),
           out: Path = typer.Option(None, help="Also write the results as JSON here."),
-          compare_eager: bool = typer.Option(False, help="Also time plain eager steps (no CUDA graphs).")):
+          compare_eager: bool = typer.Option(False, help="Also time plain eager steps (no CUDA graphs)."),
+          distributed_path: bool = typer.Option(False, help="Also time the data-parallel path with one rank.")):
     """Time training steps on this machine: steps/s and seconds per epoch (a tool, not a stage)."""
     import dataclasses
 
@@ -193,7 +194,8 @@ def bench(model: str = typer.Option("vae", help="A registered model, or `all` (e
     loaded = load_params(params, models=names)
     if device is not None:
         loaded = dataclasses.replace(loaded, engine=dataclasses.replace(loaded.engine, device=device))
-    run_bench(names, loaded, data, steps, batch_size, out, compare_eager, derived, models, precision)
+    run_bench(names, loaded, data, steps, batch_size, out, compare_eager, derived, models, precision,
+              distributed_path)
 
 
 @app.command("dag")

@@ -49,10 +49,11 @@ class World:
 
     rank: int = 0
     size: int = 1
+    grouped: bool = False  # in a process group: fit() takes the distributed path (even with one rank)
 
     @property
     def distributed(self) -> bool:
-        return self.size > 1
+        return self.grouped
 
 
 def launched() -> bool:
@@ -62,7 +63,7 @@ def launched() -> bool:
 
 def world() -> World:
     if dist.is_available() and dist.is_initialized():
-        return World(dist.get_rank(), dist.get_world_size())
+        return World(dist.get_rank(), dist.get_world_size(), grouped=True)
     return World()
 
 
@@ -105,6 +106,24 @@ def _stop_with_the_launcher() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
+
+
+@contextlib.contextmanager
+def single_rank_group(device: torch.device):
+    """A process group of this process alone, so `fit()` takes the distributed path with one rank (its hooks,
+    eager steps and shared randomness, collectives over one rank): `genzoo bench --distributed-path` measures
+    what that path costs against the plain one at the same batch."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo", init_method=f"tcp://127.0.0.1:{port}",
+                            rank=0, world_size=1)
+    try:
+        yield world()
+    finally:
+        dist.destroy_process_group()
 
 
 def relaunch(processes: int, argv: list[str]) -> int:
