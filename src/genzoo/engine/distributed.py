@@ -21,7 +21,7 @@ What `fit()` takes from here when torchrun started it (WORLD_SIZE > 1), and why:
   like the data, is one process's, and every rank's generator stays in step. Dropout masks and draws not shaped
   by the batch are each rank's own (the same stream on every rank, so the ranks never drift apart).
 - **One writer.** Only rank 0 validates, logs, checkpoints and writes; every rank resumes from rank 0's
-  checkpoint; the ranks agree at every step on whether to stop (SIGTERM, a deadline), so they stop together.
+  checkpoint; the ranks agree at every log step whether to stop (SIGTERM, a deadline), so they stop together.
 """
 
 from __future__ import annotations

@@ -61,7 +61,8 @@ def describe_device(device: torch.device) -> str:
 
 
 def is_main_process() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
+    """Rank 0 of a process group (or of torchrun's RANK before one is joined); a plain process is."""
+    return distributed.world().rank == 0 and int(os.environ.get("RANK", "0")) == 0
 
 
 def seed_everything(seed: int) -> None:
@@ -328,15 +329,16 @@ def fit(model: nn.Module, train: dict[str, torch.Tensor], *, config: TrainConfig
                 if is_main_process():
                     tqdm.write(f"{threads.describe()}, from step {done}")
             late = stop_at is not None and done < total and time.monotonic() >= stop_at
-            if world.distributed and done < total:  # every rank stops at the step any rank was told to
-                late = distributed.any_rank(stop.requested or late, device) and not stop.requested
-            if stop.requested or late or (stop_after is not None and done >= stop_after):
+            halt = stop.requested or late
+            if world.distributed:  # the ranks agree to stop at the same step: at log steps (no sync per step)
+                halt = done < total and done % engine.log_every == 0 and distributed.any_rank(halt, device)
+            if halt or (stop_after is not None and done >= stop_after):
                 require_finite(done)
                 save(done)
-                if stop.requested or late:
-                    raise Interrupted(f"stopped by {'SIGTERM' if stop.requested else 'the deadline'} at step "
-                                      f"{done}/{total}; checkpoint saved to {checkpoint}; run the same command "
-                                      f"again to resume", done, total)
+                if halt:
+                    why = "SIGTERM" if stop.requested else "the deadline" if late else "another rank's stop"
+                    raise Interrupted(f"stopped by {why} at step {done}/{total}; checkpoint saved to "
+                                      f"{checkpoint}; run the same command again to resume", done, total)
                 return FitResult(done, time.perf_counter() - began, start, history, earlier, threads_log)
         bar.close()
         require_finite(total)
