@@ -13,10 +13,15 @@ paused at a checkpoint when a window ends and resumed in the next). For each par
 
     python pipeline/gpu_plan.py show                      # the table (--readme: also into README's GPU section)
     python pipeline/gpu_plan.py run --budget 540          # the next parts that fit 540 s, through gpu_models.py
+    python pipeline/gpu_plan.py bench                     # the short benchmark a window starts with (below)
 
 `run` names the parts for one gpu_models.py call with `--checkpoints .gpu/checkpoints` (carry that folder between
 windows) and the snapshot folder metrics/gpu/<first part>; the part runner stops within the budget by itself.
 AnoGAN, Triple-GAN and `compare` are DVC stages of many small models, not parts yet: the plan lists them as such.
+
+`bench` times, at the gpu profile's params, every model and batch size that src/genzoo/targets.yaml's `peers`
+compare with another codebase (the report's speed table), eager and with CUDA graphs, and DCGAN also on the
+data-parallel path with one rank (its overhead); it writes metrics/gpu/bench_peers.json with its provenance.
 """
 
 from __future__ import annotations
@@ -220,9 +225,38 @@ def _params(path: Path | None) -> dict:
     return yaml.safe_load(out.read_text())
 
 
+def bench(raw: dict, targets: Path, out: Path, steps: int, data: Path | None, command: str) -> list[dict]:
+    """The peers' models at the peers' batch sizes (see the module docstring); returns the rows written."""
+    from genzoo.engine.io import write_json
+    from genzoo.engine.tracking import record_provenance
+    from genzoo.engine.training import resolve_device
+    from genzoo.models.registry import parse_params
+    from genzoo.targets import load_targets
+    from genzoo.tools.bench import run_bench
+
+    peers = load_targets(targets).peers
+    params = parse_params(raw, models=list(dict.fromkeys(p.model for p in peers)))
+    if data is None:  # the window's own copy of the data (GENZOO_DATA_MIRROR: offline)
+        from genzoo.stages.download import download_stage
+        from genzoo.stages.preprocess import preprocess_stage
+
+        data = ROOT / ".gpu" / "bench" / "processed"
+        if not (data / "meta.json").exists():
+            download_stage(params, data.parent / "raw", offline=True)
+            preprocess_stage(params, data.parent / "raw", data)
+    rows = []
+    for peer in peers:
+        rows += run_bench([peer.model], params, data, steps, [peer.batch], None, compare_eager=True,
+                          distributed_path=peer.model == "dcgan")
+    write_json(out, {"results": rows,
+                     "provenance": record_provenance(resolve_device(params.engine.device), command)})
+    print(f"wrote {out}")
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=("show", "run"))
+    parser.add_argument("command", choices=("show", "run", "bench"))
     parser.add_argument("--params", type=Path, help="the composed gpu params (default: pipeline/conf, profile=gpu)")
     parser.add_argument("--metrics", type=Path, default=ROOT / "metrics")
     parser.add_argument("--targets", type=Path, default=ROOT / "src" / "genzoo" / "targets.yaml")
@@ -230,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="show: also write the table into this README's gpu-plan section")
     parser.add_argument("--budget", type=float, help="run: seconds of device time for this window")
     parser.add_argument("--checkpoints", type=Path, default=Path(".gpu/checkpoints"))
+    parser.add_argument("--steps", type=int, default=1000, help="bench: timed steps per row")
+    parser.add_argument("--data", type=Path, help="bench: preprocessed data (default: made in .gpu/bench)")
     args = parser.parse_args(argv)
 
     from genzoo.models.registry import GENERATIVE
@@ -237,6 +273,11 @@ def main(argv: list[str] | None = None) -> int:
     raw = _params(args.params)
     if raw.get("run", {}).get("profile") != "gpu":
         sys.exit(f"{args.params}: not the gpu profile's params (run.profile: {raw.get('run', {}).get('profile')})")
+    if args.command == "bench":
+        command = ("python pipeline/gpu_plan.py bench" + (f" --params {args.params}" if args.params else "")
+                   + (f" --steps {args.steps}" if args.steps != 1000 else ""))
+        bench(raw, args.targets, args.metrics / "gpu" / "bench_peers.json", args.steps, args.data, command)
+        return 0
     parts = plan(raw, args.metrics, args.targets, list(GENERATIVE))
     lines = table(parts)
     if args.command == "show":

@@ -115,3 +115,22 @@ def test_run_asks_the_part_runner_for_the_next_parts_with_carried_checkpoints(tm
                     ".gpu/checkpoints", "--params", str(params)]
     with pytest.raises(SystemExit, match="--budget"):
         main(["run", "--params", str(params), "--metrics", str(committed)])
+
+
+def test_bench_times_every_peer_model_at_its_batch_and_the_distributed_path(tmp_path, tiny_raw_params,
+                                                                           tiny_processed):
+    raw = json.loads(json.dumps(tiny_raw_params))
+    raw["run"]["profile"] = "gpu"  # the command refuses other profiles' params; tiny sizes keep this fast
+    params = tmp_path / "gpu.yaml"
+    params.write_text(yaml.safe_dump(raw))
+    metrics = tmp_path / "metrics"
+    assert main(["bench", "--params", str(params), "--metrics", str(metrics), "--steps", "2",
+                 "--data", str(tiny_processed)]) == 0
+    written = json.loads((metrics / "gpu" / "bench_peers.json").read_text())
+    from genzoo.targets import load_targets
+
+    peers = {(p.model, p.batch) for p in load_targets().peers}
+    plain = {(r["model"], r["batch_size"]) for r in written["results"] if r["path"] == "plain"}
+    assert plain == peers and len(peers) == 4
+    assert [(r["model"], r["batch_size"]) for r in written["results"] if r["path"] != "plain"] == [("dcgan", 64)]
+    assert written["provenance"]["command"] == f"python pipeline/gpu_plan.py bench --params {params} --steps 2"

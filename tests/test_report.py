@@ -486,3 +486,26 @@ def test_summary_has_a_row_per_model_with_paper_gpu_and_cpu_numbers(tmp_path):
     assert results.startswith("# genzoo results") and "## Summary" in results and "## GPU targets" in results
     assert "![vae samples](../metrics/figures/vae/samples.png)" in results  # linked from docs/
     assert "<html" in (metrics / "report.html").read_text()
+
+
+def test_the_speed_table_gives_a_ratio_only_against_a_peer_on_the_same_gpu_model(tmp_path):
+    from genzoo.stages.report import _peer_ratio
+    from genzoo.targets import Peer, Targets
+
+    gpu = tmp_path / "gpu"
+    gpu.mkdir()
+    row = {"steps_per_s": 100.0, "path": "plain", "cuda_graphs": True}
+    (gpu / "bench_peers.json").write_text(json.dumps({"results": [
+        {**row, "model": "vae", "batch_size": 128, "device": "NVIDIA H100 80GB HBM3", "seconds_per_60k_images": 0.1},
+        {**row, "model": "vae", "batch_size": 128, "device": "NVIDIA H100 80GB HBM3", "seconds_per_60k_images": 0.05,
+         "path": "distributed, 1 rank"},  # not the plain path: never the row compared
+        {**row, "model": "gan", "batch_size": 64, "device": "NVIDIA H200", "seconds_per_60k_images": 0.5},
+        {**row, "model": "aae", "batch_size": 64, "device": "NVIDIA H100 80GB HBM3", "seconds_per_60k_images": 2.0},
+    ]}))
+    peers = (Peer("vae", 128, "vae/main.py", 1.8, "H100", 12), Peer("gan", 64, "gan.py", 19.47, "H100", 12),
+             Peer("aae", 64, "aae.py", 17.97, "H100", 12), Peer("dcgan", 64, "dcgan.py", 24.18, "H100", 12))
+    rows = {line.split(" | ")[0][2:]: line for line in _peer_ratio(gpu, Targets(peers=peers)) if line.startswith("| ")}
+    assert "| 0.100 (NVIDIA H100 80GB HBM3) | 18.0× | ≥ 12× | met |" in rows["vae"]
+    assert "| 9.0× | ≥ 12× | not met |" in rows["aae"]
+    assert "pending: no H100 bench (ours on NVIDIA H200: 0.500 s, not compared)" in rows["gan"]
+    assert "×" not in rows["gan"].split("|")[6] and "pending: no gpu bench yet" in rows["dcgan"]

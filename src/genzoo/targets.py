@@ -226,11 +226,25 @@ class SeedClaim:
 
 
 @dataclass(frozen=True)
+class Peer:
+    """Another codebase's training speed for one of our models: its seconds per epoch of 60k MNIST images at
+    `batch`, measured with its own script on `gpu`; ours must be `ratio` times faster on the same GPU model."""
+    model: str
+    batch: int
+    script: str  # the peer's script, as its repository names it
+    seconds: float  # the peer's seconds per epoch (60k images)
+    gpu: str  # the GPU model it was measured on (ours is compared only on the same model)
+    ratio: float  # the target: our speed over the peer's
+    note: str = ""
+
+
+@dataclass(frozen=True)
 class Targets:
     anchors: tuple[Anchor, ...] = ()
     targets: tuple[Target, ...] = ()
     claims: tuple[Claim, ...] = ()
     seed_claims: tuple[SeedClaim, ...] = ()
+    peers: tuple[Peer, ...] = ()
 
 
 def measure(entry: Anchor | Target, data: dict | None, key: str | None = None) -> float | None:
@@ -244,8 +258,9 @@ def measure(entry: Anchor | Target, data: dict | None, key: str | None = None) -
 _NUMBER = (int, float)
 _TYPES = {"model": str, "what": str, "key": str, "file": str, "number": _NUMBER, "spread": _NUMBER, "unit": str,
           "direction": str, "note": str, "paper": str, "table": str, "protocol": str, "profiles": list, "than": str,
-          "margin": _NUMBER, "digits": int, "claim": str, "against": str, "coverage": dict, "ours_differs": str}
-_SECTIONS = {"anchors": Anchor, "targets": Target, "claims": Claim, "seed_claims": SeedClaim}
+          "margin": _NUMBER, "digits": int, "claim": str, "against": str, "coverage": dict, "ours_differs": str,
+          "batch": int, "script": str, "seconds": _NUMBER, "gpu": str, "ratio": _NUMBER}
+_SECTIONS = {"anchors": Anchor, "targets": Target, "claims": Claim, "seed_claims": SeedClaim, "peers": Peer}
 
 
 def _entry(cls: type, raw: object, where: str, models: set[str]):

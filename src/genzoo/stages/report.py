@@ -385,6 +385,53 @@ def _gpu_overview(runs: list[Run], t: Targets) -> list[str]:
             "paper's whole protocol; our recipe's number is listed beside it, with how that recipe differs.", ""]
 
 
+PEER_BENCH_FILES = ("bench.json", "bench_peers.json")  # in metrics/gpu/: `make gpu`'s and `gpu_plan.py bench`'s
+
+
+def _peer_row(gpu: Path, model: str, batch: int, device: str | None) -> dict | None:
+    """Our fastest plain `genzoo bench` row of `model` at `batch` on a GPU whose name holds `device` (None: any
+    GPU), CUDA graphs preferred (the engine's default path)."""
+    rows = [r for name in PEER_BENCH_FILES if (gpu / name).exists()
+            for r in read_json(gpu / name).get("results", [])]
+    rows = [r for r in rows if r.get("model") == model and r.get("batch_size") == batch
+            and r.get("path", "plain") == "plain" and "cpu" not in r.get("device", "cpu")
+            and (device is None or device in r.get("device", ""))]
+    return max(rows, key=lambda r: (bool(r.get("cuda_graphs")), r["steps_per_s"]), default=None)
+
+
+def _peer_ratio(gpu: Path, t: Targets) -> list[str]:
+    """Our training speed beside other codebases' scripts for the same model and batch, as a ratio only where
+    both ran on the same GPU model; pending otherwise (never scaled from another GPU)."""
+    if not t.peers:
+        return []
+    lines = ["## Training speed beside other codebases", "",
+             "| model | batch | peer's script | peer: s per epoch | ours: s per 60k images | ratio | target | verdict |",
+             "|---|---|---|---|---|---|---|---|"]
+    for peer in t.peers:
+        same = _peer_row(gpu, peer.model, peer.batch, peer.gpu)
+        head = f"| {peer.model} | {peer.batch} | {peer.script} | {_fmt(float(peer.seconds))} ({peer.gpu}) |"
+        if same is None:
+            other = _peer_row(gpu, peer.model, peer.batch, None)
+            seen = (f"pending: no {peer.gpu} bench (ours on {other['device']}: "
+                    f"{_fmt(_per_60k(other), 3)} s, not compared)" if other else "pending: no gpu bench yet")
+            lines.append(f"{head} — | — | ≥ {peer.ratio:g}× | {seen} |")
+            continue
+        ours = _per_60k(same)
+        ratio = peer.seconds / ours
+        verdict = "met" if ratio >= peer.ratio else "not met"
+        lines.append(f"{head} {_fmt(ours, 3)} ({same['device']}) | {ratio:.1f}× | ≥ {peer.ratio:g}× | {verdict} |")
+    return lines + ["", "The peers' figures come from another run, with their own scripts and defaults, on the same "
+                        "GPU model. Ours are `genzoo bench` rows of our model at the gpu profile's size (the "
+                        "peers' nets are their own), the training loop with data on the device, in "
+                        "`metrics/gpu/bench*.json`, made by `python pipeline/gpu_plan.py bench`. A ratio is given "
+                        "only for the same GPU model.", ""]
+
+
+def _per_60k(row: dict) -> float:
+    """Seconds per 60,000 training images (the peers' epoch); a row from before the field: from its steps/s."""
+    return row.get("seconds_per_60k_images") or 60000 / row["batch_size"] / row["steps_per_s"]
+
+
 def _fmt(value, digits: int = 2) -> str:
     if value is None:
         return "—"
@@ -713,6 +760,7 @@ def render(metrics: Path, base: Path, t: Targets | None = None) -> str:
                                  base, t)
     if runs:
         lines += _gpu_overview(runs, t)
+    lines += _peer_ratio(metrics / "gpu", t)
     gpu = metrics / "gpu"
     if not (gpu / "evaluate.json").exists():
         lines += ["## GPU profile", "", "Pending: no gpu-profile run is committed yet (`make gpu` on a GPU "
