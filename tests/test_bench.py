@@ -33,3 +33,8 @@ def test_bench_times_the_distributed_path_with_one_rank_beside_the_plain_one(tin
     assert (plain["path"], ranks["path"]) == ("plain", "distributed, 1 rank")
     assert ranks["steps_per_s"] > 0 and not ranks["cuda_graphs"]
     assert not dist.is_initialized()  # the one-rank group is gone after
+
+
+def test_bench_times_a_semi_supervised_model_with_the_shared_few_labels(tiny_params, tiny_processed):
+    (row,) = run_bench(["triplegan"], tiny_params, tiny_processed, steps=2, batch_sizes=[8], out=None)
+    assert row["model"] == "triplegan" and row["steps_per_s"] > 0

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from genzoo.data.loading import load_meta
+from genzoo.data.loading import labelled_subset, load_meta
 from genzoo.engine.distributed import single_rank_group
 from genzoo.engine.errors import GenzooError
 from genzoo.engine.io import write_json
@@ -38,6 +38,9 @@ def time_training(name: str, params: Params, train: dict, meta: dict, batch_size
         if models is None or not (models / "evaluator" / "model.pt").exists():
             raise GenzooError(f"{name} trains through the frozen evaluator: run `dvc repro train_evaluator` first")
         attach_evaluator(model, models, device)
+    if model.few_labels:  # a semi-supervised model trains with the shared few labels, as its stage hands them over
+        labelled = labelled_subset(train["y"], params.data.labelled_per_class, params.data.labelled_seed)
+        model.attach_labelled(train["x"][labelled].to(device), train["y"][labelled].to(device))
     n = len(next(iter(train.values())))
     rows = batch_size * model.batches_per_step  # a GAN with k D steps takes k batches per step
 
