@@ -169,7 +169,7 @@ def test_two_ranks_at_half_the_batch_train_as_one_process(params_file, model):
 
 # ---- the train stage on two ranks: SIGKILL and resume, a dying rank ---------------------------------------------
 
-def _stage(tmp_path: Path, data: Path, epochs: int = 30):
+def _stage(tmp_path: Path, data: Path, epochs: int = 60):
     raw = composed(tmp_path, "profile=tiny", "engine.device=cpu", f"vae.epochs={epochs}", "vae.batch_size=32",
                    "engine.checkpoint_every=10", "engine.processes=2")
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
