@@ -136,9 +136,10 @@ def relaunch(processes: int, argv: list[str]) -> int:
     return subprocess.run(command, env=env).returncode
 
 
-def shard(idx: torch.Tensor, minibatches: int, world: World) -> torch.Tensor:
-    """This rank's rows of a step's batch indices: its 1/N of each of the step's minibatches."""
-    return idx.view(minibatches, world.size, -1)[:, world.rank].reshape(-1)
+def shard(rows: torch.Tensor, minibatches: int, world: World) -> torch.Tensor:
+    """This rank's rows of a step's global rows (batch indices, or a draw made for the global batch): its 1/N of
+    each of the step's `minibatches` minibatches."""
+    return rows.view(minibatches, world.size, -1, *rows.shape[1:])[:, world.rank].reshape(-1, *rows.shape[1:])
 
 
 def check_batch(batch_size: int, minibatches: int, world: World, label: str) -> None:
@@ -166,18 +167,18 @@ def _flat_all_reduce_mean(tensors: list[torch.Tensor], size: int) -> None:
         t.copy_(piece.view_as(t))
 
 
-def average_gradients_of(params, size: int | None = None) -> None:
+def average_gradients_of(params, ranks: World | None = None) -> None:
     """Replaces each gradient by its mean over the ranks (a no-op in a plain process). Idempotent: gradients
     already averaged come out the same."""
-    size = size or world().size
-    if size > 1:
-        _flat_all_reduce_mean([p.grad for p in params if p.grad is not None], size)
+    ranks = ranks or world()
+    if ranks.distributed:
+        _flat_all_reduce_mean([p.grad for p in params if p.grad is not None], ranks.size)
 
 
 def average_gradients(opts: dict[str, torch.optim.Optimizer], world: World) -> list:
     """A step pre-hook on each optimizer that averages its gradients over the ranks; returns the handles."""
     def hook(opt, args, kwargs):
-        average_gradients_of([p for group in opt.param_groups for p in group["params"]], world.size)
+        average_gradients_of([p for group in opt.param_groups for p in group["params"]], world)
 
     return [opt.register_step_pre_hook(hook) for opt in opts.values()]
 
@@ -288,10 +289,6 @@ class SharedRandomness(TorchFunctionMode):
         m, rest = divmod(n, self.rows)
         return m if rest == 0 and 1 <= m <= self.minibatches else 0
 
-    def _mine(self, full: torch.Tensor, m: int) -> torch.Tensor:
-        return full.view(m, self.world.size, self.rows, *full.shape[1:])[:, self.world.rank].reshape(
-            m * self.rows, *full.shape[1:])
-
     def _global_shape(self, shape, m: int) -> tuple[int, ...]:
         return (m * self.world.size * self.rows, *shape[1:])
 
@@ -307,11 +304,11 @@ class SharedRandomness(TorchFunctionMode):
         if func in _SIZED:
             shape = tuple(args[0]) if len(args) == 1 and isinstance(args[0], (tuple, list, torch.Size)) else args
             m = self._per_example(shape[0]) if shape and all(isinstance(s, int) for s in shape) else 0
-            return self._mine(func(self._global_shape(shape, m), **kwargs), m) if m else None
+            return shard(func(self._global_shape(shape, m), **kwargs), m, self.world) if m else None
         if func is torch.randint and "size" not in kwargs and isinstance(args[-1], (tuple, list, torch.Size)):
             shape = tuple(args[-1])
             m = self._per_example(shape[0]) if shape else 0
-            return self._mine(func(*args[:-1], self._global_shape(shape, m), **kwargs), m) if m else None
+            return shard(func(*args[:-1], self._global_shape(shape, m), **kwargs), m, self.world) if m else None
         if func in _LIKE and args[0].dim() > 0:
             like = args[0]
             m = self._per_example(like.shape[0])
@@ -319,7 +316,7 @@ class SharedRandomness(TorchFunctionMode):
                 return None
             options = {"dtype": kwargs.get("dtype") or like.dtype, "device": kwargs.get("device") or like.device}
             sized = torch.rand if func is torch.rand_like else torch.randn
-            return self._mine(sized(self._global_shape(like.shape, m), **options), m)
+            return shard(sized(self._global_shape(like.shape, m), **options), m, self.world)
         if func is torch.bernoulli and len(args) == 1 and args[0].dim() > 0:
             p = args[0]
             m = self._per_example(p.shape[0])
@@ -328,5 +325,5 @@ class SharedRandomness(TorchFunctionMode):
             parts = [torch.empty_like(p) for _ in range(self.world.size)]
             dist.all_gather(parts, p.contiguous())  # (N ranks) x (m * b, ...) -> the global (m, N, b) order
             full = torch.stack(parts).view(self.world.size, m, self.rows, *p.shape[1:]).transpose(0, 1)
-            return self._mine(func(full.reshape(-1, *p.shape[1:]), **kwargs), m)
+            return shard(func(full.reshape(-1, *p.shape[1:]), **kwargs), m, self.world)
         return None
