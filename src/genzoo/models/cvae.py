@@ -159,14 +159,20 @@ class Model(ZooModel):
         step = max(1, min(100, n))
         log_p = torch.cat([self.log_likelihood_given(test["xb"][i:i + step], test["y"][i:i + step], cfg.eval_k)
                            for i in range(0, n, step)]).double()
+        return {"test_conditional_nll": float(-log_p.mean()),
+                "test_conditional_nll_stderr": float(log_p.std() / math.sqrt(n)) if n > 1 else 0.0,
+                "conditional_nll_k": cfg.eval_k, "conditional_nll_images": n, **self.label_agreement(evaluator)}
+
+    @torch.no_grad()
+    def label_agreement(self, evaluator) -> dict[str, float]:
+        """How often the evaluator reads the asked label in SAMPLES_PER_CLASS prior samples of each class (over
+        all, and in the worst class). Reads no data: a recipe can be chosen on it (pipeline/
+        cvae_mmd_on_validation.py)."""
         labels = torch.arange(self.num_classes * SAMPLES_PER_CLASS, device=self.steps.device) % self.num_classes
         hits = torch.cat([evaluator.predict(self.sample_given(labels[i:i + 500])) == labels[i:i + 500]
                           for i in range(0, len(labels), 500)]).double()
         per_class = torch.stack([hits[labels == c].mean() for c in range(self.num_classes)])
-        return {"test_conditional_nll": float(-log_p.mean()),
-                "test_conditional_nll_stderr": float(log_p.std() / math.sqrt(n)) if n > 1 else 0.0,
-                "conditional_nll_k": cfg.eval_k, "conditional_nll_images": n,
-                "label_agreement": float(hits.mean()), "label_agreement_worst_class": float(per_class.min())}
+        return {"label_agreement": float(hits.mean()), "label_agreement_worst_class": float(per_class.min())}
 
     @torch.no_grad()
     def pictures(self, data: dict[str, torch.Tensor]) -> dict[str, tuple[torch.Tensor, int]]:
