@@ -49,8 +49,19 @@ def test_unreadable_split_says_so_in_complete_sentences(tmp_path, damage):
 def test_wrong_shape_says_what_was_expected(tmp_path):
     import torch
 
-    torch.save({"x": torch.zeros(3, 28, 28, dtype=torch.uint8), "y": torch.zeros(3, dtype=torch.int64)},
-               tmp_path / "train.pt")
+    torch.save({"x": torch.zeros(3, 28, 28, dtype=torch.uint8), "y": torch.zeros(3, dtype=torch.int64),
+                "xb": torch.zeros(3, 28, 28, dtype=torch.uint8)}, tmp_path / "train.pt")
     with pytest.raises(DataError, match=r"x torch.uint8 \(3, 28, 28\).*expected x torch.uint8 \(N, C, H, W\).*"
                                         r"dvc repro preprocess` to \(re\)build it\.$"):
+        load_split(tmp_path, "train")
+
+
+def test_a_training_split_without_its_fixed_binarization_is_from_another_version(tmp_path):
+    """train.pt written before the training split had "xb" (static binarization): rebuild, do not guess."""
+    import torch
+
+    torch.save({"x": torch.zeros(3, 1, 28, 28, dtype=torch.uint8), "y": torch.zeros(3, dtype=torch.int64)},
+               tmp_path / "train.pt")
+    with pytest.raises(DataError, match=r"train.pt: missing xb; it was written by another version - run `dvc repro "
+                                        r"preprocess`"):
         load_split(tmp_path, "train")

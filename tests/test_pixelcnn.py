@@ -125,3 +125,22 @@ def test_pictures_show_samples_and_completions(name):
     assert grids["samples"][0].shape == (100, *shape)
     images, nrow = grids["completions"]
     assert images.shape == (10 * nrow, *shape) and images.min() >= 0 and images.max() <= 1
+
+
+@pytest.mark.parametrize("name", ["pixelcnn", "pixelrnn"])
+def test_static_binarization_trains_on_the_fixed_draw(name, tiny_params):
+    """binarization static: training reads "xb" (the papers' one binarized MNIST) like the scores do."""
+    import dataclasses
+
+    from helpers import CLASSES, SHAPE, images
+
+    from genzoo.models.registry import build_model
+
+    batch = images(n=4)
+    config = dataclasses.replace(tiny_params.model(name), binarization="static")
+    model = build_model(name, config, SHAPE, CLASSES, seed=0)
+    assert torch.equal(model._data(batch, train=True), batch["xb"].float())
+    dynamic = build_model(name, tiny_params.model(name), SHAPE, CLASSES, seed=0)
+    torch.manual_seed(0)
+    draws = [dynamic._data(batch, train=True) for _ in range(2)]
+    assert not torch.equal(draws[0], draws[1])  # dynamic: a fresh draw each step

@@ -35,10 +35,12 @@ def test_preprocess_tiny(tiny_raw, tmp_path):
         data = load_split(tmp_path / "a", split)
         assert data["x"].shape == (n, 1, 28, 28) and data["x"].dtype == torch.uint8
         assert data["y"].shape == (n,) and data["y"].dtype == torch.int64
-        if split != "train":
-            assert data["xb"].shape == data["x"].shape and set(data["xb"].unique().tolist()) == {0, 1}
-    val, test = load_split(tmp_path / "a", "val"), load_split(tmp_path / "a", "test")
+        # every split's one fixed binarization: the test set's for scores, train's for static-binarization recipes
+        assert data["xb"].shape == data["x"].shape and set(data["xb"].unique().tolist()) == {0, 1}
+        assert not data["xb"][data["x"] == 0].any() and data["xb"][data["x"] == 255].all()  # Bernoulli(x / 255)
+    train, val, test = (load_split(tmp_path / "a", split) for split in ("train", "val", "test"))
     assert not torch.equal(val["xb"][:50], test["xb"][:50])  # different derived seeds
+    assert not torch.equal(train["xb"][:50], val["xb"][:50])
     # Same inputs, second run: byte-identical files.
     preprocess(tiny_raw, tmp_path / "b", dataset="tiny", **_SEEDS)
     for name in ("train.pt", "val.pt", "test.pt", "meta.json"):

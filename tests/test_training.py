@@ -447,3 +447,24 @@ def test_cuda_bf16_training_uses_fresh_casts(graphs):
     got, want = on_cuda(engine, steps), on_cuda(reference, steps)
     for k in want:
         torch.testing.assert_close(got[k], want[k], rtol=1e-5, atol=1e-6)  # a graph replays the same kernels
+
+
+def test_burda_schedule_lasts_3_to_the_i_passes_per_stage_at_a_tenth_per_seven_stages():
+    """Burda et al. 2016: stage i = 0..7 runs 3^i passes at lr * 10^(-i/7); 3280 passes, then stage 7 holds."""
+    from genzoo.engine.training import _schedule, burda_stage
+
+    stages = [burda_stage(e) for e in range(3300)]
+    assert [stages.count(i) for i in range(7)] == [3**i for i in range(7)]
+    assert stages.index(7) == sum(3**i for i in range(7)) and stages[-1] == 7  # 3^7 = 2187 passes from 1093 on
+    weight = nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([weight], lr=1e-3)
+    schedule = _schedule(opt, "burda", total=100, steps_per_epoch=2)  # two steps per pass
+    lrs = []
+    for _ in range(14):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        schedule.step()
+    expected = [1e-3 * 10 ** (-burda_stage(s // 2) / 7) for s in range(14)]
+    assert lrs == pytest.approx(expected)
+    assert lrs[1] == pytest.approx(1e-3) and lrs[2] == pytest.approx(1e-3 * 10 ** (-1 / 7))
+    assert lrs[8] == pytest.approx(1e-3 * 10 ** (-2 / 7))  # pass 4 opens stage 2

@@ -56,3 +56,29 @@ def test_vae_pictures_include_the_manifold_only_for_a_2d_latent(tiny_params):
     model.config.latent_dim = 3
     wide = build_model("vae", model.config, SHAPE, CLASSES)
     assert "manifold" not in wide.eval().pictures(data)
+
+
+def _first_step_loss(model, batch) -> float:
+    seed_everything(0)
+    return model.train_step(batch, model.configure_optimizers())["loss"].item()
+
+
+def test_static_binarization_trains_on_the_stored_draw(tiny_params):
+    """static: every step reads the one fixed draw "xb" (the papers' binarized MNIST), so the grey levels "x" do
+    not matter; dynamic: a fresh Bernoulli draw of "x", so they do."""
+    batch = images(n=16)
+    inverted = {**batch, "x": 255 - batch["x"]}
+    for binarization, same in (("static", True), ("dynamic", False)):
+        config = dataclasses.replace(tiny_params.model("vae"), binarization=binarization)
+        losses = [_first_step_loss(build_model("vae", config, SHAPE, CLASSES, seed=0), b) for b in (batch, inverted)]
+        assert (losses[0] == losses[1]) is same, (binarization, losses)
+
+
+def test_the_paper_recipe_knobs_reach_the_network_and_the_optimizer(tiny_params):
+    """Burda et al. 2016's VAE: tanh units and Adam with epsilon 1e-4."""
+    config = dataclasses.replace(tiny_params.model("vae"), activation="tanh", adam_eps=1e-4)
+    model = build_model("vae", config, SHAPE, CLASSES, seed=0)
+    kinds = {type(m) for m in model.modules()}
+    assert torch.nn.Tanh in kinds and torch.nn.ReLU not in kinds
+    assert model.configure_optimizers()["model"].defaults["eps"] == 1e-4
+    assert torch.nn.ReLU in {type(m) for m in tiny_model("vae", tiny_params).modules()}  # the default is unchanged

@@ -42,7 +42,7 @@ class TrainConfig:
     epochs: int = param(10, gt=0)
     batch_size: int = param(128, gt=0)
     lr: float = param(1e-3, gt=0)
-    lr_schedule: str = param("constant", choices=("constant", "cosine"))
+    lr_schedule: str = param("constant", choices=("constant", "cosine", "burda"))  # burda: 3^i passes at 10^(-i/7)
 
 
 @dataclass

@@ -12,7 +12,7 @@ import torch
 from genzoo.engine.errors import DataError
 
 SPLITS = ("train", "val", "test")
-_KEYS = {"train": ("x", "y"), "val": ("x", "y", "xb"), "test": ("x", "y", "xb")}
+_KEYS = {split: ("x", "y", "xb") for split in SPLITS}
 _HINT = "run `dvc repro preprocess` to (re)build it"
 
 
@@ -56,7 +56,7 @@ def require_tensors(data: object, keys, where: str, hint: str) -> None:
 
 
 def load_split(processed_dir: Path, split: str, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
-    """{"x": uint8 (N,1,H,W), "y": int64 (N,)} (+ "xb", binarized uint8, for val/test), on `device`."""
+    """{"x": uint8 (N,1,H,W), "y": int64 (N,), "xb": its fixed binarization, uint8 0/1}, on `device`."""
 
     def check(data: object, where: str) -> None:
         require_tensors(data, _KEYS[split], where, _HINT)

@@ -65,8 +65,10 @@ def _check_pair(raw_dir: Path, split: str, images: torch.Tensor, labels: torch.T
 def preprocess(
     raw_dir: Path, out_dir: Path, *, dataset: str, val_size: int, split_seed: int, binarize_seed: int
 ) -> dict:
-    """Write train.pt, val.pt, test.pt ({"x": uint8 (N,1,H,W), "y": int64 (N,)}, val/test with "xb") and
-    meta.json into `out_dir`; return the meta dict."""
+    """Write train.pt, val.pt, test.pt ({"x": uint8 (N,1,H,W), "y": int64 (N,), "xb": uint8 0/1 (N,1,H,W)}) and
+    meta.json into `out_dir`; return the meta dict. "xb" is one seeded binarization per split: the fixed test
+    set every likelihood is scored on, and the static binarized MNIST the papers train on (a model's
+    `binarization: static`; dynamic models draw afresh from "x" at every step)."""
     check_name(dataset)
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
     tensors, sha256 = {}, {}
@@ -106,8 +108,7 @@ def preprocess(
     for split, data in splits.items():
         data["x"] = data["x"].unsqueeze(1).contiguous()  # (N, 1, H, W)
         data["y"] = data["y"].long()
-        if split != "train":
-            data["xb"] = binarize(data["x"], derived_seed(binarize_seed, f"binarize:{split}"))
+        data["xb"] = binarize(data["x"], derived_seed(binarize_seed, f"binarize:{split}"))
         save_torch(data, out_dir / f"{split}.pt")
 
     meta = {

@@ -208,7 +208,7 @@ def fit(model: nn.Module, train: dict[str, torch.Tensor], *, config: TrainConfig
     if max_steps:
         total = min(total, max_steps)
     opts = model.configure_optimizers()
-    schedules = [_schedule(opt, config.lr_schedule, total) for opt in opts.values()]
+    schedules = [_schedule(opt, config.lr_schedule, total, steps_per_epoch) for opt in opts.values()]
 
     sums: dict[str, torch.Tensor] = {}
     history: list[dict[str, float]] = []
@@ -433,9 +433,22 @@ def _permutation(n: int, seed: int, epoch: int, device: torch.device) -> torch.T
     return torch.randperm(n, generator=gen, device=device)
 
 
-def _schedule(opt: torch.optim.Optimizer, kind: str, total: int) -> torch.optim.lr_scheduler.LambdaLR:
+def burda_stage(epoch: int) -> int:
+    """Burda et al. 2016's schedule: stage i (i = 0..7) lasts 3^i passes over the data at lr * 10^(-i/7), so
+    3280 passes in all; stage 7 goes on after them. The stage that pass `epoch` (0-based) falls in."""
+    stage, end = 0, 1
+    while epoch >= end and stage < 7:
+        stage += 1
+        end += 3**stage
+    return stage
+
+
+def _schedule(opt: torch.optim.Optimizer, kind: str, total: int, steps_per_epoch: int
+              ) -> torch.optim.lr_scheduler.LambdaLR:
     if kind == "cosine":
         return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
+    if kind == "burda":
+        return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 10 ** (-burda_stage(s // steps_per_epoch) / 7))
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
 
 

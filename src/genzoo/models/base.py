@@ -9,8 +9,9 @@ checks that every registered model's declarations match the methods it overrides
 ZooModel is a plain nn.Module with no parameters, buffers or RNG use of its own: a model's state_dict and
 numerics are exactly what its own __init__ and methods make.
 
-Batches are dicts of device tensors: on the base images "x" uint8 (B, C, H, W), "y" int64 labels and, on
-val/test, "xb", the fixed binarization; on a derived set, that set's keys (genzoo.data.derived).
+Batches are dicts of device tensors: on the base images "x" uint8 (B, C, H, W), "y" int64 labels and "xb",
+the split's fixed binarization (the test set's is what likelihoods are scored on, the training split's is the
+papers' static binarized MNIST); on a derived set, that set's keys (genzoo.data.derived).
 """
 
 from __future__ import annotations

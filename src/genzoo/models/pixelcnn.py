@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genzoo.models.base import ZooModel
-from genzoo.models.blocks import adam, binarize, clip_gradients, to_unit
+from genzoo.models.blocks import BINARIZATIONS, adam, clip_gradients, to_unit, training_bits
 from genzoo.params import TrainConfig, param
 
 FIRST_KERNEL = 7  # the first, mask-A layer (both models); the sampler pads the image by FIRST_KERNEL // 2
@@ -116,7 +116,8 @@ class Autoregressive(ZooModel):
 
     def _data(self, batch: dict[str, torch.Tensor], train: bool) -> torch.Tensor:
         if self.config.levels == 2:
-            return binarize(batch["x"]) if train else batch["xb"].float()  # the fixed binarization for scores
+            # scores always read the fixed binarization; training draws afresh or reads it too (static)
+            return training_bits(batch, self.config.binarization) if train else batch["xb"].float()
         return to_unit(batch["x"])
 
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
@@ -216,6 +217,7 @@ class Autoregressive(ZooModel):
 @dataclass
 class Config(TrainConfig):
     levels: int = param(2, choices=(2, 256))  # 2: Bernoulli pixels (binarized MNIST); 256: softmax on grey levels
+    binarization: str = param("dynamic", choices=BINARIZATIONS)  # levels 2: a fresh draw per step, or static
     hidden: int = param(32, gt=0)  # h: the residual stream carries 2h features, the 3x3 convolutions h
     blocks: int = param(12, ge=0)  # residual blocks after the 7x7 mask-A layer
     head: int = param(64, gt=0)  # width of the first output 1x1 layer

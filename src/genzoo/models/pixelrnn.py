@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genzoo.models.blocks import BINARIZATIONS
 from genzoo.models.pixelcnn import FIRST_KERNEL, Autoregressive, Head, MaskedConv2d
 from genzoo.params import TrainConfig, param
 
@@ -38,6 +39,7 @@ from genzoo.params import TrainConfig, param
 class Config(TrainConfig):
     cell: str = param("row", choices=("row", "diagonal"))
     levels: int = param(2, choices=(2, 256))  # 2: Bernoulli pixels (binarized MNIST); 256: softmax on grey levels
+    binarization: str = param("dynamic", choices=BINARIZATIONS)  # levels 2: a fresh draw per step, or static
     hidden: int = param(16, gt=0)  # h: LSTM state size; the residual stream carries 2h features
     layers: int = param(7, gt=0)  # LSTM layers
     head: int = param(32, gt=0)  # width of the first output 1x1 layer

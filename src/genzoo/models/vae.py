@@ -1,6 +1,7 @@
 """Variational autoencoder — Kingma & Welling 2014, "Auto-Encoding Variational Bayes".
 
-Gaussian encoder q(z|x), standard normal prior, Bernoulli decoder p(x|z) over dynamically binarized pixels.
+Gaussian encoder q(z|x), standard normal prior, Bernoulli decoder p(x|z) over binarized pixels (drawn afresh
+each step, or the one static draw of the papers' tables: `binarization`).
 Trained on the ELBO with the reparameterization trick; scored by the importance-weighted bound of Burda et al.
 2016, log p(x) >= E[log 1/k sum_i p(x, z_i) / q(z_i|x)], which tightens to log p(x) as k grows (k = 5000 for
 the paper-comparable test NLL; its paper anchor and target are in src/genzoo/targets.yaml).
@@ -15,9 +16,11 @@ import torch
 import torch.nn.functional as F
 
 from genzoo.models.base import ZooModel
-from genzoo.models.blocks import adam, binarize, elbo_step, iwae_bound, mlp
+from genzoo.models.blocks import BINARIZATIONS, adam, elbo_step, iwae_bound, mlp, training_bits
 from genzoo.models.inversion import interpolation_grid
 from genzoo.params import TrainConfig, param
+
+ACTIVATIONS = {"relu": torch.nn.ReLU, "tanh": torch.nn.Tanh}
 
 
 @dataclass
@@ -25,6 +28,9 @@ class Config(TrainConfig):
     latent_dim: int = param(20, gt=0)
     hidden: list[int] = param([400], gt=0)  # encoder widths; the decoder mirrors them
     kl_warmup_steps: int = param(0, ge=0)  # KL weight ramps 0 -> 1 over these steps (Sønderby et al. 2016); 0 = off
+    activation: str = param("relu", choices=tuple(ACTIVATIONS))  # Burda et al. 2016's nets: tanh
+    binarization: str = param("dynamic", choices=BINARIZATIONS)  # static: the papers' one fixed draw (blocks.py)
+    adam_eps: float = param(1e-8, gt=0)  # Burda et al. 2016: 1e-4
 
 
 class Model(ZooModel):
@@ -36,8 +42,9 @@ class Model(ZooModel):
         super().__init__()
         self.config, self.image_shape, self.num_classes = config, image_shape, num_classes
         pixels = math.prod(image_shape)
-        self.encoder = mlp([pixels, *config.hidden, 2 * config.latent_dim])  # -> (mean, log-variance)
-        self.decoder = mlp([config.latent_dim, *reversed(config.hidden), pixels])  # -> Bernoulli logits
+        act = ACTIVATIONS[config.activation]
+        self.encoder = mlp([pixels, *config.hidden, 2 * config.latent_dim], act)  # -> (mean, log-variance)
+        self.decoder = mlp([config.latent_dim, *reversed(config.hidden), pixels], act)  # -> Bernoulli logits
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))  # on the device: CUDA-graph safe
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -58,10 +65,10 @@ class Model(ZooModel):
         return {"elbo": rec - kl, "rec": rec, "kl": kl}
 
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"model": adam(self.parameters(), self.config.lr)}
+        return {"model": adam(self.parameters(), self.config.lr, eps=self.config.adam_eps)}
 
     def train_step(self, batch: dict[str, torch.Tensor], opt: dict) -> dict[str, torch.Tensor]:
-        return elbo_step(self, self.elbo(binarize(batch["x"])), opt["model"])
+        return elbo_step(self, self.elbo(training_bits(batch, self.config.binarization)), opt["model"])
 
     @torch.no_grad()
     def validate(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
