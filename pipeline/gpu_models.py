@@ -18,6 +18,12 @@ compose them beforehand (`python pipeline/compose.py --out .gpu/gpu.yaml profile
 --params: the same params. Data, models and checkpoints go to `--work` (default .gpu/work,
 git-ignored), never to the DVC outputs; the data comes from the offline mirror (GENZOO_DATA_MIRROR or data.mirror).
 A copy of the checkout whose .git is not its commit's can name the commit with GENZOO_COMMIT.
+
+`--recipe NAME` trains the named models at a recipe of pipeline/conf/recipes.yaml instead of the profile's own
+(`paper`: the paper's architecture, optimizer, schedule and data, as far as it states them). The recipe's
+overlay replaces those keys of each model's section; every model entry of run.json and of the snapshot's
+evaluate.json records `recipe` (what the report judges a paper's number on) and `train_binarization`, and its
+checkpoints live in a folder of their own, so a recipe never resumes from another's weights.
 """
 
 from __future__ import annotations
@@ -34,6 +40,43 @@ from pathlib import Path
 import yaml
 
 SAFETY = 0.8  # the measured loop has no validation, monitor or checkpoint: leave them a fifth of each share
+RECIPES = Path(__file__).resolve().parent / "conf" / "recipes.yaml"
+OURS = "ours"  # the profile's own recipe (genzoo.stages.report reads a run that records none as ours)
+
+
+def load_recipes(path: Path = RECIPES) -> dict[str, dict[str, dict]]:
+    """{recipe: {model: overlay}} from recipes.yaml, checked: a mapping of mappings of mappings."""
+    recipes = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(recipes, dict) or not all(isinstance(models, dict) and
+                                                all(isinstance(o, dict) for o in models.values())
+                                                for models in recipes.values()):
+        sys.exit(f"{path}: expected recipe -> model -> overlay mappings")
+    return recipes
+
+
+def apply_recipe(raw: dict, recipe: str, models: list[str], recipes: dict[str, dict[str, dict]]) -> dict:
+    """The params with `recipe`'s overlay on each of `models`' sections (a copy); one line naming what is wrong
+    where a model has no such recipe or an overlay names a key its section does not have."""
+    import copy
+
+    if recipe not in recipes:
+        sys.exit(f"unknown recipe {recipe!r}; {RECIPES.name} has: {', '.join(recipes) or 'none'}")
+    missing = [name for name in models if name not in recipes[recipe]]
+    if missing:
+        sys.exit(f"no {recipe} recipe for {', '.join(missing)}; {RECIPES.name} has {recipe} recipes for: "
+                 f"{', '.join(recipes[recipe])}")
+    out = copy.deepcopy(raw)
+    for name in models:
+        unknown = sorted(set(recipes[recipe][name]) - set(out[name]))
+        if unknown:
+            sys.exit(f"{RECIPES.name}: {recipe}.{name}: {', '.join(unknown)} not in the {name} section's params")
+        out[name].update(copy.deepcopy(recipes[recipe][name]))
+    return out
+
+
+def train_binarization(section: dict) -> str:
+    """How a model's training digits were binarized, in targets.yaml's words (its coverage field)."""
+    return "fixed" if section.get("binarization") == "static" else "dynamic"
 
 
 def plan_epochs(profile_epochs: int, steps_per_s: float, steps_per_epoch: int, seconds: float) -> int:
@@ -130,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bench-steps", type=int, default=200, help="timed steps per model before planning")
     parser.add_argument("--checkpoints", type=Path, help="keep the profile's epochs; pause unfinished models at "
                         "checkpoints here, and resume from the ones found here")
+    parser.add_argument("--recipe", help=f"a recipe of {RECIPES.name} (paper: the paper's) instead of the profile's")
     args = parser.parse_args(argv)
 
     from genzoo.models.registry import GENERATIVE, parse_params
@@ -146,10 +190,14 @@ def main(argv: list[str] | None = None) -> int:
         args.params = work / "gpu.yaml"
         compose(args.params, ["profile=gpu"])
     raw = yaml.safe_load(args.params.read_text())
+    if args.recipe:
+        raw = apply_recipe(raw, args.recipe, args.models, load_recipes())
     params = parse_params(raw, source=str(args.params))
     (work / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))  # what evaluate reads, epochs and all
     # not the DVC checkout's resumable checkpoints; --checkpoints: a folder that travels between leases
     checkpoints = args.checkpoints.resolve() if args.checkpoints else work / "checkpoints"
+    if args.recipe:  # never resume one recipe from another's weights
+        checkpoints = checkpoints / args.recipe
     run(args, raw, params, work, start, checkpoints)
     return 0
 
@@ -157,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
 def run(args: argparse.Namespace, raw: dict, params, work: Path, start: float, checkpoints: Path) -> None:
     """Data and evaluator, then each model within its share, the bench-only timings, evaluate, the snapshot."""
     from genzoo.data.loading import load_meta, load_split
+    from genzoo.engine.io import write_json
     from genzoo.engine.tracking import record_provenance
     from genzoo.engine.training import resolve_device
     from genzoo.models.registry import load_params
@@ -171,7 +220,8 @@ def run(args: argparse.Namespace, raw: dict, params, work: Path, start: float, c
     command = " ".join(["python pipeline/gpu_models.py",
                         *([f"--params {args.given_params.as_posix()}"] if args.given_params else []),
                         f"--budget {args.budget:g}", f"--out {args.out.as_posix()}",
-                        *([f"--checkpoints {args.checkpoints.as_posix()}"] if args.checkpoints else []), *args.models,
+                        *([f"--checkpoints {args.checkpoints.as_posix()}"] if args.checkpoints else []),
+                        *([f"--recipe {args.recipe}"] if args.recipe else []), *args.models,
                         *(f"--bench-only {name}" for name in args.bench_only)])
     made = record_provenance(device, command)  # commit, clean or not, command, hardware: in run.json and ledgers
 
@@ -219,8 +269,15 @@ def run(args: argparse.Namespace, raw: dict, params, work: Path, start: float, c
         shutil.rmtree(out)
     (out / "figures").mkdir(parents=True)
     (out / "plots").mkdir()
-    for name in ["evaluate", "evaluator", *trained]:
+    for name in ["evaluator", *trained]:
         shutil.copy(metrics / f"{name}.json", out / f"{name}.json")
+    recipe = args.recipe or OURS
+    scores = json.loads((metrics / "evaluate.json").read_text())
+    for name in trained:  # which recipe made each number, and on which binarization it trained
+        scores["models"][name].update(recipe=recipe, train_binarization=train_binarization(raw[name]))
+    write_json(out / "evaluate.json", scores)
+    for name, entry in plan.items():
+        entry["recipe"] = recipe
     for name in trained:
         if (metrics / "figures" / name).exists():
             shutil.copytree(metrics / "figures" / name, out / "figures" / name)
@@ -229,7 +286,7 @@ def run(args: argparse.Namespace, raw: dict, params, work: Path, start: float, c
             shutil.copy(csv, out / "plots" / csv.name)
     shutil.copy(work / "params.yaml", out / "params.yaml")
     record = {**made, "wall_seconds": round(time.time() - start), "evaluate_seconds": round(evaluate_seconds),
-              "budget_seconds": args.budget, "models": plan, "failed": failed,
+              "budget_seconds": args.budget, "recipe": recipe, "models": plan, "failed": failed,
               "bench_only": {name: {k: r[k] for k in ("batch_size", "steps_per_s", "seconds_per_epoch", "cuda_graphs")}
                              for name, r in timed.items()},
               "checkpoints": bool(args.checkpoints),

@@ -17,6 +17,8 @@ paused at a checkpoint when a window ends and resumed in the next). For each par
 
 `run` names the parts for one gpu_models.py call with `--checkpoints .gpu/checkpoints` (carry that folder between
 windows) and the snapshot folder metrics/gpu/<first part>; the part runner stops within the budget by itself.
+A recipe of pipeline/conf/recipes.yaml (`paper`: the paper's own) adds a part `<model>@<recipe>` per model it
+names, priced only from that recipe's own runs; one window runs parts of one recipe.
 AnoGAN, Triple-GAN and `compare` are DVC stages of many small models, not parts yet: the plan lists them as such.
 
 `bench` times, at the gpu profile's params, every model and batch size that src/genzoo/targets.yaml's `peers`
@@ -108,12 +110,19 @@ def _batches_per_step(name: str, params: dict) -> int:
         return model(build(model.Config, params[name], name, require_all=False)).batches_per_step
 
 
-def plan(params: dict, metrics: Path, targets: Path, models: list[str]) -> list[Part]:
-    """Every registered model's part, measured and placed from the committed gpu snapshots."""
-    counts: dict[str, int] = {}
+def plan(params: dict, metrics: Path, targets: Path, models: list[str], recipes: dict | None = None) -> list[Part]:
+    """Every registered model's part, and each recipe's (pipeline/conf/recipes.yaml, or `recipes`), measured and
+    placed from the committed gpu snapshots."""
+    from gpu_models import OURS, load_recipes
+
+    counts: dict[str, int] = {}  # the gpu targets of each model
+    paper_counts: dict[str, int] = {}  # those against a paper's number: a paper recipe's
     for target in yaml.safe_load(targets.read_text()).get("targets", []):
         if "gpu" in target.get("profiles", ["gpu"]):
             counts[target["model"]] = counts.get(target["model"], 0) + 1
+            if target.get("against") == "paper":
+                paper_counts[target["model"]] = paper_counts.get(target["model"], 0) + 1
+
     parts = {}
     for name in models:
         section = params[name]
@@ -121,6 +130,16 @@ def plan(params: dict, metrics: Path, targets: Path, models: list[str]) -> list[
         base = section.get("batch_size")
         parts[name] = Part(name, int(section["epochs"]), counts.get(name, 0),
                            steps_per_epoch=TRAIN_IMAGES // (base * batches) if base and _base_data(name) else None)
+    for recipe, overlays in (load_recipes() if recipes is None else recipes).items():
+        for name, overlay in overlays.items():
+            if name in parts:  # its own targets: the paper's numbers for `paper`, our thresholds for another
+                section = {**params[name], **overlay}
+                batch = section.get("batch_size")
+                parts[f"{name}@{recipe}"] = Part(
+                    f"{name}@{recipe}", int(section["epochs"]),
+                    paper_counts.get(name, 0) if recipe == "paper" else counts.get(name, 0) - paper_counts.get(name, 0),
+                    steps_per_epoch=TRAIN_IMAGES // (batch * _batches_per_step(name, {name: section}))
+                    if batch and _base_data(name) else None)
     bench = metrics / "gpu" / "bench.json"
     if bench.exists():
         for row in json.loads(bench.read_text()).get("results", []):
@@ -130,10 +149,13 @@ def plan(params: dict, metrics: Path, targets: Path, models: list[str]) -> list[
                          "metrics/gpu/bench.json")
     for folder, run in _snapshots(metrics):
         where = folder.relative_to(metrics.parent).as_posix()
-        for name, timed in run.get("bench_only", {}).items():
+        for name, timed in run.get("bench_only", {}).items():  # at the run's recipe: a part of that recipe
+            name = name if run.get("recipe", OURS) == OURS else f"{name}@{run['recipe']}"
             if name in parts and _on_gpu(run.get("hardware", "")):
                 _measure(parts[name], timed.get("steps_per_s"), None, where)
-        for name, entry in run.get("models", {}).items():
+        for model, entry in run.get("models", {}).items():
+            recipe = entry.get("recipe", run.get("recipe")) or OURS
+            name = model if recipe == OURS else f"{model}@{recipe}"
             if name not in parts:
                 continue
             part = parts[name]
@@ -293,8 +315,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from gpu_models import main as run_parts
 
+    recipe = names[0].partition("@")[2]
+    names = [n for n in names if n.partition("@")[2] == recipe]  # one recipe per window
     out = args.metrics / "gpu" / re.sub(r"[^a-z0-9_]+", "_", names[0])
-    command = [*names, "--budget", f"{args.budget:g}", "--out", str(out), "--checkpoints", str(args.checkpoints)]
+    command = [*(n.partition("@")[0] for n in names), "--budget", f"{args.budget:g}", "--out", str(out),
+               "--checkpoints", str(args.checkpoints), *(["--recipe", recipe] if recipe else [])]
     if args.params:
         command += ["--params", str(args.params)]
     print("python pipeline/gpu_models.py " + " ".join(command), flush=True)

@@ -183,8 +183,7 @@ def test_synthetic_balanced_nonempty_centred_like_mnist():
 def _processed(folder: Path) -> Path:
     for split, n, seed in (("train", 30, 0), ("val", 12, 1), ("test", 12, 2)):
         data = font_digits(n, seed)
-        if split != "train":
-            data["xb"] = (data["x"] > 127).to(torch.uint8)
+        data["xb"] = (data["x"] > 127).to(torch.uint8)  # every split has its fixed binarization
         save_torch(data, folder / f"{split}.pt")
     return folder
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from gpu_models import SAFETY, plan_epochs  # pipeline/ is on sys.path (helpers)
+from gpu_models import SAFETY, apply_recipe, load_recipes, plan_epochs  # pipeline/ is on sys.path (helpers)
 from helpers import ROOT
 
 from genzoo.models.registry import load_params
@@ -132,3 +132,52 @@ def test_a_part_paused_by_its_window_ends_with_the_weights_of_one_uninterrupted_
     weights, reference = paused["state"], through["state"]  # registry.save_model's file
     assert weights.keys() == reference.keys() and paused["config"] == through["config"]
     assert all(torch.equal(weights[k], reference[k]) for k in weights), "the resumed part trained differently"
+
+
+def test_a_recipe_overlays_the_named_sections_of_a_copy_and_refuses_what_it_cannot_apply():
+    raw = {"vae": {"epochs": 10, "hidden": [400]}, "gan": {"epochs": 5}}
+    recipes = {"paper": {"vae": {"epochs": 3280, "hidden": [200, 200]}}}
+    out = apply_recipe(raw, "paper", ["vae"], recipes)
+    assert out["vae"] == {"epochs": 3280, "hidden": [200, 200]} and out["gan"] == raw["gan"]
+    assert raw["vae"] == {"epochs": 10, "hidden": [400]}  # the caller's params are left as they were
+    with pytest.raises(SystemExit, match="unknown recipe 'best'"):
+        apply_recipe(raw, "best", ["vae"], recipes)
+    with pytest.raises(SystemExit, match="no paper recipe for gan; recipes.yaml has paper recipes for: vae"):
+        apply_recipe(raw, "paper", ["vae", "gan"], recipes)
+    with pytest.raises(SystemExit, match=r"paper.vae: width not in the vae section's params"):
+        apply_recipe(raw, "paper", ["vae"], {"paper": {"vae": {"width": 3}}})
+
+
+def test_the_committed_paper_recipes_are_valid_params_of_the_gpu_profile(tmp_path):
+    """Every overlay of recipes.yaml on the gpu composition parses (types, ranges, choices) as a model section."""
+    from compose import compose
+
+    from genzoo.models.registry import parse_params
+
+    composed = tmp_path / "gpu.yaml"
+    compose(composed, ["profile=gpu"])
+    raw = yaml.safe_load(composed.read_text())
+    for recipe, overlays in load_recipes().items():
+        params = parse_params(apply_recipe(raw, recipe, list(overlays), load_recipes()), source=recipe)
+        for name, overlay in overlays.items():
+            assert {k: getattr(params.model(name), k) for k in overlay} == overlay
+    vae = parse_params(apply_recipe(raw, "paper", ["vae"], load_recipes())).model("vae")
+    assert (vae.hidden, vae.latent_dim, vae.activation, vae.batch_size, vae.adam_eps, vae.lr_schedule) == \
+        ([200, 200], 50, "tanh", 20, 1e-4, "burda")  # Burda et al. 2016, Table 1's VAE
+
+
+def test_a_paper_recipe_run_records_its_recipe_beside_every_number(tmp_path, tiny_params_file):
+    """--recipe paper: trained at the overlay, and run.json and the snapshot's evaluate.json say which recipe and
+    which training binarization made each number (what the report judges a paper's number on)."""
+    from gpu_models import main
+
+    out = tmp_path / "snap"
+    assert main(["vae", "--recipe", "paper", "--params", str(tiny_params_file), "--budget", "0.01", "--out", str(out),
+                 "--work", str(tmp_path / "work"), "--bench-steps", "2"]) == 0
+    run = json.loads((out / "run.json").read_text())
+    assert run["recipe"] == "paper" and run["models"]["vae"]["recipe"] == "paper" and not run["failed"]
+    assert "--recipe paper vae" in run["command"]
+    used = yaml.safe_load((out / "params.yaml").read_text())["vae"]
+    assert (used["activation"], used["hidden"], used["batch_size"]) == ("tanh", [200, 200], 20)
+    scores = json.loads((out / "evaluate.json").read_text())["models"]["vae"]
+    assert scores["recipe"] == "paper" and scores["train_binarization"] == "dynamic" and "test_nll" in scores

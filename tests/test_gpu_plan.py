@@ -134,3 +134,35 @@ def test_bench_times_every_peer_model_at_its_batch_and_the_distributed_path(tmp_
     assert plain == peers and len(peers) == 4
     assert [(r["model"], r["batch_size"]) for r in written["results"] if r["path"] != "plain"] == [("dcgan", 64)]
     assert written["provenance"]["command"] == f"python pipeline/gpu_plan.py bench --params {params} --steps 2"
+
+
+def test_a_recipe_is_a_part_of_its_own_priced_and_placed_from_its_own_runs(tmp_path, committed, monkeypatch):
+    """vae@paper: the recipe's epochs and batch, its paper targets, and only runs that record that recipe."""
+    recipes = {"paper": {"vae": {"epochs": 10, "batch_size": 20}}}
+    targets = tmp_path / "targets.yaml"
+    targets.write_text(yaml.safe_dump({"targets": [{"model": "vae", "profiles": ["gpu"], "against": "paper"},
+                                                   {"model": "vae", "profiles": ["gpu"]}]}))
+    parts = {p.name: p for p in plan(PARAMS, committed, targets, MODELS, recipes)}
+    paper = parts["vae@paper"]
+    assert (paper.epochs, paper.steps_per_epoch, paper.targets, paper.state) == (10, 55000 // 20, 1, "pending")
+    assert paper.steps_per_s is None  # the profile's vae runs say nothing of the paper recipe's speed
+    assert parts["vae"].targets == 2 and parts["vae"].state == "partial"
+
+    _snapshot(committed, "paper", {"recipe": "paper", "models": {"vae": {
+        "recipe": "paper", "profile_epochs": 10, "epochs": 10, "steps_per_s": 800.0}}})
+    parts = {p.name: p for p in plan(PARAMS, committed, targets, MODELS, recipes)}
+    assert parts["vae@paper"].state == "done" and parts["vae@paper"].steps_per_s == 800.0
+    assert parts["vae"].state == "partial" and parts["vae"].epochs_capped == 30  # ours: as before
+
+    import gpu_models
+
+    called = []
+    monkeypatch.setattr(gpu_models, "main", lambda argv: called.append(argv) or 0)
+    pending = [p for p in plan(PARAMS, committed, targets, MODELS, recipes) if p.name == "vae@paper"]
+    pending[0].state = "pending"
+    monkeypatch.setattr("gpu_plan.plan", lambda *args: pending)
+    params = tmp_path / "gpu.yaml"
+    params.write_text(yaml.safe_dump(PARAMS))
+    assert main(["run", "--budget", "60", "--params", str(params), "--metrics", str(committed)]) == 0
+    assert called == [["vae", "--budget", "60", "--out", str(committed / "gpu" / "vae_paper"), "--checkpoints",
+                       ".gpu/checkpoints", "--recipe", "paper", "--params", str(params)]]

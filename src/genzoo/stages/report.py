@@ -22,7 +22,7 @@ from markdown_it import MarkdownIt
 from genzoo.data.naming import DIGIT_CLASSES, Naming
 from genzoo.engine.io import read_json, write_text
 from genzoo.metrics.significance import ALPHA, separate, welch
-from genzoo.models.registry import GENERATIVE
+from genzoo.models.registry import GENERATIVE, GENERATIVE_MODULES, module_file
 from genzoo.params import Params
 from genzoo.targets import PAPER_RECIPE, PENDING, Anchor, Target, Targets, Verdict, load_targets, measure
 
@@ -36,6 +36,11 @@ OURS = "ours"  # the recipe of a run that records none: every run so far
 # How the zoo's models binarize their training digits unless a run's evaluate.json entry records otherwise
 # (`train_binarization`): afresh at every step (DESIGN.md §4; genzoo.models.blocks.binarize).
 TRAIN_BINARIZATION = "dynamic"
+# Control recipes (pipeline/conf/recipes.yaml): the model with one part switched off, trained and scored alike so
+# the part's own effect shows. `flowless`: a planar-flow VAE with K = 0, the same backbone, warm-up and budget.
+FLOWLESS = "flowless"
+CONTROLS = (FLOWLESS,)
+FLOW_FILE = "src/genzoo/models/flow_vae.py"  # the planar-flow VAEs (flow_vae, flow_vae_deep)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -137,11 +142,14 @@ def gpu_runs(metrics: Path) -> list[Run]:
     return runs + [open_run(f"part `{part.name}`", part) for part in parts]
 
 
-def latest(runs: list[Run], entry: Anchor | Target, paper: bool | None = None) -> tuple[Run, float] | None:
+def latest(runs: list[Run], entry: Anchor | Target, paper: bool | None = None, recipe: str | None = None
+           ) -> tuple[Run, float] | None:
     """The most recently evaluated run that measured `entry` (the latest recipe, never the best of several); with
-    `paper`, only runs of the paper's recipe (True) or of another (False)."""
+    `paper`, only runs of the paper's recipe (True) or of another (False). A control recipe (CONTROLS: a model
+    with a part switched off) never stands for the model; `recipe` asks for the runs of that one recipe only."""
     have = [(run, value) for run in runs if (value := run.value(entry)) is not None
-            and (paper is None or (run.recipe(entry) == PAPER_RECIPE) == paper)]
+            and (paper is None or (run.recipe(entry) == PAPER_RECIPE) == paper)
+            and (run.recipe(entry) == recipe if recipe else run.recipe(entry) not in CONTROLS)]
     return max(have, key=lambda rv: rv[0].created) if have else None
 
 
@@ -383,6 +391,30 @@ def _gpu_overview(runs: list[Run], t: Targets) -> list[str]:
             "of its recipe when the run was made (a later recipe may differ); each run's section below links the "
             "params it used. A paper's number gets a verdict only from a run of the paper's recipe over the "
             "paper's whole protocol; our recipe's number is listed beside it, with how that recipe differs.", ""]
+
+
+def _flow_gain(runs: list[Run], t: Targets) -> list[str]:
+    """Rezende & Mohamed's claim is what the flows add: each planar-flow model's latest gpu test NLL beside the
+    latest run of its flow-less twin (recipe `flowless`), and the difference in nats."""
+    rows = []
+    for target in t.targets:
+        name = target.model
+        # by the registry's file name: the report imports no model code (its dvc.yaml deps)
+        if name not in GENERATIVE_MODULES or module_file(name) != FLOW_FILE or not target.key.endswith(".test_nll"):
+            continue
+        flows, twin = latest(runs, target), latest(runs, target, recipe=FLOWLESS)
+        cells = ["pending" if found is None else
+                 f"{found[0].recipe(target)}: {show(target, found[1])} ({found[0].where(target)})"
+                 for found in (flows, twin)]
+        gain = f"{twin[1] - flows[1]:+.2f}" if flows and twin else "pending"
+        rows.append(f"| {name} | {target.note} | {cells[0]} | {cells[1]} | {gain} |")
+    if not rows:
+        return []
+    return ["## What the planar flows add (gpu)", "",
+            "| model | flows | test NLL with the flows | flow-less twin (K = 0) | gain (nats) |",
+            "|---|---|---|---|---|", *rows, "", "The twin is the same model and recipe with K = 0 (`python pipeline/gpu_models.py --recipe "
+            "flowless flow_vae`): the same backbone, warm-up and budget, so the gain is the flows' own. Positive: "
+            "the flows lower the NLL. The paper's own gains are its Table 2 rows against its K = 0 row.", ""]
 
 
 PEER_BENCH_FILES = ("bench.json", "bench_peers.json")  # in metrics/gpu/: `make gpu`'s and `gpu_plan.py bench`'s
@@ -759,15 +791,17 @@ def render(metrics: Path, base: Path, t: Targets | None = None) -> str:
         lines += profile_section(open_run("default", metrics), "Default pipeline (the last `dvc repro` of this checkout)",
                                  base, t)
     if runs:
-        lines += _gpu_overview(runs, t)
+        lines += _gpu_overview(runs, t) + _flow_gain(runs, t)
     lines += _peer_ratio(metrics / "gpu", t)
     gpu = metrics / "gpu"
     if not (gpu / "evaluate.json").exists():
         lines += ["## GPU profile", "", "Pending: no gpu-profile run is committed yet (`make gpu` on a GPU "
                   "machine writes `metrics/gpu/`).", ""]
     for run in runs:  # the `make gpu` snapshot, then pipeline/gpu_models.py's parts (some models, a lease's minutes)
+        recipes = sorted({e.get("recipe") for e in run.budgeted.values()} - {None, OURS})
         title = ("GPU profile (snapshot of the last `make gpu`)" if run.folder == gpu else
-                 f"GPU profile, part `{run.folder.name}` (pipeline/gpu_models.py)")
+                 f"GPU profile, part `{run.folder.name}` (pipeline/gpu_models.py"
+                 f"{', recipe ' + ', '.join(f'`{r}`' for r in recipes) if recipes else ''})")
         lines += profile_section(run, title, base, t)
     return "\n".join(lines).rstrip() + "\n"
 
