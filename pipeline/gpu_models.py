@@ -41,7 +41,6 @@ import yaml
 
 SAFETY = 0.8  # the measured loop has no validation, monitor or checkpoint: leave them a fifth of each share
 RECIPES = Path(__file__).resolve().parent / "conf" / "recipes.yaml"
-OURS = "ours"  # the profile's own recipe (genzoo.stages.report reads a run that records none as ours)
 
 
 def load_recipes(path: Path = RECIPES) -> dict[str, dict[str, dict]]:
@@ -213,6 +212,7 @@ def run(args: argparse.Namespace, raw: dict, params, work: Path, start: float, c
     from genzoo.stages.evaluate import evaluate_stage
     from genzoo.stages.preprocess import preprocess_stage
     from genzoo.stages.train import train_stage
+    from genzoo.targets import OURS
     from genzoo.tools.bench import time_training
 
     data, models, metrics = work / "processed", work / "models", work / "metrics"

@@ -113,14 +113,16 @@ def _batches_per_step(name: str, params: dict) -> int:
 def plan(params: dict, metrics: Path, targets: Path, models: list[str], recipes: dict | None = None) -> list[Part]:
     """Every registered model's part, and each recipe's (pipeline/conf/recipes.yaml, or `recipes`), measured and
     placed from the committed gpu snapshots."""
-    from gpu_models import OURS, load_recipes
+    from gpu_models import load_recipes
+
+    from genzoo.targets import OURS, PAPER_RECIPE
 
     counts: dict[str, int] = {}  # the gpu targets of each model
     paper_counts: dict[str, int] = {}  # those against a paper's number: a paper recipe's
     for target in yaml.safe_load(targets.read_text()).get("targets", []):
         if "gpu" in target.get("profiles", ["gpu"]):
             counts[target["model"]] = counts.get(target["model"], 0) + 1
-            if target.get("against") == "paper":
+            if target.get("against") == PAPER_RECIPE:
                 paper_counts[target["model"]] = paper_counts.get(target["model"], 0) + 1
 
     parts = {}
@@ -137,7 +139,7 @@ def plan(params: dict, metrics: Path, targets: Path, models: list[str], recipes:
                 batch = section.get("batch_size")
                 parts[f"{name}@{recipe}"] = Part(
                     f"{name}@{recipe}", int(section["epochs"]),
-                    paper_counts.get(name, 0) if recipe == "paper" else counts.get(name, 0) - paper_counts.get(name, 0),
+                    paper_counts.get(name, 0) if recipe == PAPER_RECIPE else counts.get(name, 0) - paper_counts.get(name, 0),
                     steps_per_epoch=TRAIN_IMAGES // (batch * _batches_per_step(name, {name: section}))
                     if batch and _base_data(name) else None)
     bench = metrics / "gpu" / "bench.json"

@@ -28,7 +28,8 @@ TARGETS_FILE = Path(__file__).resolve().parent / "targets.yaml"
 STAGE_MODELS = ("evaluator", "anogan", "triplegan")  # measured in files of their own stages, not in evaluate.json
 PROFILES = ("cpu", "gpu", "tiny")
 AGAINST = ("paper", "ours")
-PAPER_RECIPE = "paper"  # what a run of the paper's recipe records as its `recipe` (runs that record none: "ours")
+PAPER_RECIPE = "paper"  # what a run of the paper's recipe records as its `recipe` (runs that record none: OURS)
+OURS = "ours"  # the gpu profile's own recipe: every run that records none
 BINARIZATIONS = ("fixed", "dynamic")  # the training digits: one fixed draw (the papers' binarized MNIST) or fresh
 DIRECTIONS = {"<=": ("≤", operator.le), ">=": ("≥", operator.ge), "<": ("<", operator.lt), ">": (">", operator.gt),
               "==": ("=", operator.eq)}

@@ -24,7 +24,7 @@ from genzoo.engine.io import read_json, write_text
 from genzoo.metrics.significance import ALPHA, separate, welch
 from genzoo.models.registry import GENERATIVE, GENERATIVE_MODULES, module_file
 from genzoo.params import Params
-from genzoo.targets import PAPER_RECIPE, PENDING, Anchor, Target, Targets, Verdict, load_targets, measure
+from genzoo.targets import OURS, PAPER_RECIPE, PENDING, Anchor, Target, Targets, Verdict, load_targets, measure
 
 START, END = "<!-- genzoo:results:start -->", "<!-- genzoo:results:end -->"
 COMMANDS = {"cpu": "make run", "gpu": "make gpu", "tiny": "dvc exp run -S profile=tiny"}
@@ -32,7 +32,6 @@ COMMANDS = {"cpu": "make run", "gpu": "make gpu", "tiny": "dvc exp run -S profil
 GALLERY = ("samples", "samples_by_class", "translations", "superresolution", "a_to_b", "targets", "stages",
            "refined", "class_conditional", "class_0", "reconstructions")
 GALLERY_COLUMNS, GALLERY_WIDTH = 6, 120
-OURS = "ours"  # the recipe of a run that records none: every run so far
 # How the zoo's models binarize their training digits unless a run's evaluate.json entry records otherwise
 # (`train_binarization`): afresh at every step (DESIGN.md §4; genzoo.models.blocks.binarize).
 TRAIN_BINARIZATION = "dynamic"
