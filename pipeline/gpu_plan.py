@@ -42,6 +42,7 @@ START, END = "<!-- genzoo:gpu-plan:start -->", "<!-- genzoo:gpu-plan:end -->"
 STAGES = {"anogan": "the one-vs-rest protocol: 10 one-class DCGANs, VAEs and autoencoders, then the inversion",
           "triplegan": "3 seeds of Triple-GAN beside the classifier alone",
           "compare": "3 seeds of four models"}
+STAGE_COMMAND = "dvc exp run -S profile=gpu {}"  # a stage of the gpu DAG alone (and what it needs upstream)
 TRAIN_IMAGES = 55000  # the base training split (60,000 less the 5,000 kept for validation)
 
 
@@ -196,10 +197,17 @@ def _base_data(name: str) -> bool:
     return TRAINABLE[name].dataset is None
 
 
-def table(parts: list[Part]) -> list[str]:
+def table(parts: list[Part], compact: bool = False) -> list[str]:
+    """The plan as a markdown table; `compact` (the README's) folds the pending parts that no target reads (controls,
+    ablations) into one row."""
     lines = ["| part | gpu epochs | device minutes (left) | measured on | state | targets |",
              "|---|---|---|---|---|---|"]
+    folded = [p.name for p in parts if compact and not p.targets and p.state == "pending"]
     for p in parts:
+        if p.name in folded:
+            if p.name == folded[0]:
+                lines.append(f"| {', '.join(folded)} | — | — | — | pending | 0 |")
+            continue
         minutes = "—" if p.state == "done" else "unmeasured" if p.minutes is None else f"{p.minutes:.1f}"
         state = p.state + (f" ({p.snapshot})" if p.snapshot else "")
         if p.state == "partial" and p.steps_done:
@@ -207,8 +215,8 @@ def table(parts: list[Part]) -> list[str]:
         elif p.state == "partial":
             state = f"partial: {p.epochs_capped} of {p.epochs} epochs in a budget ({p.snapshot}); again in full"
         lines.append(f"| {p.name} | {p.epochs} | {minutes} | {p.measured_on or '—'} | {state} | {p.targets} |")
-    lines += [f"| {name} (stage) | — | unmeasured | — | pending: {what}; not a part yet | — |"
-              for name, what in STAGES.items()]
+    lines += [f"| {name} (stage) | — | unmeasured | — | pending: {what}; not a part yet: `{STAGE_COMMAND.format(name)}` "
+              f"| — |" for name, what in STAGES.items()]
     return lines
 
 
@@ -306,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     lines = table(parts)
     if args.command == "show":
         print("\n".join(lines))
-        if args.readme and write_readme(args.readme, lines):
+        if args.readme and write_readme(args.readme, table(parts, compact=True)):
             print(f"wrote the plan into {args.readme}")
         return 0
     if not args.budget or args.budget <= 0:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from genzoo.models import blocks
@@ -34,3 +35,21 @@ def test_iwae_bound_at_k2_matches_a_hand_computation(monkeypatch):
     assert bound.shape == (1,)
     assert abs(float(bound) - expected) < 1e-6, (float(bound), expected)
     assert abs(float(bound) - (expected + math.log(2))) > 0.5  # a bound without -log k would fail the line above
+
+
+def test_maxout_takes_the_max_over_each_units_pieces_for_any_leading_dims():
+    layer = blocks.Maxout(3, units=2, pieces=4)
+    x = torch.randn(5, 7, 3)
+    pieces = layer.linear(x).view(5, 7, 2, 4)
+    torch.testing.assert_close(layer(x), pieces.amax(-1))
+    net = blocks.maxout_mlp([3, 6, 6, 2], pieces=2)
+    assert [type(m).__name__ for m in net] == ["Maxout", "Maxout", "Linear"] and net(x).shape == (5, 7, 2)
+
+
+def test_optimizer_names_adam_or_rmsprop_and_refuses_others():
+    params = [torch.nn.Parameter(torch.zeros(2))]
+    assert isinstance(blocks.optimizer("adam", params, 1e-3), torch.optim.Adam)
+    rms = blocks.optimizer("rmsprop", params, 1e-5, momentum=0.9)
+    assert isinstance(rms, torch.optim.RMSprop) and rms.defaults["momentum"] == 0.9 and rms.defaults["lr"] == 1e-5
+    with pytest.raises(ValueError, match="unknown optimizer 'sgd'"):
+        blocks.optimizer("sgd", params, 1e-3)

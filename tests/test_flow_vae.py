@@ -169,3 +169,46 @@ def test_flow_vae_kl_warmup_starts_at_its_floor_and_counts_on_the_device():
         losses = model.train_step(images(), opt)
     assert int(model.steps) == 3  # a buffer: saved, resumed and CUDA-graph safe
     assert losses["loss"] == pytest.approx((losses["kl"] + losses["rec"]).item())  # logged loss: -ELBO, unweighted
+
+
+def test_log_q_is_the_flow_posteriors_log_density_at_the_drawn_z():
+    """log q_K(z_K|x) = log N(z0; mean, σ²) − Σ log det, at the very z0 the step drew (the paper's annealing
+    weights everything but this term)."""
+    model = tiny_flow_vae()
+    xb = images()["xb"]
+    torch.manual_seed(3)
+    terms = model.elbo(xb)
+    torch.manual_seed(3)
+    mean, logvar, params = model.encode(xb.flatten(1).float())
+    z0 = mean + torch.randn_like(mean) * (0.5 * logvar).exp()
+    log_q0 = torch.distributions.Normal(mean, (0.5 * logvar).exp()).log_prob(z0).sum(-1)
+    torch.testing.assert_close(terms["log_q"], log_q0 - model.flow(z0, params)[1])
+
+
+def test_the_joint_annealing_weights_log_p_x_z_and_not_log_q():
+    """anneal: joint minimises log q − β log p(x, z) = β (KL − rec) + (1 − β) log q: with terms linear in one
+    weight θ, θ's gradient is exactly that mix at the step's β (0.01 + 0.99 / 10 at the first of 10 steps)."""
+    theta = torch.nn.Parameter(torch.ones(()))
+    holder = torch.nn.Module()
+    holder.theta, holder.config = theta, flow_vae.Config(kl_warmup_steps=10, kl_warmup_start=0.01)
+    holder.register_buffer("steps", torch.zeros((), dtype=torch.long))
+    terms = {"rec": 2.0 * theta[None], "kl": 3.0 * theta[None]}
+    opt = torch.optim.SGD([theta], lr=0.0)
+    beta = 0.01 + 0.99 / 10
+    blocks.elbo_step(holder, terms, opt, warmup_start=0.01, log_q=5.0 * theta[None])
+    assert theta.grad.item() == pytest.approx(beta * (3.0 - 2.0) + (1 - beta) * 5.0)
+    holder.steps.zero_()
+    blocks.elbo_step(holder, {"rec": 2.0 * theta[None], "kl": 3.0 * theta[None]}, opt, warmup_start=0.01)
+    assert theta.grad.item() == pytest.approx(beta * 3.0 - 2.0)  # ours: only the KL is weighted
+
+
+def test_the_papers_pieces_maxout_rmsprop_and_joint_annealing_train():
+    model = tiny_flow_vae(activation="maxout", pieces=3, optimizer="rmsprop", momentum=0.9, lr=1e-3,
+                          anneal="joint", kl_warmup_steps=5)
+    assert isinstance(model.encoder[0], blocks.Maxout) and model.encoder[0].linear.out_features == 16 * 3
+    opt = model.configure_optimizers()
+    assert isinstance(opt["model"], torch.optim.RMSprop) and opt["model"].defaults["momentum"] == 0.9
+    before = [p.detach().clone() for p in model.parameters()]
+    losses = model.train_step(images(), opt)
+    assert torch.isfinite(losses["loss"]) and any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert model.log_likelihood(images()["xb"], k=4).shape == (len(images()["xb"]),)  # maxout over (k, B, L) too

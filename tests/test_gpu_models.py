@@ -3,6 +3,7 @@ and is handed its params composed by pipeline/compose.py --out."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -164,6 +165,13 @@ def test_the_committed_paper_recipes_are_valid_params_of_the_gpu_profile(tmp_pat
     vae = parse_params(apply_recipe(raw, "paper", ["vae"], load_recipes())).model("vae")
     assert (vae.hidden, vae.latent_dim, vae.activation, vae.batch_size, vae.adam_eps, vae.lr_schedule) == \
         ([200, 200], 50, "tanh", 20, 1e-4, "burda")  # Burda et al. 2016, Table 1's VAE
+    paper = parse_params(apply_recipe(raw, "paper", ["pixelcnn", "flow_vae", "flow_vae_deep"], load_recipes()))
+    assert (paper.model("pixelcnn").binarization, paper.model("pixelcnn").optimizer) == ("static", "rmsprop")
+    flows = paper.model("flow_vae_deep")
+    assert (flows.latent_dim, flows.activation, flows.optimizer, flows.lr, flows.momentum, flows.anneal,
+            flows.flows) == (40, "maxout", "rmsprop", 1e-5, 0.9, "joint", 80)  # Rezende & Mohamed 2015
+    twin = parse_params(apply_recipe(raw, "paper_flowless", ["flow_vae_deep"], load_recipes())).model("flow_vae_deep")
+    assert twin == dataclasses.replace(flows, flows=0)  # the paper's control differs in K alone
 
 
 def test_a_paper_recipe_run_records_its_recipe_beside_every_number(tmp_path, tiny_params_file):

@@ -81,7 +81,11 @@ def test_the_readme_section_is_the_table_and_the_table_lists_the_stage_parts(tmp
     lines = table(plan(PARAMS, committed, _targets(tmp_path), MODELS))
     assert lines[0].startswith("| part | gpu epochs | device minutes (left) |")
     assert any(line.startswith("| cvae | 50 | — | metrics/gpu/done | done (metrics/gpu/done) |") for line in lines)
-    assert any("anogan (stage)" in line and "not a part yet" in line for line in lines)
+    assert any("anogan (stage)" in line and "`dvc exp run -S profile=gpu anogan`" in line for line in lines)
+    untargeted = [line.split(" | ")[0][2:] for line in lines[2:] if line.endswith("| pending | 0 |")]
+    compact = table(plan(PARAMS, committed, _targets(tmp_path), MODELS), compact=True)
+    assert len(untargeted) > 1 and f"| {', '.join(untargeted)} | — | — | — | pending | 0 |" in compact
+    assert len(compact) == len(lines) - len(untargeted) + 1  # the README's: pending untargeted parts in one row
     readme = tmp_path / "README.md"
     readme.write_text(f"# x\n\n## GPU profile\n{START}\nold\n{END}\nafter\n")
     assert write_readme(readme, lines) and not write_readme(readme, lines)  # the second time: nothing to change

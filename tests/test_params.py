@@ -45,10 +45,18 @@ PROBED_RECIPES = [("aae", "aae_gpu_recipe/aae_50_epochs_cosine", ()),
 
 @pytest.mark.parametrize(("section", "probe", "unprobed"), PROBED_RECIPES)
 def test_gpu_recipe_is_the_one_its_probe_measured(tmp_path, section, probe, unprobed):
-    """A change to a probed gpu recipe must come with a new probe, not leave the old one standing behind it."""
+    """A change to a probed gpu recipe must come with a new probe, not leave the old one standing behind it. A key
+    added to the section after the probe must hold the default the probe's code ran with."""
+    import dataclasses
+
+    from genzoo.models.registry import TRAINABLE
+
     gpu = composed(tmp_path, "profile=gpu")[section]
     probed = yaml.safe_load((ROOT / "metrics/probes" / probe / "params.yaml").read_text())[section]
-    assert {k: v for k, v in gpu.items() if k not in unprobed} == {k: v for k, v in probed.items() if k not in unprobed}
+    assert {k: v for k, v in gpu.items() if k in probed and k not in unprobed} == \
+        {k: v for k, v in probed.items() if k not in unprobed}
+    defaults = {f.name: f.default for f in dataclasses.fields(TRAINABLE[section].Config)}
+    assert {k: v for k, v in gpu.items() if k not in probed} == {k: defaults[k] for k in gpu if k not in probed}
 
 
 def test_gpu_aae_2d_shares_the_probed_aae_rates(tmp_path):

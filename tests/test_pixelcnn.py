@@ -144,3 +144,18 @@ def test_static_binarization_trains_on_the_fixed_draw(name, tiny_params):
     torch.manual_seed(0)
     draws = [dynamic._data(batch, train=True) for _ in range(2)]
     assert not torch.equal(draws[0], draws[1])  # dynamic: a fresh draw each step
+
+
+@pytest.mark.parametrize("name", ["pixelcnn", "pixelrnn"])
+def test_the_papers_rmsprop_is_an_option(name, tiny_params):
+    import dataclasses
+
+    from helpers import CLASSES, SHAPE
+
+    from genzoo.models.registry import build_model
+
+    config = dataclasses.replace(tiny_params.model(name), optimizer="rmsprop")
+    model = build_model(name, config, SHAPE, CLASSES, seed=0)
+    assert isinstance(model.configure_optimizers()["model"], torch.optim.RMSprop)
+    ours = build_model(name, tiny_params.model(name), SHAPE, CLASSES, seed=0)
+    assert isinstance(ours.configure_optimizers()["model"], torch.optim.Adam)

@@ -23,6 +23,24 @@ def mlp(sizes: list[int], activation: type[nn.Module] = nn.ReLU) -> nn.Sequentia
     return nn.Sequential(*layers)
 
 
+class Maxout(nn.Module):
+    """Goodfellow et al. 2013: each unit is the max over `pieces` linear pieces of the input."""
+
+    def __init__(self, n_in: int, units: int, pieces: int):
+        super().__init__()
+        self.units, self.pieces = units, pieces
+        self.linear = nn.Linear(n_in, units * pieces)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x).unflatten(-1, (self.units, self.pieces)).amax(-1)  # (..., units)
+
+
+def maxout_mlp(sizes: list[int], pieces: int) -> nn.Sequential:
+    """As mlp, with maxout units of `pieces` pieces in the hidden layers and a plain linear last layer."""
+    hidden = [Maxout(n_in, n_out, pieces) for n_in, n_out in zip(sizes[:-2], sizes[1:-1])]
+    return nn.Sequential(*hidden, nn.Linear(sizes[-2], sizes[-1]))
+
+
 def normal_init(module: nn.Module, std: float = 0.02) -> None:
     """DCGAN's initialisation, which its successors' papers and code keep: every linear and (transposed)
     convolution weight ~ N(0, std), biases 0; BatchNorm keeps its own (weight 1, bias 0)."""
@@ -39,6 +57,19 @@ def adam(params, lr: float, betas: tuple[float, float] = (0.9, 0.999), weight_de
     params = list(params)
     fused = bool(params) and params[0].is_cuda
     return torch.optim.Adam(params, lr=lr, betas=betas, weight_decay=weight_decay, eps=eps, fused=fused)
+
+
+OPTIMIZERS = ("adam", "rmsprop")
+
+
+def optimizer(kind: str, params, lr: float, eps: float = 1e-8, momentum: float = 0.0) -> torch.optim.Optimizer:
+    """The optimizer a config names: Adam (ours), or RMSProp, which the PixelRNN and planar-flow papers trained
+    with (torch's smoothing 0.99, where both papers are silent; `momentum` is Rezende & Mohamed's 0.9)."""
+    if kind == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr, alpha=0.99, eps=eps, momentum=momentum)
+    if kind != "adam":
+        raise ValueError(f"unknown optimizer {kind!r}; choose one of {', '.join(OPTIMIZERS)}")
+    return adam(params, lr, eps=eps)
 
 
 def to_unit(x: torch.Tensor) -> torch.Tensor:
@@ -78,11 +109,14 @@ def training_bits(batch: dict[str, torch.Tensor], binarization: str) -> torch.Te
 
 
 def elbo_step(model: nn.Module, terms: dict[str, torch.Tensor], optimizer: torch.optim.Optimizer,
-              warmup_start: float = 0.0, penalty: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+              warmup_start: float = 0.0, penalty: torch.Tensor | None = None,
+              log_q: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """One update on the negative ELBO of the VAE family, from per-image terms {"rec": log p(x|z), "kl": KL}.
 
-    The KL term is weighted by a ramp from `warmup_start` to 1 over `model.config.kl_warmup_steps` (Sønderby et
-    al. 2016; 0 = off), counted in the `model.steps` buffer on the device so the step stays CUDA-graph safe.
+    A warm-up weight ramps from `warmup_start` to 1 over `model.config.kl_warmup_steps` (0 = off), counted in the
+    `model.steps` buffer on the device so the step stays CUDA-graph safe. It weights the KL term (Sønderby et al.
+    2016), or, given the per-image `log_q` = log q(z|x) of the drawn z, the whole log p(x, z): Rezende & Mohamed's
+    annealed free energy log q − β log p(x, z) = β (KL − rec) + (1 − β) log q.
     The logged loss is the unweighted -ELBO, so curves with and without warm-up compare; an optional scalar
     `penalty` (already weighted) is added to what is minimised and logged on its own."""
     rec, kl = terms["rec"].mean(), terms["kl"].mean()
@@ -91,8 +125,9 @@ def elbo_step(model: nn.Module, terms: dict[str, torch.Tensor], optimizer: torch
         model.steps += 1
         ramp = model.steps.float() / model.config.kl_warmup_steps
         weight = (warmup_start + (1 - warmup_start) * ramp).clamp(max=1.0)
+    loss = kl * weight - rec if log_q is None else weight * (kl - rec) + (1 - weight) * log_q.mean()
     optimizer.zero_grad(set_to_none=True)
-    (kl * weight - rec + (0 if penalty is None else penalty)).backward()
+    (loss + (0 if penalty is None else penalty)).backward()
     optimizer.step()
     logs = {"loss": (kl - rec).detach(), "rec": -rec.detach(), "kl": kl.detach()}
     return logs if penalty is None else {**logs, "penalty": penalty.detach()}

@@ -9,13 +9,14 @@ mean and log-variance. Invertibility needs wᵀû ≥ −1 (the paper's appendix
 m(a) = −1 + softplus(a) gives wᵀû = m(wᵀu) > −1, hence the log-det is log1p(h'·m) with h' = 1 − tanh² ∈ (0, 1].
 The KL estimate is KL(q0‖p) in closed form plus log p(z0) − log p(z_K) − Σ log det, which has the same
 expectation as log q_K(z_K) − log p(z_K) and with K = 0 is exactly the VAE's (genzoo.models.vae) ELBO.
-The paper's MNIST model: 40 latents, maxout hidden layers of 400 units, RMSprop (lr 1e-5, momentum 0.9) for
+The paper's MNIST model: 40 latents, 400 maxout hidden units, RMSprop (lr 1e-5, momentum 0.9) for
 500k updates, the annealed bound β_t·log p(x, z_K) with β from 0.01 to 1 over 10000 updates; its test NLL for
-K = 10 / 20 / 40 / 80 is in its Table 2 (the anchors: src/genzoo/targets.yaml). Here: ReLU layers, Adam, and the KL weight warmed up
-from `kl_warmup_start` to 1 by our VAE's code (Sønderby et al. 2016). Keep that warm-up short: while the KL weight
-is small the maps' tanh saturate (`saturated` in the validation metrics) and stay so, which leaves dead flows
-(metrics/probes/flow_vae_gpu_recipe/). Scored, like the VAE, by the IWAE bound with weights p(x, z_K) / q_K(z_K|x),
-log q_K(z_K|x) = log q0(z0) − Σ log det.
+K = 10 / 20 / 40 / 80 is in its Table 2 (the anchors: src/genzoo/targets.yaml). Ours by default: ReLU layers, Adam, and
+the KL weight warmed up from `kl_warmup_start` to 1 by our VAE's code (Sønderby et al. 2016); the paper's pieces are
+options (`activation: maxout`, `optimizer: rmsprop`, `anneal: joint`: the paper recipe in pipeline/conf/recipes.yaml).
+Keep our warm-up short: while the KL weight is small the maps' tanh saturate (`saturated` in the validation
+metrics) and stay so, which leaves dead flows (metrics/probes/flow_vae_gpu_recipe/). Scored, like the VAE, by the
+IWAE bound with weights p(x, z_K) / q_K(z_K|x), log q_K(z_K|x) = log q0(z0) − Σ log det.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from genzoo.models.base import ZooModel
-from genzoo.models.blocks import adam, binarize, elbo_step, iwae_bound, mlp
+from genzoo.models.blocks import LOG_2PI, OPTIMIZERS, binarize, elbo_step, iwae_bound, maxout_mlp, mlp, optimizer
 from genzoo.params import TrainConfig, param
 
 
@@ -66,6 +67,11 @@ class Config(TrainConfig):
     flows: int = param(80, ge=0)  # K planar maps in q(z|x); 0 = the plain VAE
     kl_warmup_steps: int = param(10000, ge=0)  # KL weight ramps kl_warmup_start -> 1 over these steps; 0 = off
     kl_warmup_start: float = param(0.01, ge=0, le=1)
+    anneal: str = param("kl", choices=("kl", "joint"))  # the warm-up weights the KL, or (the paper's) log p(x, z_K)
+    activation: str = param("relu", choices=("relu", "maxout"))  # the paper: maxout
+    pieces: int = param(2, gt=0)  # linear pieces per maxout unit (activation: maxout)
+    optimizer: str = param("adam", choices=OPTIMIZERS)  # the paper: RMSProp with momentum 0.9
+    momentum: float = param(0.0, ge=0, le=0.999)  # RMSProp's momentum (optimizer: rmsprop)
 
 
 class Model(ZooModel):
@@ -78,8 +84,9 @@ class Model(ZooModel):
         self.config, self.image_shape, self.num_classes = config, image_shape, num_classes
         pixels, latent = math.prod(image_shape), config.latent_dim
         # -> mean, log-variance, then (u, w, b) of each flow: 2L + K(2L + 1) outputs per image.
-        self.encoder = mlp([pixels, *config.hidden, 2 * latent + config.flows * (2 * latent + 1)])
-        self.decoder = mlp([latent, *reversed(config.hidden), pixels])  # -> Bernoulli logits
+        layers = mlp if config.activation == "relu" else lambda sizes: maxout_mlp(sizes, config.pieces)
+        self.encoder = layers([pixels, *config.hidden, 2 * latent + config.flows * (2 * latent + 1)])
+        self.decoder = layers([latent, *reversed(config.hidden), pixels])  # -> Bernoulli logits
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))  # on the device: CUDA-graph safe
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...]]:
@@ -110,11 +117,12 @@ class Model(ZooModel):
         return self.decoder(z)  # (..., pixels) logits
 
     def elbo(self, xb: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Per-image ELBO terms for binary images xb (B, C, H, W): log p(x|z_K), the KL estimate, Σ log det, and
-        each map's h (B, K)."""
+        """Per-image ELBO terms for binary images xb (B, C, H, W): log p(x|z_K), the KL estimate, Σ log det, each
+        map's h (B, K), and log q_K(z_K|x) = log q0(z0) − Σ log det (the paper's annealing weights the rest)."""
         x = xb.flatten(1).float()
         mean, logvar, params = self.encode(x)
-        z0 = mean + torch.randn_like(mean) * (0.5 * logvar).exp()
+        eps = torch.randn_like(mean)
+        z0 = mean + eps * (0.5 * logvar).exp()
         z, h = self.maps(z0, params)
         log_det = planar_log_det(h, params[3]).sum(-1)  # (B,)
         logits = self.decode(z).float()
@@ -122,14 +130,17 @@ class Model(ZooModel):
         kl = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).sum(-1)  # (B,) KL(q0 || p), closed form
         if self.config.flows:
             kl = kl + 0.5 * (z.pow(2) - z0.pow(2)).sum(-1) - log_det  # + log p(z0) - log p(z_K) - Σ log det
-        return {"elbo": rec - kl, "rec": rec, "kl": kl, "log_det": log_det, "h": h}
+        log_q = -0.5 * (eps.pow(2) + logvar + LOG_2PI).sum(-1) - log_det  # (B,)
+        return {"elbo": rec - kl, "rec": rec, "kl": kl, "log_det": log_det, "h": h, "log_q": log_q}
 
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"model": adam(self.parameters(), self.config.lr)}
+        return {"model": optimizer(self.config.optimizer, self.parameters(), self.config.lr,
+                                   momentum=self.config.momentum)}
 
     def train_step(self, batch: dict[str, torch.Tensor], opt: dict) -> dict[str, torch.Tensor]:
         terms = self.elbo(binarize(batch["x"]))
-        out = elbo_step(self, terms, opt["model"], warmup_start=self.config.kl_warmup_start)
+        out = elbo_step(self, terms, opt["model"], warmup_start=self.config.kl_warmup_start,
+                        log_q=terms["log_q"] if self.config.anneal == "joint" else None)
         return {**out, "log_det": terms["log_det"].mean().detach()}
 
     @torch.no_grad()

@@ -19,20 +19,8 @@ from torch import nn
 
 from genzoo.models import adversarial as adv
 from genzoo.models.base import ZooModel
-from genzoo.models.blocks import adam, mlp
+from genzoo.models.blocks import Maxout, adam, mlp
 from genzoo.params import TrainConfig, param
-
-
-class Maxout(nn.Module):
-    """Goodfellow et al. 2013: each unit is the max over `pieces` linear pieces."""
-
-    def __init__(self, n_in: int, units: int, pieces: int):
-        super().__init__()
-        self.units, self.pieces = units, pieces
-        self.linear = nn.Linear(n_in, units * pieces)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear(x).view(-1, self.units, self.pieces).amax(-1)  # (B, units)
 
 
 def maxout_discriminator(pixels: int, units: list[int], pieces: int, p_input: float, p_hidden: float) -> nn.Sequential:

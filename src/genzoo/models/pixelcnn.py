@@ -6,8 +6,9 @@ before i. Mask A (centre tap off) on the first 7x7 layer; mask B (centre on) aft
 then on the feature at the centre itself depends only on earlier pixels. The paper's Table 1 and Fig. 5: 7x7
 mask A, residual blocks 2h -> 1x1 -> h -> 3x3 mask B -> h -> 1x1 -> 2h, two ReLU + 1x1 layers, then a sigmoid per
 pixel (binary MNIST) or a 256-way softmax over grey levels (`levels`). The paper does not give its
-MNIST PixelCNN's width or depth; the defaults (h = 32, 12 blocks) are our choice. Adam instead of the paper's
-RMSProp; trained on dynamically binarized digits, scored on the one fixed binarization of the test set.
+MNIST PixelCNN's width or depth; the defaults (h = 32, 12 blocks) are our choice. Ours: Adam and dynamically
+binarized training digits; the paper's RMSProp and one fixed binarization are options (`optimizer`, `binarization`:
+the paper recipe in pipeline/conf/recipes.yaml). Scored on the one fixed binarization of the test set.
 
 Sampling takes one step per pixel. Every layer's feature at pixel i depends on pixels < i only, so it is final
 the moment step i is reached: the sampler caches each layer's feature maps and computes, per step, only the
@@ -27,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genzoo.models.base import ZooModel
-from genzoo.models.blocks import BINARIZATIONS, adam, clip_gradients, to_unit, training_bits
+from genzoo.models.blocks import BINARIZATIONS, OPTIMIZERS, clip_gradients, optimizer, to_unit, training_bits
 from genzoo.params import TrainConfig, param
 
 FIRST_KERNEL = 7  # the first, mask-A layer (both models); the sampler pads the image by FIRST_KERNEL // 2
@@ -121,7 +122,7 @@ class Autoregressive(ZooModel):
         return to_unit(batch["x"])
 
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"model": adam(self.parameters(), self.config.lr)}
+        return {"model": optimizer(self.config.optimizer, self.parameters(), self.config.lr)}
 
     def train_step(self, batch: dict[str, torch.Tensor], opt: dict) -> dict[str, torch.Tensor]:
         loss = self.nll(self._data(batch, train=True)).mean()
@@ -222,6 +223,7 @@ class Config(TrainConfig):
     blocks: int = param(12, ge=0)  # residual blocks after the 7x7 mask-A layer
     head: int = param(64, gt=0)  # width of the first output 1x1 layer
     grad_clip: float = param(0.0, ge=0)  # global gradient-norm clip; 0 = off
+    optimizer: str = param("adam", choices=OPTIMIZERS)  # the paper: RMSProp
 
 
 class Block(nn.Module):

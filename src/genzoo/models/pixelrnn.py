@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genzoo.models.blocks import BINARIZATIONS
+from genzoo.models.blocks import BINARIZATIONS, OPTIMIZERS
 from genzoo.models.pixelcnn import FIRST_KERNEL, Autoregressive, Head, MaskedConv2d
 from genzoo.params import TrainConfig, param
 
@@ -44,6 +44,7 @@ class Config(TrainConfig):
     layers: int = param(7, gt=0)  # LSTM layers
     head: int = param(32, gt=0)  # width of the first output 1x1 layer
     grad_clip: float = param(1.0, ge=0)  # global gradient-norm clip; 0 = off
+    optimizer: str = param("adam", choices=OPTIMIZERS)  # the paper: RMSProp
 
 
 def lstm(gates: torch.Tensor, cell: torch.Tensor, groups: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
