@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Wall time of the whole DAG, stage by stage, as a new user gets it after `make install`: a fresh clone of HEAD,
-# every stage forced, the installed .venv reused (its editable genzoo is this checkout's src/, so src/ must be
-# committed). Run it on otherwise idle cores: anything else running inflates every number.
-#   bash pipeline/time_dag.sh [profile]      -> metrics/timing/<profile>_dag.json (commit it)
+# every stage forced, the installed .venv reused with the clone's own src/ first on PYTHONPATH (so src/ must be
+# committed, and this checkout can be edited while it runs). Run it on otherwise idle cores: anything else running
+# inflates every number.
+#   bash pipeline/time_dag.sh [profile [override ...]]   -> metrics/timing/<profile>_dag.json (commit it)
+# Hydra overrides (`engine.cpu_precision=bf16`) change the clone's params.yaml; name the timing file with
+# TIMING_NAME=<name> (metrics/timing/<name>.json) so the profile's own stays.
 # With KEEP_METRICS=DIR the run's metrics/ folder and dvc.lock are kept there, to set beside the committed ones:
 #   python pipeline/reproduced.py DIR metrics   (which numbers a fresh clone reproduces)
 set -euo pipefail
@@ -10,6 +13,8 @@ keep=${KEEP_METRICS:+$(realpath -m "$KEEP_METRICS")}
 cd "$(dirname "$0")/.."
 root=$(pwd)
 profile=${1:-cpu}
+overrides=("${@:2}")
+name=${TIMING_NAME:-${profile}_dag}
 git diff --quiet HEAD -- src pipeline params.yaml dvc.yaml || { echo "commit src/, pipeline/ and the params first"; exit 1; }
 test -x .venv/bin/dvc || { echo "no .venv: run make install first"; exit 1; }
 if [ -z "${GENZOO_DATA_MIRROR:-}" ] && [ -d ../shared/data ]; then
@@ -21,7 +26,10 @@ trap 'rm -rf "$work"' EXIT
 git clone -q "$root" "$work/main"
 ln -s "$root/.venv" "$work/main/.venv"
 cd "$work/main"
-if [ "$profile" != cpu ]; then python pipeline/compose.py "profile=$profile"; fi
+export PYTHONPATH="$work/main/src${PYTHONPATH:+:$PYTHONPATH}"  # the clone's code, not this checkout's editable one
+if [ "$profile" != cpu ] || [ ${#overrides[@]} -gt 0 ]; then
+  python pipeline/compose.py "profile=$profile" "${overrides[@]}"
+fi
 mkdir -p "$root/metrics/timing"
 dvc repro --force 2>&1 | python3 -u -c '
 import json, os, sys, time
@@ -40,15 +48,16 @@ if current:
     stages[current] = round(time.time() - began, 1)
 from genzoo.engine.tracking import record_provenance  # commit, dirty, command, hardware: as every file has
 
-result = {"profile": profile, **record_provenance("cpu", f"bash pipeline/time_dag.sh {profile}"),
+result = {"profile": profile, **record_provenance("cpu", f"bash pipeline/time_dag.sh {profile}"
+                                                   + "".join(f" {o}" for o in sys.argv[3:])),
           "cores": os.cpu_count(), "total_seconds": round(time.time() - start, 1), "stages": stages}
 open(out, "w").write(json.dumps(result, indent=2) + "\n")
 total = result["total_seconds"]
 print(f"total {total:.0f} s")
-' "$work/timing.json" "$profile"
-mv "$work/timing.json" "$root/metrics/timing/${profile}_dag.json"  # only a run that finished (pipefail)
+' "$work/timing.json" "$profile" "${overrides[@]}"
+mv "$work/timing.json" "$root/metrics/timing/${name}.json"  # only a run that finished (pipefail)
 if [ -n "$keep" ]; then
   rm -rf "$keep" && mkdir -p "$(dirname "$keep")" && cp -r metrics "$keep" && cp dvc.lock "$keep/dvc.lock"
   echo "kept this run's metrics in $keep"
 fi
-echo "wrote metrics/timing/${profile}_dag.json"
+echo "wrote metrics/timing/${name}.json"
