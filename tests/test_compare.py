@@ -116,6 +116,7 @@ def test_stage_on_tiny_data_writes_json_csv_figures_and_reuses_the_run_seed_mode
         s0, s1 = written["runs"][name]["s0"], written["runs"][name]["s1"]
         assert s0["source"] == f"train@{name}" and s0["train_seconds"] is None
         assert s1["source"] == "trained here" and s1["train_seconds"] > 0 and s1["steps"] > 0
+        assert s1["trained_together"] == 1  # the seeds other than run.seed, as copies in one fit
         for row in (s0, s1):
             for key in ("fd", "kid", "precision", "recall", "classes_hit", "kl_to_uniform", "parzen_ll", "grey_share",
                         "mem_pixel_ratio", "mem_pixel_near_copies", "mem_feature_ratio", "mem_feature_near_copies"):

@@ -172,6 +172,7 @@ def test_stage_on_tiny_data_writes_finite_errors_for_every_seed(tiny_processed, 
         assert written[key]["std"] == pytest.approx(statistics.stdev(errors))  # over the seeds (n - 1)
         assert written[key]["n"] == 2
     assert written["labelled"] == 20 and "0.91" in written["anchors"]
+    assert written["trained_together"] == 2  # the seeds as copies in one fit (genzoo.engine.copies)
     assert written["test_images"] == len(load_split(tiny_processed, "test")["y"])  # the coverage a verdict reads
     assert (tmp_path / "models" / "triplegan" / "seed0.pt").exists()
     assert (tmp_path / "models" / "triplegan" / "seed1.pt").exists()

@@ -200,6 +200,8 @@ def fit(model: nn.Module, train: dict[str, torch.Tensor], *, config: TrainConfig
     minibatches = getattr(model, "batches_per_step", 1)
     batch_size = min(config.batch_size * minibatches, n)  # rows one step consumes (all ranks together)
     if world.distributed:
+        if hasattr(model, "draw_batch"):
+            raise GenzooError(f"{label or 'fit'}: copies trained as one (genzoo.engine.copies) run in one process")
         distributed.check_batch(batch_size, minibatches, world, label)
         distributed.synchronize_batchnorm(model, device)
     steps_per_epoch = n // batch_size  # drop the ragged last batch: every step sees a full batch
@@ -285,14 +287,18 @@ def fit(model: nn.Module, train: dict[str, torch.Tensor], *, config: TrainConfig
         began = time.perf_counter()
         last_log_time, last_log_step = began, _last_train_step(history)  # the steps `sums` has accumulated since
         perm = None
+        draw = getattr(model, "draw_batch", None)  # genzoo.engine.copies: each copy its own order of the rows
         for step in range(start, total):
             epoch, offset = divmod(step, steps_per_epoch)
-            if perm is None or offset == 0:
-                perm = _permutation(n, seed, epoch, device)
-            idx = perm[offset * batch_size:(offset + 1) * batch_size]
-            if world.distributed:
-                idx = distributed.shard(idx, minibatches, world)
-            batch = {k: v[idx] for k, v in train.items()}
+            if draw is not None:
+                batch = draw(train, step, steps_per_epoch, batch_size)
+            else:
+                if perm is None or offset == 0:
+                    perm = _permutation(n, seed, epoch, device)
+                idx = perm[offset * batch_size:(offset + 1) * batch_size]
+                if world.distributed:
+                    idx = distributed.shard(idx, minibatches, world)
+                batch = {k: v[idx] for k, v in train.items()}
             losses = step_fn(batch, opts)
             for sched in schedules:
                 sched.step()

@@ -2,8 +2,10 @@
 
 Each model is trained at several seeds: the run.seed model is the train@<name> stage's own (reused, refused if
 its saved config is not the current params section: a stale model would be compared under the wrong name), the
-others are trained here exactly as train_stage trains them, only the seed differs. Every model is then measured
-with the evaluate stage's code (genzoo.stages.evaluate.Reference), so the run.seed row equals evaluate.json's row:
+others are trained here exactly as train_stage trains them, only the seed differs, all of a model's seeds together
+as copies in one fit() (genzoo.engine.copies: each as it would train alone; one CUDA graph on a GPU). Every model
+is then measured with the evaluate stage's code (genzoo.stages.evaluate.Reference), so the run.seed row equals
+evaluate.json's row:
 - sharpness: FD-evaluator and KID, and a blur measure: the share of mid-grey pixels (0.1 < v < 0.9). Real MNIST
   digits are nearly binary (ink or paper, grey only on stroke edges); a blurry sample smears ink into grey, so
   its grey share rises above the real digits'. It needs no network, so it cannot be fooled by what the evaluator
@@ -31,6 +33,7 @@ import torch
 
 from genzoo.data.loading import load_meta, load_split
 from genzoo.data.naming import naming
+from genzoo.engine.copies import SEP, Copies, for_each_copy
 from genzoo.engine.errors import GenzooError
 from genzoo.engine.io import load_torch, write_text
 from genzoo.engine.pictures import figure_to_image, save_pictures
@@ -180,12 +183,13 @@ def compare_stage(params: Params, data: Path, models: Path, metrics: Path, check
         for name in cfg.models:
             config = params.model(name)
             runs[name], shown, pairs = {}, {}, []
+            trained = _train(name, config, [s for s in cfg.seeds if s != params.run.seed], params, models,
+                             checkpoints, train, val, image_shape, num_classes, meta["data_hash"], device, run)
             for seed in cfg.seeds:
                 if seed == params.run.seed:
                     model, row = reused[name], {"source": f"train@{name}", "train_seconds": None}
                 else:
-                    model, row = _train(name, config, seed, params, models, checkpoints, train, val, image_shape,
-                                        num_classes, meta["data_hash"], device, run)
+                    model, row = trained.pop(seed)
                 row = {"model": name, "seed": seed, **row}
                 began = time.perf_counter()
                 samples = draw_samples(model, cfg.n_samples, ecfg.batch_size, params.run.seed)
@@ -234,22 +238,40 @@ def compare_stage(params: Params, data: Path, models: Path, metrics: Path, check
     return results
 
 
-def _train(name, config, seed, params, models, checkpoints, train, val, image_shape, num_classes, data_hash, device,
-           run):
-    """train_stage's fit, at another seed; the model is saved to models/compare/<name>_s<seed>/model.pt and
-    measured as loaded back from there (eval mode), exactly as the file holds it."""
-    model = build_model(name, config, image_shape, num_classes, seed)
-    attach_evaluator(model, models, device)
-    seeded = dataclasses.replace(params, run=dataclasses.replace(params.run, seed=seed))
-    checkpoint = checkpoints / f"compare_{name}_s{seed}.pt"
-    result = fit(model, train, config=config, engine=params.engine, seed=seed, val=val, checkpoint=checkpoint,
-                 fingerprint=fingerprint(name, config, seeded, data_hash),
-                 on_log=lambda step, row: run.log_metrics(step, {f"{name}/s{seed}/{k}": v for k, v in row.items()}),
-                 monitor=mode_monitor(model, params, models, device, num_classes))
-    path = save_model(model, name, models / "compare" / f"{name}_s{seed}" / "model.pt")
+def _train(name, config, seeds, params, models, checkpoints, train, val, image_shape, num_classes, data_hash,
+           device, run) -> dict[int, tuple[torch.nn.Module, dict]]:
+    """train_stage's fit at other seeds, the seeds together as copies in one fit; each model is saved to
+    models/compare/<name>_s<seed>/model.pt and measured as loaded back from there (eval mode), exactly as the file
+    holds it. {seed: (model, its row's training fields)}."""
+    if not seeds:
+        return {}
+    built = [build_model(name, config, image_shape, num_classes, seed) for seed in seeds]
+    for model in built:
+        attach_evaluator(model, models, device)
+    copies = Copies(built, seeds)
+    monitors = [mode_monitor(model, params, models, device, num_classes) for model in built]
+    seeded = dataclasses.replace(params, run=dataclasses.replace(params.run, seed=seeds[0]))
+    checkpoint = checkpoints / f"compare_{name}_s{'_'.join(map(str, seeds))}.pt"
+
+    def log(step: int, row: dict) -> None:  # "train/<i>/loss" -> "<name>/s<seed>/train/loss"
+        named = {}
+        for key, value in row.items():
+            group, _, rest = key.partition("/")
+            i, sep, metric = rest.partition(SEP)
+            named[f"{name}/s{seeds[int(i)]}/{group}/{metric}" if sep and i.isdigit() else f"{name}/{key}"] = value
+        run.log_metrics(step, named)
+
+    result = fit(copies, train, config=config, engine=params.engine, seed=seeds[0], val=val, checkpoint=checkpoint,
+                 fingerprint=f"{fingerprint(name, config, seeded, data_hash)}-seeds{seeds}", on_log=log,
+                 monitor=for_each_copy(monitors) if all(monitors) else None, label=name)
+    out = {}
+    for seed, model in zip(seeds, built):
+        path = save_model(model, name, models / "compare" / f"{name}_s{seed}" / "model.pt")
+        out[seed] = (load_model(path, device), {"source": "trained here", "train_seconds": round(result.seconds, 2),
+                                                "trained_together": len(seeds), "steps": result.steps,
+                                                "resumed_from": result.resumed_from})
     checkpoint.unlink(missing_ok=True)
-    return load_model(path, device), {"source": "trained here", "train_seconds": round(result.seconds, 2),
-                                      "steps": result.steps, "resumed_from": result.resumed_from}
+    return out
 
 
 def _interleave(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

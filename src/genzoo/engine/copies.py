@@ -1,0 +1,129 @@
+"""Independent copies of one model trained as one program: seeds of Triple-GAN, the extra seeds of `compare`.
+
+`Copies(models, seeds)` is trained by the one fit() like any model. Each step runs every copy's own `train_step`
+on its own minibatch, with its own optimizers and its own random stream, so N copies trained together are N
+copies trained apart (bit for bit on a CPU: tests/test_copies.py). Why one program: on a GPU the engine captures
+the whole step, every copy's, as one CUDA graph, so the copies cost one launch per step instead of N; there the
+copies draw from the device's one random stream in turn (the same distributions, not the separate runs' draws).
+
+What each copy gets, as fit() would give it alone:
+- its weights and buffers, as built with its seed (the caller builds them);
+- its batch order: fit()'s permutation of the training rows for its own seed and epoch (`draw_batch`);
+- its random stream: the CPU generator as `torch.manual_seed(seed)` leaves it, swapped in around its step
+  (a buffer: saved in checkpoints with the weights);
+- its optimizers and their schedules: `configure_optimizers` names them "<i>/<name>".
+Losses and validation numbers come back as "<i>/<name>" (`split_history` sorts a fit's history by copy). The
+copies share one config (the section: batch size, epochs, schedule) and one training split. Validation is
+isolated from training as in fit(); a model whose `validate` draws random numbers draws them in another order
+than alone (the same distribution).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+SEP = "/"
+
+
+class Copies(nn.Module):
+    def __init__(self, models: list[nn.Module], seeds: list[int]):
+        super().__init__()
+        if not models or len(models) != len(seeds):
+            raise ValueError(f"Copies: one seed per model, got {len(models)} models and {len(seeds)} seeds")
+        first = models[0]
+        self.copies = nn.ModuleList(models)
+        self.seeds = list(seeds)
+        self.config = first.config
+        self.batches_per_step = getattr(first, "batches_per_step", 1)
+        self._perms: dict[int, list[torch.Tensor]] = {}
+        for i, seed in enumerate(seeds):  # each copy's CPU stream, saved and resumed with the weights, starting
+            with torch.random.fork_rng(devices=[]):  # where manual_seed(seed) puts it, as in fit()
+                torch.manual_seed(seed)
+                self.register_buffer(f"rng_{i}", torch.get_rng_state())
+
+    def __len__(self) -> int:
+        return len(self.copies)
+
+    def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        opts = {}
+        for i, model in enumerate(self.copies):
+            own = model.configure_optimizers()
+            opts.update({f"{i}{SEP}{name}": opt for name, opt in own.items()})
+        return opts
+
+    def draw_batch(self, train: dict[str, torch.Tensor], step: int, steps_per_epoch: int,
+                   batch_size: int) -> dict[str, torch.Tensor]:
+        """Each copy's minibatch of `step`, in its own seed's order of the epoch (fit()'s `_permutation`)."""
+        from genzoo.engine.training import _permutation, rows
+
+        epoch, offset = divmod(step, steps_per_epoch)
+        if epoch not in self._perms:
+            device = next(iter(train.values())).device
+            self._perms = {epoch: [_permutation(rows(train), seed, epoch, device) for seed in self.seeds]}
+        batch = {}
+        for i, perm in enumerate(self._perms[epoch]):
+            idx = perm[offset * batch_size:(offset + 1) * batch_size]
+            batch.update({f"{i}{SEP}{k}": v[idx] for k, v in train.items()})
+        return batch
+
+    def _own(self, mapping: dict, i: int) -> dict:
+        prefix = f"{i}{SEP}"
+        return {k[len(prefix):]: v for k, v in mapping.items() if k.startswith(prefix)}
+
+    def train_step(self, batch: dict[str, torch.Tensor], opt: dict) -> dict[str, torch.Tensor]:
+        out = {}
+        swap = self.rng_0.device.type == "cpu"  # on a GPU the copies draw from the device's stream in turn
+        outer = torch.get_rng_state()
+        for i, model in enumerate(self.copies):
+            state = getattr(self, f"rng_{i}")
+            if swap:
+                torch.set_rng_state(state)
+            losses = model.train_step(self._own(batch, i), self._own(opt, i))
+            if swap:
+                state.copy_(torch.get_rng_state())
+            out.update({f"{i}{SEP}{k}": v for k, v in losses.items()})  # fit() logs it as "train/<i>/<k>"
+        if swap:
+            torch.set_rng_state(outer)
+        return out
+
+    @torch.no_grad()
+    def validate(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        out = {}
+        for i, model in enumerate(self.copies):
+            out.update({f"{i}{SEP}{k}": v for k, v in model.validate(batch).items()})
+        return out
+
+
+def split_history(history: list[dict[str, float]], copies: int) -> list[list[dict[str, float]]]:
+    """A fit(Copies) history as each copy's own: rows keep their step, "train/<i>/loss" becomes "train/loss", and
+    what the copies share ("train/steps_per_s") goes to each; a row with nothing of a copy is left out of its."""
+    own: list[list[dict[str, float]]] = [[] for _ in range(copies)]
+    marks = [f"/{i}{SEP}" for i in range(copies)]
+    for row in history:
+        shared = {k: v for k, v in row.items() if k != "step" and not any(m in k for m in marks)}
+        for i, mark in enumerate(marks):
+            values = {k.replace(mark, "/", 1): v for k, v in row.items() if mark in k}
+            if values:
+                own[i].append({"step": row["step"], **values, **shared})
+    return own
+
+
+def copy_key(key: str, i: int) -> str:
+    """Copy i's name for a number: "modes/kl" -> "modes/<i>/kl", as fit() adds "train/" or "val/" before it."""
+    group, sep, rest = key.partition("/")
+    return f"{group}/{i}{SEP}{rest}" if sep else f"{i}{SEP}{key}"
+
+
+def for_each_copy(fns: list):
+    """One callable per copy (fit()'s `monitor`, which takes the model) as one for the Copies: each runs on its
+    copy from the stream seed 0 starts, as fit() runs it alone, its numbers named by copy_key."""
+    def run(copies: Copies) -> dict[str, float]:
+        out = {}
+        for i, (fn, model) in enumerate(zip(fns, copies.copies)):
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(0)
+                out.update({copy_key(k, i): v for k, v in fn(model).items()})
+        return out
+
+    return run
