@@ -36,7 +36,8 @@ HEADLINES = {
     "triplegan": [("triplegan.json", "triplegan.mean", "<")],
 }
 SAMPLER_KEYS = [("classes_hit", ">"), ("fd", "<")]
-STAGE = {"evaluator": "train_evaluator", "anogan": "anogan", "triplegan": "triplegan"}
+STAGE = {"evaluator": "train_evaluator", "anogan": "anogan", "triplegan": "triplegan"}  # else train@ or
+TRANSLATION = "train_translation@{}"  # a translation model's stage
 
 
 def value(folder: Path, file: str, key: str) -> float | None:
@@ -77,6 +78,8 @@ def table(bf16: Path, fp32: Path, bf16_timing: Path, fp32_timing: Path) -> list[
     shown = set()
     for name, metric, better, a, b in rows(bf16, fp32):
         stage = STAGE.get(name, f"train@{name}")
+        if stage not in slow:
+            stage = TRANSLATION.format(name)
         times = ["", "", ""]
         if name not in shown and stage in slow and stage in fast:
             times = [f"{slow[stage]:.0f}", f"{fast[stage]:.0f}", f"{slow[stage] / fast[stage]:.2f}×"]
