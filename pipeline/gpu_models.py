@@ -22,7 +22,8 @@ A copy of the checkout whose .git is not its commit's can name the commit with G
 `--recipe NAME` trains the named models at a recipe of pipeline/conf/recipes.yaml instead of the profile's own
 (`paper`: the paper's architecture, optimizer, schedule and data, as far as it states them). The recipe's
 overlay replaces those keys of each model's section; every model entry of run.json and of the snapshot's
-evaluate.json records `recipe` (what the report judges a paper's number on) and `train_binarization`, and its
+evaluate.json records `recipe` (what the report judges a paper's number on), evaluate.json's entry of each
+likelihood model the `train_binarization` its config trained on (the evaluate stage writes it), and its
 checkpoints live in a folder of their own, so a recipe never resumes from another's weights.
 """
 
@@ -71,11 +72,6 @@ def apply_recipe(raw: dict, recipe: str, models: list[str], recipes: dict[str, d
             sys.exit(f"{RECIPES.name}: {recipe}.{name}: {', '.join(unknown)} not in the {name} section's params")
         out[name].update(copy.deepcopy(recipes[recipe][name]))
     return out
-
-
-def train_binarization(section: dict) -> str:
-    """How a model's training digits were binarized, in targets.yaml's words (its coverage field)."""
-    return "fixed" if section.get("binarization") == "static" else "dynamic"
 
 
 def plan_epochs(profile_epochs: int, steps_per_s: float, steps_per_epoch: int, seconds: float) -> int:
@@ -273,8 +269,8 @@ def run(args: argparse.Namespace, raw: dict, params, work: Path, start: float, c
         shutil.copy(metrics / f"{name}.json", out / f"{name}.json")
     recipe = args.recipe or OURS
     scores = json.loads((metrics / "evaluate.json").read_text())
-    for name in trained:  # which recipe made each number, and on which binarization it trained
-        scores["models"][name].update(recipe=recipe, train_binarization=train_binarization(raw[name]))
+    for name in trained:  # which recipe made each number (evaluate records the binarization it trained on)
+        scores["models"][name]["recipe"] = recipe
     write_json(out / "evaluate.json", scores)
     for name, entry in plan.items():
         entry["recipe"] = recipe

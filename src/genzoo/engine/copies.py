@@ -42,9 +42,6 @@ class Copies(nn.Module):
                 torch.manual_seed(seed)
                 self.register_buffer(f"rng_{i}", torch.get_rng_state())
 
-    def __len__(self) -> int:
-        return len(self.copies)
-
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         opts = {}
         for i, model in enumerate(self.copies):
@@ -95,17 +92,29 @@ class Copies(nn.Module):
         return out
 
 
+def copy_of(key: str) -> tuple[int | None, str]:
+    """Which copy a logged number belongs to and its name in that copy: "train/<i>/loss" -> (i, "train/loss");
+    what the copies share ("train/steps_per_s") -> (None, key). The inverse of copy_key under fit()'s prefix."""
+    group, _, rest = key.partition("/")
+    i, sep, metric = rest.partition(SEP)
+    return (int(i), f"{group}/{metric}") if sep and i.isdigit() else (None, key)
+
+
 def split_history(history: list[dict[str, float]], copies: int) -> list[list[dict[str, float]]]:
     """A fit(Copies) history as each copy's own: rows keep their step, "train/<i>/loss" becomes "train/loss", and
     what the copies share ("train/steps_per_s") goes to each; a row with nothing of a copy is left out of its."""
     own: list[list[dict[str, float]]] = [[] for _ in range(copies)]
-    marks = [f"/{i}{SEP}" for i in range(copies)]
     for row in history:
-        shared = {k: v for k, v in row.items() if k != "step" and not any(m in k for m in marks)}
-        for i, mark in enumerate(marks):
-            values = {k.replace(mark, "/", 1): v for k, v in row.items() if mark in k}
-            if values:
-                own[i].append({"step": row["step"], **values, **shared})
+        values: list[dict[str, float]] = [{} for _ in range(copies)]
+        shared = {}
+        for key, value in row.items():
+            if key == "step":
+                continue
+            i, name = copy_of(key)
+            (shared if i is None else values[i])[name] = value
+        for i, mine in enumerate(values):
+            if mine:
+                own[i].append({"step": row["step"], **mine, **shared})
     return own
 
 

@@ -33,7 +33,7 @@ import torch
 
 from genzoo.data.loading import load_meta, load_split
 from genzoo.data.naming import naming
-from genzoo.engine.copies import SEP, Copies, for_each_copy
+from genzoo.engine.copies import Copies, copy_of, for_each_copy
 from genzoo.engine.errors import GenzooError
 from genzoo.engine.io import load_torch, write_text
 from genzoo.engine.pictures import figure_to_image, save_pictures
@@ -256,9 +256,8 @@ def _train(name, config, seeds, params, models, checkpoints, train, val, image_s
     def log(step: int, row: dict) -> None:  # "train/<i>/loss" -> "<name>/s<seed>/train/loss"
         named = {}
         for key, value in row.items():
-            group, _, rest = key.partition("/")
-            i, sep, metric = rest.partition(SEP)
-            named[f"{name}/s{seeds[int(i)]}/{group}/{metric}" if sep and i.isdigit() else f"{name}/{key}"] = value
+            i, metric = copy_of(key)
+            named[f"{name}/{metric}" if i is None else f"{name}/s{seeds[i]}/{metric}"] = value
         run.log_metrics(step, named)
 
     result = fit(copies, train, config=config, engine=params.engine, seed=seeds[0], val=val, checkpoint=checkpoint,

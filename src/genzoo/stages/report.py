@@ -36,9 +36,9 @@ GALLERY_COLUMNS, GALLERY_WIDTH = 6, 120
 # (`train_binarization`): afresh at every step (DESIGN.md §4; genzoo.models.blocks.binarize).
 TRAIN_BINARIZATION = "dynamic"
 # Control recipes (pipeline/conf/recipes.yaml): the model with one part switched off, trained and scored alike so
-# the part's own effect shows. `flowless`: a planar-flow VAE with K = 0, the same backbone, warm-up and budget.
-FLOWLESS = "flowless"  # pipeline/conf/recipes.yaml's controls: a flow model with K = 0, on our recipe
-PAPER_FLOWLESS = "paper_flowless"  # and on the paper's
+# the part's own effect shows: a planar-flow VAE with K = 0 and everything else of our recipe or of the paper's.
+FLOWLESS = "flowless"
+PAPER_FLOWLESS = "paper_flowless"
 CONTROLS = (FLOWLESS, PAPER_FLOWLESS)
 FLOW_FILE = "src/genzoo/models/flow_vae.py"  # the planar-flow VAEs (flow_vae, flow_vae_deep)
 
@@ -408,7 +408,7 @@ def _flow_gain(runs: list[Run], t: Targets) -> list[str]:
             cells = ["pending" if found is None else f"{show(target, found[1])} ({found[0].where(target)})"
                      for found in (flows, twin)]
             gain = f"{twin[1] - flows[1]:+.2f}" if flows and twin else "pending"
-            recipe = f"{PAPER_RECIPE} (twin: `{control}`)" if paper else f"ours (twin: `{control}`)"
+            recipe = f"{PAPER_RECIPE if paper else OURS} (twin: `{control}`)"
             rows.append(f"| {name} | {target.note} | {recipe} | {cells[0]} | {cells[1]} | {gain} |")
     if not rows:
         return []

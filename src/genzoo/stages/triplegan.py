@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from genzoo.data.loading import labelled_subset, load_meta, load_split
-from genzoo.engine.copies import SEP, Copies, split_history
+from genzoo.engine.copies import Copies, copy_of, split_history
 from genzoo.engine.pictures import save_pictures
 from genzoo.engine.tracking import StageRun, provenance, write_metrics, write_plot
 from genzoo.engine.training import describe_device, fit, resolve_device
@@ -99,10 +99,9 @@ def triplegan_stage(params: Params, data: Path, models: Path, metrics: Path) -> 
 
         def log(step: int, row: dict) -> None:  # "train/<i>/loss_c" -> "seed<k>/train/loss_c"; shared keys as they are
             named = {}
-            for name, value in row.items():
-                group, _, rest = name.partition("/")
-                i, sep, metric = rest.partition(SEP)
-                named[f"seed{seeds[int(i)]}/{group}/{metric}" if sep and i.isdigit() else name] = value
+            for key, value in row.items():
+                i, name = copy_of(key)
+                named[name if i is None else f"seed{seeds[i]}/{name}"] = value
             run.log_metrics(step, named)
 
         result = fit(copies, unlabelled, config=config, engine=params.engine, seed=seeds[0], val=val,
