@@ -25,6 +25,14 @@ overlay replaces those keys of each model's section; every model entry of run.js
 evaluate.json records `recipe` (what the report judges a paper's number on), evaluate.json's entry of each
 likelihood model the `train_binarization` its config trained on (the evaluate stage writes it), and its
 checkpoints live in a folder of their own, so a recipe never resumes from another's weights.
+
+A DVC stage of STAGE_PARTS (Triple-GAN: its seeds and C's test error) runs as a part too, with --checkpoints
+only (its epochs are kept, paused and resumed over windows like a model's; its steps count C's pre-training, then
+the game), and without its baseline (the classifier alone: thousands of eager steps per seed that would outlast
+a window; the DVC stage trains it). Its file (triplegan.json) goes into the snapshot with the `recipe` it ran:
+
+    python pipeline/gpu_models.py --recipe paper --budget 480 --checkpoints .gpu/checkpoints \\
+        --out metrics/gpu/triplegan_paper triplegan
 """
 
 from __future__ import annotations
@@ -41,6 +49,7 @@ from pathlib import Path
 import yaml
 
 SAFETY = 0.8  # the measured loop has no validation, monitor or checkpoint: leave them a fifth of each share
+STAGE_PARTS = ("triplegan",)  # DVC stages this script also runs as parts (--checkpoints only, no baseline)
 RECIPES = Path(__file__).resolve().parent / "conf" / "recipes.yaml"
 
 
@@ -129,7 +138,7 @@ def train_until(name: str, seconds: float, raw: dict, data: Path, models: Path, 
     epochs = params.model(name).epochs
     folder = checkpoints
     ledger = folder / f"{name}.runs.json"
-    checkpoint = folder / f"{name}.pt"
+    checkpoint = folder / (_stage_checkpoint(name) or f"{name}.pt")
     runs = json.loads(ledger.read_text()) if ledger.exists() and checkpoint.exists() else []
     # where this run starts if it pauses: the ledger's last step, or a checkpoint's own from before the ledger
     start = runs[-1]["to_step"] if runs else _checkpoint_step(checkpoint)
@@ -141,8 +150,11 @@ def train_until(name: str, seconds: float, raw: dict, data: Path, models: Path, 
                 "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
     try:
-        result = train_stage(name, params, data, models, metrics, stop_at=time.monotonic() + seconds,
-                             checkpoints=checkpoints)
+        if name in STAGE_PARTS:
+            result = train_stage_part(name, params, data, models, metrics, time.monotonic() + seconds, checkpoints)
+        else:
+            result = train_stage(name, params, data, models, metrics, stop_at=time.monotonic() + seconds,
+                                 checkpoints=checkpoints)
     except Interrupted as paused:
         print(f"{name}: paused at step {paused.step} of {paused.total} after its {seconds:.0f} s", flush=True)
         runs.append(this_run(start, paused.step))
@@ -151,15 +163,37 @@ def train_until(name: str, seconds: float, raw: dict, data: Path, models: Path, 
                 "share_s": round(seconds, 1), "stage_seconds": round(time.time() - tic, 1), "runs": runs}
     runs.append(this_run(result["resumed_from"], result["steps"]))
     ledger.unlink(missing_ok=True)
-    return {"profile_epochs": epochs, "epochs": epochs, "steps_per_s": round(result["final"]["train/steps_per_s"], 1),
+    speed = result["final"].get("train/steps_per_s")
+    return {"profile_epochs": epochs, "epochs": epochs, "steps_per_s": None if speed is None else round(speed, 1),
             "resumed_from": result["resumed_from"], "share_s": round(seconds, 1),
             "stage_seconds": round(time.time() - tic, 1), "train_seconds": result["train_seconds"],
             **({"runs": runs} if len(runs) > 1 else {})}
 
 
+def _stage_checkpoint(name: str) -> str | None:
+    """The checkpoint file a stage part keeps in the checkpoints folder; None for a registered model's own."""
+    if name not in STAGE_PARTS:
+        return None
+    from genzoo.stages.triplegan import CHECKPOINT
+
+    return CHECKPOINT
+
+
+def train_stage_part(name: str, params, data: Path, models: Path, metrics: Path, stop_at: float,
+                     checkpoints: Path) -> dict:
+    """A stage of STAGE_PARTS up to `stop_at` (Interrupted: paused at its checkpoint in `checkpoints`), without its
+    baseline; its summary with `steps` counted as its pauses count them (C's pre-training, then the game)."""
+    from genzoo.stages.triplegan import triplegan_stage
+
+    summary = triplegan_stage(params, data, models, metrics, stop_at=stop_at, checkpoints=checkpoints,
+                              baseline=False)
+    return {**summary, "steps": summary["c_pretrain_steps"] + summary["steps"]}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("models", nargs="+", help="registered models, trained in this order")
+    parser.add_argument("models", nargs="+", help="registered models (or stages of STAGE_PARTS, with --checkpoints), "
+                        "trained in this order")
     parser.add_argument("--params", type=Path, help="a composed params file (default: pipeline/conf, profile=gpu)")
     parser.add_argument("--budget", type=float, required=True, help="seconds of training for all models together")
     parser.add_argument("--out", type=Path, required=True, help="the snapshot folder (replaced)")
@@ -174,9 +208,12 @@ def main(argv: list[str] | None = None) -> int:
     from genzoo.models.registry import GENERATIVE, parse_params
 
     start = time.time()
-    unknown = sorted(set(args.models) - set(GENERATIVE))
+    unknown = sorted(set(args.models) - set(GENERATIVE) - set(STAGE_PARTS))
     if unknown:
-        sys.exit(f"unknown model(s) {unknown}; known: {', '.join(GENERATIVE)}")
+        sys.exit(f"unknown model(s) {unknown}; known: {', '.join(GENERATIVE)} and the stages {', '.join(STAGE_PARTS)}")
+    stages = [name for name in args.models if name in STAGE_PARTS]
+    if stages and not args.checkpoints:
+        sys.exit(f"{', '.join(stages)}: a stage runs as a part with its epochs kept: pass --checkpoints DIR")
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
     args.given_params = args.params  # recorded in run.json's command; the default is the composition below
@@ -256,8 +293,9 @@ def run(args: argparse.Namespace, raw: dict, params, work: Path, start: float, c
             failed[name] = f"{type(err).__name__}: {err}"
 
     trained = [name for name in args.models if name in plan and "paused_at" not in plan[name]]
+    scored = [name for name in trained if name not in STAGE_PARTS]  # a stage's numbers are in its own file
     tic = time.time()
-    evaluate_stage(load_params(work / "params.yaml"), data, models, metrics, only=trained)
+    evaluate_stage(load_params(work / "params.yaml"), data, models, metrics, only=scored)
     evaluate_seconds = time.time() - tic
 
     out = args.out
@@ -269,9 +307,12 @@ def run(args: argparse.Namespace, raw: dict, params, work: Path, start: float, c
         shutil.copy(metrics / f"{name}.json", out / f"{name}.json")
     recipe = args.recipe or OURS
     scores = json.loads((metrics / "evaluate.json").read_text())
-    for name in trained:  # which recipe made each number (evaluate records the binarization it trained on)
+    for name in scored:  # which recipe made each number (evaluate records the binarization it trained on)
         scores["models"][name]["recipe"] = recipe
     write_json(out / "evaluate.json", scores)
+    for name in trained:
+        if name in STAGE_PARTS:  # a stage's own file: the recipe at its top (what the report reads there)
+            write_json(out / f"{name}.json", {**json.loads((out / f"{name}.json").read_text()), "recipe": recipe})
     for name, entry in plan.items():
         entry["recipe"] = recipe
     for name in trained:

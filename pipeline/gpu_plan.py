@@ -20,6 +20,8 @@ windows) and the snapshot folder metrics/gpu/<first part>; the part runner stops
 A recipe of pipeline/conf/recipes.yaml (`paper`: the paper's own) adds a part `<model>@<recipe>` per model it
 names, priced only from that recipe's own runs; one window runs parts of one recipe.
 AnoGAN, Triple-GAN and `compare` are DVC stages of many small models, not parts yet: the plan lists them as such.
+A recipe for one of them is a part, run by gpu_models.py as a stage part (`triplegan@paper`: the Triple-GAN's
+seeds at the paper's recipe, without the classifier-alone baseline).
 
 `bench` times, at the gpu profile's params, every model and batch size that src/genzoo/targets.yaml's `peers`
 compare with another codebase (the report's speed table), eager and with CUDA graphs, and DCGAN also on the
@@ -39,7 +41,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 START, END = "<!-- genzoo:gpu-plan:start -->", "<!-- genzoo:gpu-plan:end -->"
-STAGES = {"anogan": "the one-vs-rest protocol: 10 one-class DCGANs, VAEs and autoencoders, then the inversion",
+STAGES = {"anogan": ("the one-vs-rest protocol: 10 one-class DCGANs, VAEs and autoencoders (each kind's ten as "
+                     "copies in one program), then the inversion"),
           "triplegan": "3 seeds of Triple-GAN beside the classifier alone",
           "compare": "3 seeds of four models"}
 STAGE_COMMAND = "dvc exp run -S profile=gpu {}"  # a stage of the gpu DAG alone (and what it needs upstream)
@@ -135,7 +138,9 @@ def plan(params: dict, metrics: Path, targets: Path, models: list[str], recipes:
                            steps_per_epoch=TRAIN_IMAGES // (base * batches) if base and _base_data(name) else None)
     for recipe, overlays in (load_recipes() if recipes is None else recipes).items():
         for name, overlay in overlays.items():
-            if name in parts:  # its own targets: the paper's numbers for `paper`, our thresholds for another
+            # a part of its own, a stage's too (triplegan@paper), with its own targets: the paper's numbers for
+            # `paper`, our thresholds for another recipe
+            if name in parts or (name in STAGES and name in params):
                 section = {**params[name], **overlay}
                 batch = section.get("batch_size")
                 parts[f"{name}@{recipe}"] = Part(

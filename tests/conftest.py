@@ -100,3 +100,15 @@ def tiny_raw_params(tmp_path_factory) -> dict:
 @pytest.fixture
 def tiny_params(tiny_raw_params):
     return parse_params(tiny_raw_params)
+
+
+@pytest.fixture
+def tiny_params_file(tmp_path, monkeypatch):
+    """The tiny profile composed to a file (what --params takes) and a tiny IDX mirror to download from."""
+    from compose import compose
+    from tiny_data import write_tiny_mirror
+
+    params = tmp_path / "tiny.yaml"
+    compose(params, ["profile=tiny", "data.dataset=tiny"])
+    monkeypatch.setenv("GENZOO_DATA_MIRROR", str(write_tiny_mirror(tmp_path / "mirror")))
+    return params

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from helpers import CLASSES, SHAPE, grads, images, model_batch, record_steps, same, snapshot, tiny_model
 from torch import nn
 
@@ -223,6 +225,69 @@ def test_gan_interpolation_grid_and_pictures(name, tiny_params):
     neighbours = grids["nearest"][0][1::2]  # (sample, nearest training image) pairs
     train01 = train.float() / 255
     assert all((train01 == img).flatten(1).all(1).any() for img in neighbours)
+
+
+# ---- the 2014 authors' code's update and prior (the gan's paper recipe) -----------------------------------------
+
+def test_a_simultaneous_step_takes_both_gradients_at_the_weights_before_either_update(tiny_params):
+    """update: simultaneous: one real minibatch and one G(z); D's gradient from its loss on the real digits and on
+    G(z) detached, G's from -log D(G(z)) through D at its weights before its update; then both SGD steps. Checked
+    against the same step by hand (dropout off, so D is deterministic; SGD's first step is p - lr * grad)."""
+    lr = 0.05
+    seed_everything(0)
+    model = tiny_model("gan", tiny_params, update="simultaneous", optimizer="sgd", lr=lr, dropout_input=0.0,
+                       dropout_hidden=0.0).train()
+    ref = copy.deepcopy(model)
+    batch = images(8)
+    opts = model.configure_optimizers()
+    order = record_steps(opts)
+    torch.manual_seed(5)
+    out = model.train_step(batch, opts)
+    assert order == ["disc", "gen"] and all(torch.isfinite(v) for v in out.values())
+
+    torch.manual_seed(5)
+    fake = ref.generate(ref.noise(8))  # the step's one G(z)
+    real_logits, fake_logits = ref.criticize(batch["x"].float() / 255), ref.criticize(fake.detach())
+    loss_d = -0.5 * (F.logsigmoid(real_logits).mean() + F.logsigmoid(-fake_logits).mean())
+    d_grads = torch.autograd.grad(loss_d, list(ref.disc.parameters()))
+    loss_g = -F.logsigmoid(ref.criticize(fake)).mean()  # through D's weights before its update
+    g_grads = torch.autograd.grad(loss_g, list(ref.gen.parameters()), retain_graph=True)
+    for net, grads_ in (("disc", d_grads), ("gen", g_grads)):
+        got = dict(getattr(model, net).named_parameters())
+        for (name, p), g in zip(getattr(ref, net).named_parameters(), grads_):
+            torch.testing.assert_close(got[name].detach(), p.detach() - lr * g, msg=f"{net}.{name}")
+    torch.testing.assert_close(out["loss_d"], loss_d.detach())
+    torch.testing.assert_close(out["loss_g_adv"], loss_g.detach())
+
+    with torch.no_grad():  # the control: G's gradient through the updated D is another step (what the test tells apart)
+        for p, g in zip(ref.disc.parameters(), d_grads):
+            p -= lr * g
+    late = torch.autograd.grad(-F.logsigmoid(ref.criticize(fake)).mean(), list(ref.gen.parameters()))
+    assert not all(torch.allclose(a, b) for a, b in zip(late, g_grads))
+
+
+def test_the_gan_refuses_a_simultaneous_update_of_k_steps_and_a_ramp_without_sgd(tiny_params):
+    with pytest.raises(ValueError, match="simultaneous takes one minibatch per step"):
+        tiny_model("gan", tiny_params, update="simultaneous", d_steps=2)
+    with pytest.raises(ValueError, match="momentum_saturate_epoch ramps SGD's momentum; optimizer is adam"):
+        tiny_model("gan", tiny_params, optimizer="adam", momentum_saturate_epoch=250)
+
+
+def test_uniform_sqrt3_noise_is_unit_variance_inside_its_bounds(tiny_params):
+    """z ~ U(-√3, √3): variance 1 (as N(0, I)); inversion clamps z to the box. U(-1, 1) draws as it did."""
+    bound = math.sqrt(3)
+    assert adv.noise_bounds("uniform_sqrt3") == (-bound, bound)
+    assert adv.noise_bounds("uniform") == (-1.0, 1.0) and adv.noise_bounds("normal") is None
+    torch.manual_seed(0)
+    z = adv.draw_noise(20000, 10, "uniform_sqrt3", torch.device("cpu"))
+    assert -bound <= z.min() and z.max() <= bound and z.abs().max() > 1.7
+    assert z.var().item() == pytest.approx(1.0, abs=0.02) and z.mean().item() == pytest.approx(0.0, abs=0.02)
+    torch.manual_seed(0)
+    unit = adv.draw_noise(50, 4, "uniform", torch.device("cpu"))
+    torch.manual_seed(0)
+    assert torch.equal(unit, torch.rand(50, 4) * 2 - 1)
+    model = tiny_model("gan", tiny_params, noise="uniform_sqrt3")
+    assert model.noise_bounds == (-bound, bound) and model.noise(500).abs().max() > 1
 
 
 # ---- the shared pieces ----------------------------------------------------------------------------------------

@@ -11,10 +11,11 @@ import json
 import pytest
 import torch
 
+from genzoo.data.loading import load_split
 from genzoo.models.inversion import invert, mse
-from genzoo.models.registry import build_model
+from genzoo.models.registry import build_model, load_model
 from genzoo.stages.anogan import (AnoganLoss, AnoganParams, Features, anogan_scores, anogan_stage, frozen_features,
-                                  initial_codes, one_class, seeded_subset)
+                                  initial_codes, one_class, seeded_subset, train_one_class)
 
 SHAPE, CLASSES = (1, 28, 28), 10
 
@@ -105,7 +106,7 @@ def test_one_class_keeps_every_image_of_that_class_and_nothing_else():
 
 
 def stage_params(tiny_params, **changes):
-    cfg = AnoganParams(**{"classes": [0, 1], "gan_epochs": 1, "vae_epochs": 1, "ae_epochs": 1,
+    cfg = AnoganParams(**{"classes": [0, 1], "gan_steps": 2, "vae_steps": 2, "ae_steps": 2,
                           "inversion_steps": 3, "chunk": 40, "bench_single": 2, "figure_images": 4, **changes})
     params = copy.copy(tiny_params)  # the `anogan` section is wired by the lead; set it by hand here
     params.anogan = cfg
@@ -130,6 +131,23 @@ def test_the_stage_writes_finite_aurocs_pictures_and_models(tiny_processed, tiny
     assert {p.name for p in (tmp_path / "metrics" / "figures" / "anogan").iterdir()} == {"class_0.png", "class_1.png"}
     assert {p.name for p in (tmp_path / "models" / "anogan").iterdir()} == {
         f"{m}_{c}.pt" for m in ("gan", "vae", "autoencoder") for c in (0, 1)}
+    assert written["trained_together"] and written["train_steps"] == {"dcgan": 2, "vae": 2, "autoencoder": 2}
+    assert set(seconds["train"]) == {"dcgan", "vae", "autoencoder"}
+
+
+def test_the_stage_trains_each_class_as_it_would_alone(tiny_processed, tiny_params, tmp_path):
+    """The classes' models, trained together as copies, are the models fit() trains one class at a time (on a
+    CPU, bit for bit), with each class's seed and the stage's steps."""
+    params = stage_params(tiny_params, gan_steps=5, vae_steps=5, ae_steps=5)
+    anogan_stage(params, tiny_processed, tmp_path / "models", tmp_path / "metrics")
+    train = load_split(tiny_processed, "train")
+    for name, file in (("dcgan", "gan"), ("vae", "vae"), ("autoencoder", "autoencoder")):
+        for c in (0, 1):
+            alone, _ = train_one_class(name, params.model(name), one_class(train, c), params, SHAPE, CLASSES,
+                                       params.run.seed + c, steps=5)
+            saved = load_model(tmp_path / "models" / f"{file}_{c}.pt", torch.device("cpu"))
+            for key, value in alone.state_dict().items():
+                assert torch.equal(value, saved.state_dict()[key]), f"{name} class {c}: {key}"
 
 
 def test_the_stage_refuses_a_class_without_training_images(tiny_processed, tiny_params, tmp_path):

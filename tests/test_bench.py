@@ -38,3 +38,12 @@ def test_bench_times_the_distributed_path_with_one_rank_beside_the_plain_one(tin
 def test_bench_times_a_semi_supervised_model_with_the_shared_few_labels(tiny_params, tiny_processed):
     (row,) = run_bench(["triplegan"], tiny_params, tiny_processed, steps=2, batch_sizes=[8], out=None)
     assert row["model"] == "triplegan" and row["steps_per_s"] > 0
+
+
+def test_bench_precision_overrides_a_sections_own_and_rows_say_the_one_trained_at(tiny_params, tiny_processed):
+    """Without --precision a model times at its section's CPU precision; with it, every model at the one asked."""
+    tiny_params.engine = dataclasses.replace(tiny_params.engine, device="cpu")
+    tiny_params.models["vae"] = dataclasses.replace(tiny_params.model("vae"), cpu_precision="bf16")
+    own, asked = (run_bench(["vae"], tiny_params, tiny_processed, steps=2, batch_sizes=[8], out=None, precision=p)[0]
+                  for p in (None, "fp32"))
+    assert (own["precision"], asked["precision"]) == ("bf16", "fp32")

@@ -100,6 +100,30 @@ def test_stage_refuses_a_stale_model(tiny_processed, tiny_params, tmp_path):
     assert not (tmp_path / "metrics").exists() and not (tmp_path / "models" / "compare").exists()
 
 
+def test_extra_seeds_train_at_the_cpu_precision_the_run_seed_model_was_trained_at(tiny_processed, tiny_params,
+                                                                                  tmp_path, monkeypatch):
+    """A section's own `cpu_precision` reaches the extra seeds' fit (it resolves it from the section, as train@
+    does), and a run-seed model trained under another setting is refused as stale."""
+    params = stage_params(tiny_params, ["vae"], [0, 1])
+    params.models["vae"] = dataclasses.replace(params.model("vae"), cpu_precision="bf16")
+    models = tmp_path / "models"
+    save_models(tiny_params, models, ["vae"])  # trained at the section's old setting (engine: fp32)
+    with pytest.raises(GenzooError, match="stale.*cpu_precision"):
+        compare_stage(params, tiny_processed, models, tmp_path / "metrics", tmp_path / "ckpt")
+
+    class Trained(Exception):
+        pass
+
+    def fit(*args, config, engine, **kwargs):
+        raise Trained(engine.precision_on("cpu", config), engine.cpu_precision)
+
+    save_models(params, models, ["vae"])
+    monkeypatch.setattr(compare_module, "fit", fit)
+    with pytest.raises(Trained) as trained:
+        compare_stage(params, tiny_processed, models, tmp_path / "metrics", tmp_path / "ckpt")
+    assert trained.value.args == ("bf16", "fp32")
+
+
 def test_stage_on_tiny_data_writes_json_csv_figures_and_reuses_the_run_seed_model(tiny_processed, tiny_params,
                                                                                   tmp_path, monkeypatch):
     params = stage_params(tiny_params, ["vae", "gan"], [0, 1])

@@ -10,7 +10,7 @@ import torch
 from helpers import SHAPE
 
 from genzoo.data.loading import labelled_subset, load_split
-from genzoo.engine.copies import Copies, split_history
+from genzoo.engine.copies import Copies, own_sets_as_one, split_history
 from genzoo.engine.training import fit
 from genzoo.models.registry import build_model
 from genzoo.params import EngineParams
@@ -84,3 +84,40 @@ def test_copies_need_one_seed_each_and_history_splits_by_copy():
     assert split_history(history, 2) == [[{"step": 3, "train/loss": 1.0, "train/steps_per_s": 9.0}],
                                          [{"step": 3, "train/loss": 2.0, "train/steps_per_s": 9.0},
                                           {"step": 5, "val/nll": 4.0}]]
+
+
+@pytest.mark.parametrize("name", ["dcgan", "vae", "autoencoder"])
+def test_copies_with_sets_of_their_own_equal_runs_apart_of_the_same_steps(name, tiny_params, data):
+    """AnoGAN's one-class models: each copy its own class (sets of different sizes, smaller than the batch for one),
+    each the run's `steps` updates through its own epochs, as fit(steps=...) gives each alone."""
+    config = dataclasses.replace(tiny_params.model(name), batch_size=12)
+    train = data["train"]
+    sets = [{"x": train["x"][train["y"] == c], "y": train["y"][train["y"] == c]} for c in (0, 1, 2)]
+    sets[2] = {k: v[:10] for k, v in sets[2].items()}  # 10 rows: one batch of 10, as fit() alone makes it
+    assert len({len(s["y"]) for s in sets}) == 3 and all(len(s["y"]) < 4 * 12 for s in sets[:2])
+    seeds, steps = [3, 5, 7], 9  # more steps than one pass over any of the sets
+    apart = []
+    for seed, own in zip(seeds, sets):
+        model = build_model(name, config, SHAPE, 10, seed=seed)
+        apart.append((model, fit(model, own, config=config, engine=ENGINE, seed=seed, progress=False, steps=steps)))
+    together = Copies([build_model(name, config, SHAPE, 10, seed=seed) for seed in seeds], seeds)
+    joint = fit(together, own_sets_as_one(sets), config=config, engine=ENGINE, seed=0, progress=False, steps=steps)
+    assert joint.steps == steps and all(result.steps == steps for _, result in apart)
+    for (model, _), copy in zip(apart, together.copies):
+        for key, value in model.state_dict().items():
+            assert torch.equal(value, copy.state_dict()[key]), f"{name}: {key} differs"
+
+
+def test_copies_refuse_a_mix_of_own_and_shared_sets_and_burda_epochs_of_different_lengths(tiny_params, data):
+    config = tiny_params.model("vae")
+    copies = Copies([build_model("vae", config, SHAPE, 10, seed=s) for s in (0, 1)], [0, 1])
+    x = data["train"]["x"]
+    with pytest.raises(ValueError, match="its own set"):
+        copies.rows({"0/x": x, "x": x})
+    assert copies.rows({"0/x": x[:30], "1/x": x[:20]}) == 20 and copies.rows({"x": x}) == len(x)
+    burda = Copies([build_model("vae", dataclasses.replace(config, lr_schedule="burda"), SHAPE, 10, seed=s)
+                    for s in (0, 1)], [0, 1])
+    with pytest.raises(ValueError, match="burda"):
+        burda.rows({"0/x": x[:30], "1/x": x[:20]})
+    with pytest.raises(ValueError, match="steps must be at least 1"):
+        fit(copies, {"x": x}, config=config, engine=ENGINE, seed=0, progress=False, steps=0)

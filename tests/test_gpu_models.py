@@ -26,18 +26,6 @@ def test_plan_caps_the_epochs_to_the_share_of_the_budget():
     assert plan_epochs(1000, 1.0, 430, 10.0) == 1  # never zero epochs
 
 
-@pytest.fixture
-def tiny_params_file(tmp_path, monkeypatch):
-    """The tiny profile composed to a file (what --params takes) and a tiny IDX mirror to download from."""
-    from compose import compose
-    from tiny_data import write_tiny_mirror
-
-    params = tmp_path / "tiny.yaml"
-    compose(params, ["profile=tiny", "data.dataset=tiny"])
-    monkeypatch.setenv("GENZOO_DATA_MIRROR", str(write_tiny_mirror(tmp_path / "mirror")))
-    return params
-
-
 def test_a_budgeted_run_trains_scores_and_snapshots_on_tiny_data(tmp_path, tiny_params_file):
     """The script end to end on the tiny profile and a tiny IDX mirror: what a lent GPU's minutes depend on."""
     from gpu_models import main
@@ -172,6 +160,11 @@ def test_the_committed_paper_recipes_are_valid_params_of_the_gpu_profile(tmp_pat
             flows.flows) == (40, "maxout", "rmsprop", 1e-5, 0.9, "joint", 80)  # Rezende & Mohamed 2015
     twin = parse_params(apply_recipe(raw, "paper_flowless", ["flow_vae_deep"], load_recipes())).model("flow_vae_deep")
     assert twin == dataclasses.replace(flows, flows=0)  # the paper's control differs in K alone
+    gan = parse_params(apply_recipe(raw, "paper", ["gan"], load_recipes())).model("gan")
+    assert (gan.optimizer, gan.lr, gan.lr_schedule, gan.momentum, gan.momentum_final, gan.momentum_saturate_epoch,
+            gan.update, gan.d_steps, gan.noise, gan.batch_size, gan.gen_hidden, gan.disc_units, gan.pieces) == \
+        ("sgd", 0.1, "goodfellow", 0.5, 0.7, 250, "simultaneous", 1, "uniform_sqrt3", 100, [1200, 1200], [240, 240],
+         5)  # Goodfellow et al. 2014, the authors' mnist.yaml
 
 
 def test_a_paper_recipe_run_records_its_recipe_beside_every_number(tmp_path, tiny_params_file):

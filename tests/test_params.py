@@ -85,6 +85,8 @@ def _broken(raw: dict, section: str, key: str, value) -> dict:
     ("vae", "lr", float("nan"), "vae.lr: expected float"),
     ("vae", "latent_dim", 0, "vae.latent_dim: 0 must be > 0"),
     ("engine", "precision", "fp8", "engine.precision: 'fp8' is not one of bf16, fp32"),
+    ("vae", "cpu_precision", "fp16", "vae.cpu_precision: 'fp16' is not one of engine, fp32, bf16"),
+    ("evaluator", "cpu_precision", "auto", "evaluator.cpu_precision: 'auto' is not one of engine, fp32, bf16"),
     ("engine", "threads", 0, "engine.threads: 0 must be >= 1"),
     ("engine", "threads", "many", "engine.threads: 'many' is not one of auto"),
     ("engine", "threads", 1.5, "engine.threads: expected int or str, got float 1.5"),

@@ -46,6 +46,29 @@ def _train_vae_until_a_checkpoint(tmp_path, data, checkpoint, *options):
     return run, command, env
 
 
+def test_a_models_cpu_precision_enters_the_fingerprint_resolved(tiny_params):
+    """A checkpoint of another CPU precision is never resumed. At fp32 (the default: the section follows the engine)
+    the key is the one it was before model sections had the setting, so earlier fp32 checkpoints still resume."""
+    import dataclasses
+    import hashlib
+
+    from genzoo.stages.train import fingerprint
+
+    config, engine = tiny_params.model("vae"), tiny_params.engine
+    assert (config.cpu_precision, engine.cpu_precision) == ("engine", "fp32")
+    settings = {k: v for k, v in dataclasses.asdict(config).items() if k != "cpu_precision"}
+    old = {"model": "vae", "config": settings, "data": "h", "seed": tiny_params.run.seed, "precision": engine.precision}
+    before = hashlib.sha256(json.dumps(old, sort_keys=True).encode()).hexdigest()
+    own = {p: dataclasses.replace(config, cpu_precision=p) for p in ("fp32", "bf16")}
+    assert fingerprint("vae", config, tiny_params, "h") == before
+    assert fingerprint("vae", own["fp32"], tiny_params, "h") == before
+    bf16 = fingerprint("vae", own["bf16"], tiny_params, "h")
+    assert bf16 != before
+    engine_bf16 = dataclasses.replace(tiny_params, engine=dataclasses.replace(engine, cpu_precision="bf16"))
+    assert fingerprint("vae", config, engine_bf16, "h") == bf16  # the same precision, reached through the engine
+    assert fingerprint("vae", own["fp32"], engine_bf16, "h") == before
+
+
 def test_killed_training_resumes_from_its_checkpoint(tmp_path, tiny_processed):
     checkpoint = tmp_path / "models" / ".checkpoints" / "vae.pt"
     first, command, env = _train_vae_until_a_checkpoint(tmp_path, tiny_processed, checkpoint)

@@ -400,6 +400,25 @@ def test_a_cpu_run_autocasts_to_bf16_only_when_cpu_precision_says_so(tiny_params
     assert all(math.isfinite(v) for v in losses) and losses[-1] < losses[0]
 
 
+@pytest.mark.parametrize(("section", "engine_says", "autocasts"), [
+    ("bf16", "fp32", True), ("fp32", "bf16", False), ("engine", "bf16", True), ("engine", "fp32", False)])
+def test_a_model_sections_cpu_precision_decides_its_cpu_training(tiny_params, data, section, engine_says, autocasts):
+    """A model section's `cpu_precision` (bf16 | fp32) decides its CPU training whatever engine.cpu_precision says;
+    `engine` follows the engine. On CUDA engine.precision stays the one setting."""
+    model = tiny_vae(tiny_params)
+    seen = []
+    step = model.train_step
+    model.train_step = lambda batch, opts: seen.append(torch.is_autocast_enabled("cpu")) or step(batch, opts)
+    engine = dataclasses.replace(ENGINE, precision="bf16", cpu_precision=engine_says)
+    config = dataclasses.replace(tiny_params.model("vae"), epochs=1, cpu_precision=section)
+    fit(model, data["train"], config=config, engine=engine, seed=3, progress=False)
+    assert seen and set(seen) == {autocasts}
+    assert engine.precision_on("cpu", config) == ("bf16" if autocasts else "fp32")
+    assert engine.precision_on("cpu") == engine_says  # no section (evaluation): the engine's
+    assert engine.precision_on("cuda", config) == "bf16"
+    assert dataclasses.replace(engine, precision="fp32").precision_on("cuda:0", config) == "fp32"
+
+
 def test_a_disabled_eager_step_is_the_plain_train_step():
     """fp32, and every CPU run: no autocast and no hooks, so CPU numbers stay exactly what they were."""
     plain, _ = _two_updates(lambda model, batch, opts: model.train_step(batch, opts))
@@ -468,3 +487,93 @@ def test_burda_schedule_lasts_3_to_the_i_passes_per_stage_at_a_tenth_per_seven_s
     assert lrs == pytest.approx(expected)
     assert lrs[1] == pytest.approx(1e-3) and lrs[2] == pytest.approx(1e-3 * 10 ** (-1 / 7))
     assert lrs[8] == pytest.approx(1e-3 * 10 ** (-2 / 7))  # pass 4 opens stage 2
+
+
+def test_goodfellow_schedule_divides_the_lr_by_1_000004_every_update_down_to_1e_6():
+    """The 2014 GAN code's lr: lr / 1.000004^t at update t, never below 1e-6. LambdaLR scales each param group's own
+    lr, so the floor is 1e-6 whatever that lr is."""
+    from genzoo.engine.training import _schedule
+
+    opt = torch.optim.SGD([{"params": [nn.Parameter(torch.zeros(1))], "lr": 0.1},
+                           {"params": [nn.Parameter(torch.zeros(1))], "lr": 2e-6}], lr=0.1, momentum=0.5)
+    schedule = _schedule(opt, "goodfellow", total=100, steps_per_epoch=2)
+    lrs = []
+    for _ in range(5):
+        lrs.append([group["lr"] for group in opt.param_groups])
+        opt.step()
+        schedule.step()
+    assert [a for a, _ in lrs] == pytest.approx([0.1 / 1.000004**t for t in range(5)], rel=1e-12)
+    assert [b for _, b in lrs] == pytest.approx([2e-6 / 1.000004**t for t in range(5)], rel=1e-12)
+    lr_at = [lambda t, f=f, base=base: base * f(t) for f, base in zip(schedule.lr_lambdas, schedule.base_lrs)]
+    assert lr_at[0](165_000) == pytest.approx(0.1 * math.exp(-165_000 * math.log(1.000004)))  # 300 epochs of 550
+    assert lr_at[0](3_000_000) == pytest.approx(1e-6) and lr_at[0](2_800_000) > 1e-6  # 0.1 reaches 1e-6 at ~2.88M
+    assert lr_at[1](200_000) == pytest.approx(1e-6) and lr_at[1](100_000) > 1e-6  # 2e-6 halves in ~173k updates
+
+
+def test_momentum_ramps_linearly_over_epochs_1_to_saturate_then_holds():
+    """Epoch e (1-based) trains at 0.5 + 0.2 * clip((e - 1) / (250 - 1), 0, 1): the first epoch at 0.5, 0.7 from epoch
+    250 on. Set on the optimizer before every step; a ramp loaded from another's state sets the same momentum."""
+    from genzoo.engine.training import MomentumRamp
+
+    def sgd():
+        return torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.1, momentum=0.5)
+
+    opt = sgd()
+    ramp = MomentumRamp(opt, 0.5, 0.7, saturate=250, steps_per_epoch=3)
+    assert [ramp.momentum(s) for s in (0, 1, 2)] == [0.5] * 3  # epoch 1
+    assert ramp.momentum(3) == pytest.approx(0.5 + 0.2 / 249)  # epoch 2
+    assert ramp.momentum(249 * 3 - 1) < 0.7 and ramp.momentum(249 * 3) == pytest.approx(0.7)  # epoch 250
+    assert ramp.momentum(10**7) == pytest.approx(0.7)
+    seen = []
+    for _ in range(7):
+        seen.append(opt.param_groups[0]["momentum"])
+        opt.step()
+        ramp.step()
+    assert seen == [ramp.momentum(s) for s in range(7)] and seen[2] == 0.5 < seen[3] < seen[6]
+    twin_opt = sgd()
+    MomentumRamp(twin_opt, 0.5, 0.7, saturate=250, steps_per_epoch=3).load_state_dict(ramp.state_dict())
+    assert twin_opt.param_groups[0]["momentum"] == opt.param_groups[0]["momentum"] == ramp.momentum(7)
+    assert MomentumRamp(sgd(), 0.5, 0.7, saturate=1, steps_per_epoch=3).momentum(0) == 0.7  # saturated at once
+
+
+def test_a_momentum_ramp_trains_eagerly_on_cuda_and_says_why(capsys):
+    """A captured CUDA graph keeps SGD's momentum as it was at capture: with a ramp, fit() trains eagerly. The
+    decision alone, on any machine (a torch.device("cuda") needs no GPU)."""
+    from genzoo.engine.training import eager_reason, use_cuda_graph
+    from genzoo.models import gan
+
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    engine = EngineParams(device="cuda")
+    plain = gan.Config(optimizer="sgd")
+    ramp = dataclasses.replace(plain, momentum_saturate_epoch=250)
+    assert eager_reason(plain) is None and eager_reason(TrainConfig()) is None and "momentum" in eager_reason(ramp)
+    assert use_cuda_graph(engine, cuda, plain, "gan") and capsys.readouterr().out == ""
+    assert not use_cuda_graph(engine, cuda, ramp, "gan")
+    assert capsys.readouterr().out.startswith("gan: training eagerly on CUDA, not as a CUDA graph: its SGD momentum")
+    assert not use_cuda_graph(engine, cpu, ramp) and not use_cuda_graph(engine, cpu, plain)
+    assert not use_cuda_graph(dataclasses.replace(engine, cuda_graphs=False), cuda, plain)
+    assert capsys.readouterr().out == ""  # said only where a graph was on the table
+
+
+def test_the_gan_paper_recipe_resumed_mid_ramp_equals_an_uninterrupted_run(tiny_params, tmp_path):
+    """Simultaneous updates, SGD with the goodfellow lr and a momentum ramp over 3 epochs, U(±√3): stopped in epoch
+    2 (mid-ramp, not at a checkpoint multiple) and resumed, the same weights as one run; the ramp is checkpointed."""
+    config = dataclasses.replace(tiny_params.model("gan"), epochs=3, batch_size=8, optimizer="sgd", lr=0.05,
+                                 lr_schedule="goodfellow", momentum_saturate_epoch=3, update="simultaneous",
+                                 noise="uniform_sqrt3")
+    data = images(48)  # 6 steps per epoch, 18 in all
+
+    def train(checkpoint=None, stop_after=None):
+        model = build_model("gan", config, SHAPE, 10)
+        result = fit(model, data, config=config, engine=ENGINE, seed=3, checkpoint=checkpoint, fingerprint="f",
+                     stop_after=stop_after, progress=False)
+        return model, result
+
+    straight, full = train()
+    ckpt = tmp_path / "ckpt.pt"
+    _, partial = train(ckpt, stop_after=9)
+    assert partial.steps == 9
+    assert torch.load(ckpt, weights_only=False)["schedules"][-2:] == [{"steps": 9}] * 2  # disc's and gen's ramps
+    resumed, rest = train(ckpt)
+    assert rest.resumed_from == 9 and rest.steps == full.steps == 18
+    assert_same_weights(snapshot(straight), snapshot(resumed))

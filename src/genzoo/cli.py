@@ -176,7 +176,8 @@ def bench(model: str = typer.Option("vae", help="A registered model, or `all` (e
           models: Path = typer.Option(Path("models"), help="Where the frozen evaluator is (models that need it)."),
           steps: int = typer.Option(300, help="Timed steps (after warm-up)."),
           batch_size: list[int] = typer.Option([], "--batch-size", help="Batch sizes to time (default: params)."),
-          precision: str = typer.Option(None, help="fp32 or bf16 on whichever device runs (default: params)."),
+          precision: str = typer.Option(None, help="fp32 or bf16 on whichever device runs, for every model "
+                                        "(default: params, a model section's cpu_precision on a CPU)."),
           device: str = typer.Option(None, help="cpu, cuda, ... (default: params' engine.device)."),
           out: Path = typer.Option(None, help="Also write the results as JSON here."),
           compare_eager: bool = typer.Option(False, help="Also time plain eager steps (no CUDA graphs)."),

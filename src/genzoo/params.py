@@ -42,7 +42,12 @@ class TrainConfig:
     epochs: int = param(10, gt=0)
     batch_size: int = param(128, gt=0)
     lr: float = param(1e-3, gt=0)
-    lr_schedule: str = param("constant", choices=("constant", "cosine", "burda"))  # burda: 3^i passes at 10^(-i/7)
+    # burda: 3^i passes at 10^(-i/7); goodfellow: lr / 1.000004 every update, floor 1e-6; exponential: × the
+    # section's lr_decay per epoch past its lr_decay_start_epoch (Triple-GAN's) (genzoo.engine.training)
+    lr_schedule: str = param("constant", choices=("constant", "cosine", "burda", "goodfellow", "exponential"))
+    # this model's training precision on a CPU: engine = engine.cpu_precision; fp32 or bf16 = this model's own
+    # (EngineParams.cpu_precision_for resolves it; on CUDA engine.precision rules every model)
+    cpu_precision: str = param("engine", choices=("engine", "fp32", "bf16"))
 
 
 @dataclass
@@ -81,10 +86,17 @@ class EngineParams:
     # plain process. Under a torchrun of your own (several machines), torchrun's world size rules instead.
     processes: int = param(1, ge=1)
 
-    def precision_on(self, device: torch.device | str) -> str:
-        """The precision a run on `device` trains at: `precision` on CUDA, `cpu_precision` on a CPU."""
+    def precision_on(self, device: torch.device | str, config: TrainConfig | None = None) -> str:
+        """The precision a run on `device` trains at: `precision` on CUDA; on a CPU, the CPU precision of the
+        model section `config` (cpu_precision_for), or `cpu_precision` without one (evaluation, inversion)."""
         kind = device if isinstance(device, str) else device.type
-        return self.precision if kind.startswith("cuda") else self.cpu_precision
+        return self.precision if kind.startswith("cuda") else self.cpu_precision_for(config)
+
+    def cpu_precision_for(self, config: TrainConfig | None = None) -> str:
+        """The one place a model's CPU training precision is resolved: its section's `cpu_precision` when that
+        names one (fp32 | bf16), else (`engine`, or no section) this engine's `cpu_precision`."""
+        own = getattr(config, "cpu_precision", "engine")
+        return self.cpu_precision if own == "engine" else own
 
 
 @dataclass
@@ -112,9 +124,11 @@ class AnoganParams:
     """The `anogan` stage (Schlegl et al. 2017, one-vs-rest protocol of Ruff et al. 2018)."""
 
     classes: list[int] = param(list(range(10)), ge=0)  # the normal classes, one one-class task each
-    gan_epochs: int = param(100, gt=0)  # epochs over one class (~6k images): the `dcgan` section, these epochs
-    vae_epochs: int = param(100, gt=0)  # the `vae` section's architecture, trained on class c
-    ae_epochs: int = param(100, gt=0)  # the `autoencoder` section's architecture, trained on class c
+    # updates of each one-class model, the same for every class (the classes differ in size: ~5k-6k images, so
+    # 4200 is ~100 passes over one at batch 128); the `dcgan`, `vae` and `autoencoder` sections, these steps
+    gan_steps: int = param(4200, gt=0)
+    vae_steps: int = param(4200, gt=0)
+    ae_steps: int = param(4200, gt=0)
     inversion_steps: int = param(500, gt=0)  # Γ: the paper's 500 backpropagation steps on z
     inversion_lr: float = param(0.05, gt=0)  # Adam's step on z
     lam: float = param(0.1, ge=0, le=1)  # λ: weight of the discrimination loss (the paper's 0.1)

@@ -9,13 +9,15 @@ copies draw from the device's one random stream in turn (the same distributions,
 What each copy gets, as fit() would give it alone:
 - its weights and buffers, as built with its seed (the caller builds them);
 - its batch order: fit()'s permutation of the training rows for its own seed and epoch (`draw_batch`);
+- its training set, when the copies have sets of their own (AnoGAN's one-class models: `fit(copies, {"<i>/x": ...})`,
+  run by `fit(steps=...)` so that every copy gets the updates it gets alone; its epochs are its own set's);
 - its random stream: the CPU generator as `torch.manual_seed(seed)` leaves it, swapped in around its step
   (a buffer: saved in checkpoints with the weights);
 - its optimizers and their schedules: `configure_optimizers` names them "<i>/<name>".
 Losses and validation numbers come back as "<i>/<name>" (`split_history` sorts a fit's history by copy). The
-copies share one config (the section: batch size, epochs, schedule) and one training split. Validation is
-isolated from training as in fit(); a model whose `validate` draws random numbers draws them in another order
-than alone (the same distribution).
+copies share one config (the section: batch size, epochs, schedule) and one training split or one set each.
+Validation is isolated from training as in fit(); a model whose `validate` draws random numbers draws them in
+another order than alone (the same distribution).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ class Copies(nn.Module):
         self.seeds = list(seeds)
         self.config = first.config
         self.batches_per_step = getattr(first, "batches_per_step", 1)
-        self._perms: dict[int, list[torch.Tensor]] = {}
+        self._orders: dict[int, tuple[int, torch.Tensor]] = {}  # copy -> (epoch, its permutation of that epoch)
         for i, seed in enumerate(seeds):  # each copy's CPU stream, saved and resumed with the weights, starting
             with torch.random.fork_rng(devices=[]):  # where manual_seed(seed) puts it, as in fit()
                 torch.manual_seed(seed)
@@ -49,19 +51,42 @@ class Copies(nn.Module):
             opts.update({f"{i}{SEP}{name}": opt for name, opt in own.items()})
         return opts
 
+    def own_sets(self, train: dict[str, torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+        """Each copy's training set: its own ("<i>/x", ...) or, for keys without a copy, the one they share."""
+        if not any(copy_of(f"train/{k}")[0] is not None for k in train):
+            return [train] * len(self.copies)
+        sets = [self._own(train, i) for i in range(len(self.copies))]
+        if not all(sets) or sum(map(len, sets)) != len(train):
+            raise ValueError(f"Copies: give every one of the {len(self.copies)} copies its own set ('<i>/x') or "
+                             f"none of them; got keys {sorted(train)}")
+        return sets
+
+    def rows(self, train: dict[str, torch.Tensor]) -> int:
+        """fit()'s rows per epoch: the shared split's, or the smallest own set's (its epochs set fit()'s count when
+        the run is not given in steps; each copy still goes through its own set in its own epochs)."""
+        from genzoo.engine.training import rows
+
+        sizes = [rows(own) for own in self.own_sets(train)]
+        if len(set(sizes)) > 1 and self.config.lr_schedule == "burda":
+            raise ValueError("Copies: the burda schedule counts its stages in epochs, and copies with sets of "
+                             f"different sizes ({sizes}) have epochs of different lengths")
+        return min(sizes)
+
     def draw_batch(self, train: dict[str, torch.Tensor], step: int, steps_per_epoch: int,
                    batch_size: int) -> dict[str, torch.Tensor]:
-        """Each copy's minibatch of `step`, in its own seed's order of the epoch (fit()'s `_permutation`)."""
+        """Each copy's minibatch of `step`, in its own seed's order of its own epoch (fit()'s `_permutation`), as
+        large as fit() makes it alone (a set smaller than the batch is one batch)."""
         from genzoo.engine.training import _permutation, rows
 
-        epoch, offset = divmod(step, steps_per_epoch)
-        if epoch not in self._perms:
-            device = next(iter(train.values())).device
-            self._perms = {epoch: [_permutation(rows(train), seed, epoch, device) for seed in self.seeds]}
         batch = {}
-        for i, perm in enumerate(self._perms[epoch]):
-            idx = perm[offset * batch_size:(offset + 1) * batch_size]
-            batch.update({f"{i}{SEP}{k}": v[idx] for k, v in train.items()})
+        for i, (own, seed) in enumerate(zip(self.own_sets(train), self.seeds)):
+            n = rows(own)
+            size = min(self.config.batch_size * self.batches_per_step, n)  # a shared split: fit()'s batch_size
+            epoch, offset = divmod(step, n // size)  # with a shared split: fit()'s steps_per_epoch
+            if self._orders.get(i, (None,))[0] != epoch:
+                self._orders[i] = (epoch, _permutation(n, seed, epoch, next(iter(own.values())).device))
+            idx = self._orders[i][1][offset * size:(offset + 1) * size]
+            batch.update({f"{i}{SEP}{k}": v[idx] for k, v in own.items()})
         return batch
 
     def _own(self, mapping: dict, i: int) -> dict:
@@ -90,6 +115,11 @@ class Copies(nn.Module):
         for i, model in enumerate(self.copies):
             out.update({f"{i}{SEP}{k}": v for k, v in model.validate(batch).items()})
         return out
+
+
+def own_sets_as_one(sets: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Copy i's own training set under "<i>/<key>": what fit(copies, ...) takes when every copy has its own."""
+    return {f"{i}{SEP}{k}": v for i, own in enumerate(sets) for k, v in own.items()}
 
 
 def copy_of(key: str) -> tuple[int | None, str]:

@@ -72,8 +72,9 @@ def seed_everything(seed: int) -> None:
 
 def autocast(device: torch.device, precision: str, cache: bool = True):
     """bf16 autocast on CUDA (Hopper runs it at full tensor-core rate) or a CPU (AVX512-BF16 / AMX units; the
-    caller passes EngineParams.precision_on(device)); fp32 otherwise. One region must not span an optimizer step
-    with `cache` on (a training step runs through EagerStep, which sees to that)."""
+    caller passes EngineParams.precision_on(device), with the model section when it trains one); fp32 otherwise.
+    One region must not span an optimizer step with `cache` on (a training step runs through EagerStep, which sees
+    to that)."""
     if precision == "bf16" and device.type in ("cuda", "cpu"):
         return torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=cache)
     return contextlib.nullcontext()
@@ -170,14 +171,36 @@ class GraphedStep:
             self.eager.close()
 
 
+def eager_reason(config: TrainConfig) -> str | None:
+    """Why a run of `config` must not be captured as a CUDA graph, or None. GraphedStep hands the graph its
+    learning rates as tensors, but SGD's momentum stays a Python number the captured kernels keep: a momentum
+    that changes during the run (MomentumRamp) would never reach them."""
+    if getattr(config, "momentum_saturate_epoch", 0):
+        return "its SGD momentum ramps per epoch (momentum_saturate_epoch), and a graph keeps the captured momentum"
+    return None
+
+
+def use_cuda_graph(engine: EngineParams, device: torch.device, config: TrainConfig, label: str = "") -> bool:
+    """Whether fit() (one process) captures the training step as a CUDA graph: on CUDA with engine.cuda_graphs,
+    unless eager_reason says otherwise, in one printed line."""
+    if not (engine.cuda_graphs and device.type == "cuda"):
+        return False
+    why = eager_reason(config)
+    if why:
+        print(f"{label or 'fit'}: training eagerly on CUDA, not as a CUDA graph: {why}")
+    return why is None
+
+
 def fit(model: nn.Module, train: dict[str, torch.Tensor], *, config: TrainConfig, engine: EngineParams,
         seed: int, val: dict[str, torch.Tensor] | None = None, checkpoint: Path | None = None,
         fingerprint: str = "", on_log: LogFn | None = None, stop_after: int | None = None,
         monitor: Callable[[nn.Module], dict[str, float]] | None = None, progress: bool = True,
         stop_at: float | None = None, label: str = "", run_id: str | None = None,
-        on_checkpoint: Callable[[], None] | None = None) -> FitResult:
+        on_checkpoint: Callable[[], None] | None = None, steps: int | None = None) -> FitResult:
     """Train `model` on `train` for `config.epochs` epochs; see the module docstring for what it guarantees.
 
+    `steps` counts the run in updates instead (epochs of `train` follow one another until then): models trained on
+    sets of different sizes get the same number of updates, as AnoGAN's one-class models trained together do.
     A config with a `max_steps` field > 0 stops after that many steps even inside an epoch.
     `fingerprint` identifies the run (params + data hash): a checkpoint with another fingerprint is stale and is
     ignored. `stop_after` ends the call early after that global step, as an interruption would (for tests).
@@ -196,7 +219,7 @@ def fit(model: nn.Module, train: dict[str, torch.Tensor], *, config: TrainConfig
     model.to(device).train()
     train = {k: v.to(device) for k, v in train.items()}
     val = {k: v.to(device) for k, v in val.items()} if val is not None else None
-    n = rows(train)
+    n = model.rows(train) if hasattr(model, "rows") else rows(train)  # copies with sets of their own: the least
     minibatches = getattr(model, "batches_per_step", 1)
     batch_size = min(config.batch_size * minibatches, n)  # rows one step consumes (all ranks together)
     if world.distributed:
@@ -205,12 +228,15 @@ def fit(model: nn.Module, train: dict[str, torch.Tensor], *, config: TrainConfig
         distributed.check_batch(batch_size, minibatches, world, label)
         distributed.synchronize_batchnorm(model, device)
     steps_per_epoch = n // batch_size  # drop the ragged last batch: every step sees a full batch
-    total = config.epochs * steps_per_epoch
+    if steps is not None and steps < 1:
+        raise ValueError(f"{label or 'fit'}: steps must be at least 1, got {steps}")
+    total = steps if steps is not None else config.epochs * steps_per_epoch
     max_steps = getattr(config, "max_steps", 0)  # a model section may cap the run (a cpu profile's budget)
     if max_steps:
         total = min(total, max_steps)
     opts = model.configure_optimizers()
-    schedules = [_schedule(opt, config.lr_schedule, total, steps_per_epoch) for opt in opts.values()]
+    schedules = [_schedule(opt, config.lr_schedule, total, steps_per_epoch, config) for opt in opts.values()]
+    schedules += momentum_ramps(opts, config, steps_per_epoch)  # stepped and checkpointed as the lr schedules are
 
     sums: dict[str, torch.Tensor] = {}
     history: list[dict[str, float]] = []
@@ -235,13 +261,14 @@ def fit(model: nn.Module, train: dict[str, torch.Tensor], *, config: TrainConfig
         distributed.broadcast_state(model)
     saved = start if state is not None else None  # the step of the checkpoint on disk this run can resume from
     step_fn = torch.compile(model.train_step) if engine.compile else model.train_step
+    precision = engine.precision_on(device, config)  # CUDA: engine.precision; a CPU: the model section's own
     if world.distributed:  # collectives run in the step's hooks: eager, the ranks' randomness shared
         shared = distributed.SharedRandomness(batch_size // minibatches // world.size, minibatches, world)
-        step_fn = EagerStep(_inside(shared, step_fn), opts, device.type, engine.precision_on(device) == "bf16")
-    elif engine.cuda_graphs and device.type == "cuda":  # after the optimizer state is loaded: loading would turn
+        step_fn = EagerStep(_inside(shared, step_fn), opts, device.type, precision == "bf16")
+    elif use_cuda_graph(engine, device, config, label):  # after the optimizer state is loaded: loading would turn
         step_fn = GraphedStep(step_fn, opts, device, engine.precision)  # the tensor learning rates back to floats
     else:
-        step_fn = EagerStep(step_fn, opts, device.type, engine.precision_on(device) == "bf16")
+        step_fn = EagerStep(step_fn, opts, device.type, precision == "bf16")
 
     def save(step: int) -> None:
         nonlocal saved
@@ -439,6 +466,9 @@ def _permutation(n: int, seed: int, epoch: int, device: torch.device) -> torch.T
     return torch.randperm(n, generator=gen, device=device)
 
 
+GOODFELLOW_DECAY, GOODFELLOW_MIN_LR = 1.000004, 1e-6  # the 2014 GAN code's lr: divided by 1.000004 every update
+
+
 def burda_stage(epoch: int) -> int:
     """Burda et al. 2016's schedule: stage i (i = 0..7) lasts 3^i passes over the data at lr * 10^(-i/7), so
     3280 passes in all; stage 7 goes on after them. The stage that pass `epoch` (0-based) falls in."""
@@ -449,13 +479,66 @@ def burda_stage(epoch: int) -> int:
     return stage
 
 
-def _schedule(opt: torch.optim.Optimizer, kind: str, total: int, steps_per_epoch: int
-              ) -> torch.optim.lr_scheduler.LambdaLR:
+def _schedule(opt: torch.optim.Optimizer, kind: str, total: int, steps_per_epoch: int,
+              config: TrainConfig | None = None) -> torch.optim.lr_scheduler.LambdaLR:
+    if kind == "exponential":  # Triple-GAN's paper recipe: epoch e (0-based) at lr * lr_decay^max(0, e - start)
+        if not hasattr(config, "lr_decay"):
+            raise GenzooError("lr_schedule exponential reads lr_decay and lr_decay_start_epoch from the model's "
+                              "section, and this section has none")
+        decay, start = config.lr_decay, config.lr_decay_start_epoch
+        return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: decay ** max(0, s // steps_per_epoch - start))
     if kind == "cosine":
         return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
     if kind == "burda":
         return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 10 ** (-burda_stage(s // steps_per_epoch) / 7))
+    if kind == "goodfellow":  # LambdaLR scales each group's own initial lr: the floor is that lr's fraction
+        floors = [GOODFELLOW_MIN_LR / float(group.get("initial_lr", group["lr"])) for group in opt.param_groups]
+        return torch.optim.lr_scheduler.LambdaLR(opt, [lambda s, f=f: max(GOODFELLOW_DECAY ** -s, f) for f in floors])
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+
+
+class MomentumRamp:
+    """SGD's momentum from `start` to `final`, linear in the epoch: epoch e (1-based) trains at
+    start + (final - start) * clip((e - 1) / (saturate - 1), 0, 1), so `final` from epoch `saturate` on. That is
+    our reading of pylearn2's MomentumAdjustor(start=1, saturate) in the 2014 GAN code's mnist.yaml (its epochs
+    counted from 1). Set on every param group that has a momentum before each step; stepped and checkpointed
+    beside the lr schedules (its state: the step)."""
+
+    def __init__(self, opt: torch.optim.Optimizer, start: float, final: float, saturate: int, steps_per_epoch: int):
+        self.opt, self.start, self.final, self.saturate = opt, start, final, saturate
+        self.steps_per_epoch, self.steps = steps_per_epoch, 0
+        self._apply()
+
+    def momentum(self, step: int) -> float:
+        epoch = step // self.steps_per_epoch + 1
+        alpha = 1.0 if self.saturate <= 1 else min(max((epoch - 1) / (self.saturate - 1), 0.0), 1.0)
+        return self.start + (self.final - self.start) * alpha
+
+    def _apply(self) -> None:
+        for group in self.opt.param_groups:
+            if "momentum" in group:
+                group["momentum"] = self.momentum(self.steps)
+
+    def step(self) -> None:
+        self.steps += 1
+        self._apply()
+
+    def state_dict(self) -> dict:
+        return {"steps": self.steps}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.steps = state["steps"]
+        self._apply()
+
+
+def momentum_ramps(opts: dict, config: TrainConfig, steps_per_epoch: int) -> list[MomentumRamp]:
+    """A ramp per optimizer where the model section asks for one (`momentum_saturate_epoch` > 0, from `momentum`
+    to `momentum_final`: the GAN's paper recipe); none otherwise."""
+    saturate = getattr(config, "momentum_saturate_epoch", 0)
+    if not saturate:
+        return []
+    return [MomentumRamp(opt, config.momentum, config.momentum_final, saturate, steps_per_epoch)
+            for opt in opts.values()]
 
 
 def _load_checkpoint(path: Path | None, fingerprint: str) -> dict | None:

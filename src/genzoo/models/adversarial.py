@@ -20,7 +20,8 @@ from torch import nn
 from genzoo.models.blocks import to_unit
 
 G_LOSSES = ("non_saturating", "minimax")
-NOISES = ("uniform", "normal")
+NOISES = ("uniform", "normal", "uniform_sqrt3")  # U(-1, 1), N(0, I), U(-√3, √3) (unit variance: the 2014 code's)
+UPDATES = ("alternating", "simultaneous")  # Algorithm 1's D-then-G order, or both from the same weights at once
 NEAREST_CHUNK_ELEMENTS = 1 << 24  # training pixels compared at once by nearest_neighbours (64 MB in fp32)
 
 
@@ -38,15 +39,22 @@ def g_loss(fake_logits: torch.Tensor, kind: str) -> torch.Tensor:
 
 
 def draw_noise(n: int, dim: int, kind: str, device: torch.device) -> torch.Tensor:
-    """z ~ U(-1, 1)^dim or N(0, I), from torch's default generator on the device (CUDA-graph safe)."""
+    """z ~ N(0, I) or uniform in the box of noise_bounds(kind), from torch's default generator on the device
+    (CUDA-graph safe)."""
     if kind == "normal":
         return torch.randn(n, dim, device=device)
-    return torch.rand(n, dim, device=device) * 2 - 1
+    low, high = noise_bounds(kind)
+    return torch.rand(n, dim, device=device) * (high - low) + low
 
 
 def noise_bounds(kind: str) -> tuple[float, float] | None:
-    """The box the prior lives in (inversion clamps z to it), or None for an unbounded prior."""
-    return (-1.0, 1.0) if kind == "uniform" else None
+    """The box the prior lives in (inversion clamps z to it), or None for an unbounded prior. U(-√3, √3) has
+    variance 1, as N(0, I) has."""
+    if kind == "uniform":
+        return (-1.0, 1.0)
+    if kind == "uniform_sqrt3":
+        return (-math.sqrt(3), math.sqrt(3))
+    return None
 
 
 @contextlib.contextmanager
@@ -104,6 +112,29 @@ def alternating_step(model: nn.Module, batch: dict[str, torch.Tensor], opt: dict
         grad_norm_g = grad_norm(model.gen.parameters())
         opt["gen"].step()
     d_real, d_fake = torch.sigmoid(real_logits).mean(), torch.sigmoid(fake_logits).mean()  # at the last D step
+    return {"loss_d": loss_d.detach(), "loss_g_adv": loss_g.detach(), "grad_norm_g": grad_norm_g,
+            "d_real": d_real.detach(), "d_fake": d_fake.detach()}
+
+
+def simultaneous_step(model: nn.Module, batch: dict[str, torch.Tensor], opt: dict) -> dict[str, torch.Tensor]:
+    """The update of the 2014 authors' code (goodfeli/adversarial, mnist.yaml) for the same kind of model, k = 1:
+    one real minibatch and one G(z), both gradients taken at the current weights, then both optimizers step. D's
+    loss reaches D's weights alone (as if the fakes were detached); G's non-saturating (or minimax) loss reaches
+    G's alone, through D at its pre-update weights. One pass of D over the fakes serves both losses (the same
+    dropout masks: our choice)."""
+    real_x = to_unit(batch["x"])
+    fake_x = model.generate(model.noise(len(real_x)))
+    real_logits, fake_logits = model.criticize(real_x), model.criticize(fake_x)
+    loss_d = d_loss(real_logits, fake_logits)
+    loss_g = g_loss(fake_logits, model.config.g_loss)
+    opt["disc"].zero_grad(set_to_none=True)
+    opt["gen"].zero_grad(set_to_none=True)
+    loss_d.backward(inputs=list(model.disc.parameters()), retain_graph=True)  # D's gradient: D's loss alone
+    loss_g.backward(inputs=list(model.gen.parameters()))  # G's: G's loss alone, through D as it is now
+    grad_norm_g = grad_norm(model.gen.parameters())
+    opt["disc"].step()
+    opt["gen"].step()
+    d_real, d_fake = torch.sigmoid(real_logits).mean(), torch.sigmoid(fake_logits).mean()
     return {"loss_d": loss_d.detach(), "loss_g_adv": loss_g.detach(), "grad_norm_g": grad_norm_g,
             "d_real": d_real.detach(), "d_fake": d_fake.detach()}
 

@@ -13,9 +13,13 @@ and p_g(x, y) equal the data's p(x, y), so C learns from the unlabelled digits t
 C's adversarial term is the paper's "argmax" estimator (its code's default objective): D sees the one-hot of
 the most probable label, and the loss is weighted by that label's probability p_c, through which alone the
 gradient reaches C (a discrete label has no gradient; this is the REINFORCE-like form of E_{p_c}[log D]).
-Update order per step: D, then C through a frozen D, then G through frozen D and C (genzoo's stated order; the
-authors' code steps D, G, C). The fakes in C's pseudo-label loss are the ones D just saw, made by the G of
-before this step's G update, so all three updates see one consistent set of the others' weights.
+Update order per step (`update_order`). dcg, ours: D, then C through a frozen D, then G through frozen D and C;
+D sees the C and G of before this step, C the D just updated and, in its pseudo-label loss, the fakes D just saw
+(the G of before this step's G update), G the D just updated (C is not in G's loss). dgc, the authors' script's
+D, G, C: D as before; G next, through the D just updated (its update is the same function of the same weights as
+in dcg, only the random draws come in another order); then C through the D just updated, its pseudo-label loss
+on a fresh draw of the G just updated (the fakes D saw are the old G's). In both, D's (x_u, ŷ) pairs carry the
+labels of the C of before this step.
 
 Architectures and values follow the authors' MNIST script (github.com/zhenxuan00/triple-gan):
     G: (z ~ U^100, y) -> [cat y] 500 BN softplus -> [cat y] 500 BN softplus -> [cat y] 784 sigmoid (weight norm)
@@ -24,8 +28,18 @@ Architectures and values follow the authors' MNIST script (github.com/zhenxuan00
     C: conv5 32, pool, drop .5 -> conv3 64 -> conv3 64, pool, drop .5 -> conv3 128 -> conv3 128 -> mean -> 10,
        BatchNorm + ReLU after every conv (width w scales the 32/64/128)
     α = 0.5, α_p = 0.1 after 300 of 1000 epochs, entropy weight 0.3, Adam lr 1e-3 with β1 = 0.5, 100 labelled
-    and 100 unlabelled digits per C step. Left out: the code's 30-epoch pre-training of C, its moving average of
-    C's weights for testing and its lr annealing (the engine's cosine schedule can stand in).
+    and 100 unlabelled digits per C step.
+Ours leaves out what the script adds (docs/notes/gpu-runs.md); the paper recipe (pipeline/conf/recipes.yaml,
+`paper: triplegan:`) puts it back, each piece off by default:
+    c_pretrain_epochs  C alone on the labelled pairs before the game (the script's 30 epochs): `Pretraining`, a
+                       fit() of its own that the triplegan stage runs first, every seed as a copy; the game's
+                       optimizers start afresh after it and its step counter (R_P's warm-up) from 0
+    ema_decay          a moving average of C's weights and BatchNorm statistics (the script's 0.99), updated in
+                       place after every step of C (pre-training included), starting from C's initial weights;
+                       it is the C that `predict` and `validate` use (the test error), saved with the model
+    lr_decay           with `lr_schedule: exponential` (genzoo.engine.training), game epoch e (from 0) trains all
+                       three players at lr * lr_decay^max(0, e - lr_decay_start_epoch) (the script's 0.995 from 300)
+    update_order       dgc: the script's D, G, C (above)
 The labelled set comes once through `attach_labelled` and lives on the device as non-persistent buffers (not in
 the state_dict); each step draws its labelled minibatch with torch.randint there. The engine's batch is the
 unlabelled data: only its "x" is ever read, so no training label other than the 100 reaches the model.
@@ -33,6 +47,8 @@ unlabelled data: only its "x" is ever read, so no training label other than the 
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -44,6 +60,8 @@ from genzoo.models import adversarial as adv
 from genzoo.models.base import ZooModel
 from genzoo.models.blocks import adam, to_unit
 from genzoo.params import TrainConfig, param
+
+UPDATE_ORDERS = ("dcg", "dgc")  # the players' order within a step: D, C, G (ours) or D, G, C (the authors' code)
 
 
 class Generator(nn.Module):
@@ -101,6 +119,27 @@ def classifier(width: int, dropout: float, channels: int, num_classes: int) -> n
 
 
 
+def ema_copy(module: nn.Module) -> nn.Module:
+    """A copy of `module` that holds the moving average of its weights and buffers (no gradient reaches it)."""
+    average = copy.deepcopy(module)
+    average.requires_grad_(False)
+    return average
+
+
+@torch.no_grad()
+def ema_update(average: nn.Module, live: nn.Module, decay: float) -> None:
+    """average <- decay * average + (1 - decay) * live, for every parameter and floating buffer (BatchNorm's running
+    statistics); integer buffers (BatchNorm's batch count) are copied. In place, with foreach kernels and a constant
+    weight: a CUDA graph captures it as it captures the optimizer step."""
+    floats, integers = [], []
+    for mine, theirs in zip([*average.parameters(), *average.buffers()], [*live.parameters(), *live.buffers()]):
+        (floats if mine.is_floating_point() else integers).append((mine, theirs))
+    if floats:
+        torch._foreach_lerp_([m for m, _ in floats], [t for _, t in floats], 1.0 - decay)
+    for mine, theirs in integers:
+        mine.copy_(theirs)
+
+
 def classifier_adversarial_loss(p_max: torch.Tensor, adv_logits: torch.Tensor) -> torch.Tensor:
     """C's adversarial term, the paper's α·E_{p_c}[log(1 - D(x, y))] with the argmax estimator: p_c(ŷ|x) times
     log(1 - D(x, ŷ)). It rewards C's confidence where D takes the pair for real. The non-saturating -log D form,
@@ -130,6 +169,12 @@ class Config(TrainConfig):
     disc_noise: float = param(0.5, ge=0)  # ... and after every hidden layer of D
     c_width: int = param(32, gt=0)  # C's first conv width; later ones 2w and 4w
     c_dropout: float = param(0.5, ge=0, le=1)
+    # the paper recipe's additions (pipeline/conf/recipes.yaml, `paper: triplegan:`); the defaults leave them out
+    c_pretrain_epochs: int = param(0, ge=0)  # C alone on the labelled pairs first, for this many epochs' steps
+    ema_decay: float = param(0.0, ge=0, le=1)  # moving average of C's weights, tested in C's place (0 = off)
+    lr_decay: float = param(1.0, gt=0, le=1)  # lr_schedule exponential: × lr_decay per epoch past the start
+    lr_decay_start_epoch: int = param(0, ge=0)
+    update_order: str = param("dcg", choices=UPDATE_ORDERS)  # dcg: D, C, G (ours); dgc: D, G, C (the authors')
 
 
 class Model(ZooModel):
@@ -145,6 +190,14 @@ class Model(ZooModel):
         self.gen = Generator(config.noise_dim, config.gen_width, num_classes, pixels)
         self.disc = Discriminator(pixels, config.disc_widths, num_classes, config.disc_input_noise, config.disc_noise)
         self.cls = classifier(config.c_width, config.c_dropout, image_shape[0], num_classes)
+        if config.ema_decay >= 1:
+            raise ValueError(f"triplegan: ema_decay must be below 1 (0 = off), got {config.ema_decay}")
+        if config.lr_decay != 1 and config.lr_schedule != "exponential":
+            raise ValueError(f"triplegan: lr_decay {config.lr_decay} takes lr_schedule exponential (the engine's "
+                             f"per-epoch decay), not {config.lr_schedule}")
+        # the moving average of C (ema_decay > 0): what the test error and predict() use; in the state_dict, so
+        # saved with the model and resumed with it (made after the three players: their initial weights stay the same)
+        self.cls_ema = ema_copy(self.cls) if config.ema_decay > 0 else None
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))  # on the device: CUDA-graph safe
         # the few labelled pairs: non-persistent, so neither in the state_dict nor in saved models
         self.register_buffer("labelled_x", torch.zeros(0, *image_shape, dtype=torch.uint8), persistent=False)
@@ -171,6 +224,15 @@ class Model(ZooModel):
     def classify(self, x01: torch.Tensor) -> torch.Tensor:
         return self.cls(x01)  # (B, K) logits
 
+    def classify_test(self, x01: torch.Tensor) -> torch.Tensor:
+        """The C that is tested: the moving average of C's weights when ema_decay > 0, else C itself."""
+        return (self.cls if self.cls_ema is None else self.cls_ema)(x01)  # (B, K) logits
+
+    def update_ema(self) -> None:
+        """After every step of C (its pre-training's too): the moving average takes in C's new weights."""
+        if self.cls_ema is not None:
+            ema_update(self.cls_ema, self.cls, self.config.ema_decay)
+
     def criticize(self, x01: torch.Tensor, y_soft: torch.Tensor) -> torch.Tensor:
         return self.disc(x01, y_soft)  # (B,) logits; y_soft is a one-hot (or probability) vector
 
@@ -192,12 +254,31 @@ class Model(ZooModel):
         return to_unit(self.labelled_x[idx]), self.labelled_y[idx]
 
     def train_step(self, batch: dict[str, torch.Tensor], opt: dict) -> dict[str, torch.Tensor]:
+        """D, then C and G in `update_order` (see the module docstring for what each player sees in each)."""
         cfg = self.config
         real_x_u = to_unit(batch["x"])  # (B, C, H, W) unlabelled: batch["y"], if any, is never read
         real_x_l, real_y_l = self.labelled_batch()  # (Bl, C, H, W), (Bl,)
         fake_y = self.balanced_labels(len(real_x_u))  # (B,) y_g ~ uniform p(y), stratified
+        d, fake_x = self._step_d(real_x_u, real_x_l, real_y_l, fake_y, opt["disc"])
+        if cfg.update_order == "dcg":  # C's R_P on the fakes D just saw: the G of before this step's G update
+            c = self._step_c(real_x_u, real_x_l, real_y_l, fake_x, fake_y, opt["cls"])
+            g = self._step_g(len(real_x_u), fake_y, opt["gen"])
+        else:  # dgc: G first, then C's R_P on a fresh draw of the G just updated
+            g = self._step_g(len(real_x_u), fake_y, opt["gen"])
+            with torch.no_grad():
+                fake_x = self.generate(self.noise(len(real_x_u)), fake_y)  # (B, C, H, W) G after G's update
+            c = self._step_c(real_x_u, real_x_l, real_y_l, fake_x, fake_y, opt["cls"])
+        self.steps += 1
+        return {"loss_d": d["loss_d"], "loss_d_real": d["loss_d_real"], "loss_d_fake_c": d["loss_d_fake_c"],
+                "loss_d_fake_g": d["loss_d_fake_g"], "loss_c": c["loss_c"], "loss_c_sup": c["loss_c_sup"],
+                "loss_c_adv": c["loss_c_adv"], "loss_c_ent": c["loss_c_ent"], "loss_c_pseudo": c["loss_c_pseudo"],
+                "pseudo_on": c["pseudo_on"], "loss_g_adv": g["loss_g_adv"], "d_real": d["d_real"],
+                "d_fake_c": d["d_fake_c"], "d_fake_g": d["d_fake_g"]}
 
-        # D: labelled pairs real; C's pairs (weight α) and G's pairs (weight 1 - α) fake
+    def _step_d(self, real_x_u, real_x_l, real_y_l, fake_y, opt) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """D: labelled pairs real; C's pairs (weight α) and G's pairs (weight 1 - α) fake, both made by the C and G
+        of before this step. Returns its numbers and G's fakes."""
+        cfg = self.config
         with torch.no_grad():
             pseudo_y_u = self.classify(real_x_u).argmax(1)  # (B,) C's labels before C's update
             fake_x = self.generate(self.noise(len(real_x_u)), fake_y)  # (B, C, H, W) G before G's update
@@ -208,11 +289,19 @@ class Model(ZooModel):
         loss_d_fake_c = F.binary_cross_entropy_with_logits(fake_c_logits, torch.zeros_like(fake_c_logits))
         loss_d_fake_g = F.binary_cross_entropy_with_logits(fake_g_logits, torch.zeros_like(fake_g_logits))
         loss_d = loss_d_real + cfg.alpha * loss_d_fake_c + (1 - cfg.alpha) * loss_d_fake_g
-        opt["disc"].zero_grad(set_to_none=True)
+        opt.zero_grad(set_to_none=True)
         loss_d.backward()
-        opt["disc"].step()
+        opt.step()
+        return {"loss_d": loss_d.detach(), "loss_d_real": loss_d_real.detach(),
+                "loss_d_fake_c": loss_d_fake_c.detach(), "loss_d_fake_g": loss_d_fake_g.detach(),
+                "d_real": torch.sigmoid(real_logits).mean().detach(),
+                "d_fake_c": torch.sigmoid(fake_c_logits).mean().detach(),
+                "d_fake_g": torch.sigmoid(fake_g_logits).mean().detach()}, fake_x
 
-        # C: supervised on the labelled pairs, adversarial through the frozen D, entropy, pseudo-labels on G's pairs
+    def _step_c(self, real_x_u, real_x_l, real_y_l, fake_x, fake_y, opt) -> dict[str, torch.Tensor]:
+        """C: supervised on the labelled pairs, adversarial through the frozen D, entropy, pseudo-labels on G's pairs
+        (fake_x, fake_y); then the moving average of C, if any."""
+        cfg = self.config
         with adv.frozen(self.disc), adv.frozen(self.gen):
             loss_c_sup = F.cross_entropy(self.classify(real_x_l), real_y_l)  # R_L: labelled pairs only
             probs_u = self.classify(real_x_u).softmax(1)  # (B, K)
@@ -224,39 +313,41 @@ class Model(ZooModel):
             pseudo_on = (self.steps >= cfg.pseudo_warmup).float()  # 0 before the warm-up, 1 after: no branch
             loss_c = (loss_c_sup + cfg.alpha * loss_c_adv + cfg.entropy_weight * loss_c_ent
                       + pseudo_on * cfg.pseudo_weight * loss_c_pseudo)
-            opt["cls"].zero_grad(set_to_none=True)
+            opt.zero_grad(set_to_none=True)
             loss_c.backward()
-            opt["cls"].step()
+            opt.step()
+        self.update_ema()
+        return {"loss_c": loss_c.detach(), "loss_c_sup": loss_c_sup.detach(), "loss_c_adv": loss_c_adv.detach(),
+                "loss_c_ent": loss_c_ent.detach(), "loss_c_pseudo": loss_c_pseudo.detach(), "pseudo_on": pseudo_on}
 
-        # G: fool the frozen D with (G(z, y), y); C is frozen too (not in G's loss)
+    def _step_g(self, n: int, fake_y, opt) -> dict[str, torch.Tensor]:
+        """G: fool the frozen D with (G(z, y), y) on fresh noise; C is frozen too (not in G's loss)."""
         with adv.frozen(self.disc), adv.frozen(self.cls):
-            gen_logits = self.criticize(self.generate(self.noise(len(real_x_u)), fake_y), self.onehot(fake_y))
-            loss_g_adv = (1 - cfg.alpha) * F.binary_cross_entropy_with_logits(gen_logits, torch.ones_like(gen_logits))
-            opt["gen"].zero_grad(set_to_none=True)
+            gen_logits = self.criticize(self.generate(self.noise(n), fake_y), self.onehot(fake_y))
+            loss_g_adv = (1 - self.config.alpha) * F.binary_cross_entropy_with_logits(
+                gen_logits, torch.ones_like(gen_logits))
+            opt.zero_grad(set_to_none=True)
             loss_g_adv.backward()
-            opt["gen"].step()
-        self.steps += 1
-        return {"loss_d": loss_d.detach(), "loss_d_real": loss_d_real.detach(),
-                "loss_d_fake_c": loss_d_fake_c.detach(), "loss_d_fake_g": loss_d_fake_g.detach(),
-                "loss_c": loss_c.detach(), "loss_c_sup": loss_c_sup.detach(), "loss_c_adv": loss_c_adv.detach(),
-                "loss_c_ent": loss_c_ent.detach(), "loss_c_pseudo": loss_c_pseudo.detach(), "pseudo_on": pseudo_on,
-                "loss_g_adv": loss_g_adv.detach(),
-                "d_real": torch.sigmoid(real_logits).mean().detach(),
-                "d_fake_c": torch.sigmoid(fake_c_logits).mean().detach(),
-                "d_fake_g": torch.sigmoid(fake_g_logits).mean().detach()}
+            opt.step()
+        return {"loss_g_adv": loss_g_adv.detach()}
 
     @torch.no_grad()
     def validate(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """C's error and cross-entropy on labelled held-out digits."""
-        logits = self.classify(to_unit(batch["x"]))
-        return {"error_c": (logits.argmax(1) != batch["y"]).float().mean(),
-                "loss_c": F.cross_entropy(logits.float(), batch["y"])}
+        """The tested C's error and cross-entropy on labelled held-out digits (the moving average's when
+        ema_decay > 0, with C's own error beside it as error_c_live)."""
+        x01 = to_unit(batch["x"])
+        logits = self.classify_test(x01)
+        out = {"error_c": (logits.argmax(1) != batch["y"]).float().mean(),
+               "loss_c": F.cross_entropy(logits.float(), batch["y"])}
+        if self.cls_ema is not None:
+            out["error_c_live"] = (self.classify(x01).argmax(1) != batch["y"]).float().mean()
+        return out
 
     @torch.no_grad()
     def predict(self, x_uint8: torch.Tensor, chunk: int = 2048) -> torch.Tensor:
-        """C's labels for uint8 images, in eval mode, chunked."""
+        """The tested C's labels for uint8 images (the moving average's when ema_decay > 0), in eval mode, chunked."""
         with adv.evaluating(self):
-            return torch.cat([self.classify(to_unit(x_uint8[i:i + chunk])).argmax(1)
+            return torch.cat([self.classify_test(to_unit(x_uint8[i:i + chunk])).argmax(1)
                               for i in range(0, len(x_uint8), chunk)])
 
     @torch.no_grad()
@@ -285,3 +376,34 @@ class Model(ZooModel):
             per_row = max(1, len(order) // self.num_classes)
             grids["labelled"] = (to_unit(self.labelled_x[order]), per_row)
         return grids
+
+
+class Pretraining(nn.Module):
+    """C alone before the game (`c_pretrain_epochs`): cross-entropy on labelled minibatches drawn as the game draws
+    them, a fresh Adam(lr_c, β1) at a constant lr, the moving average of C (if any) after each step. A model of its
+    own for fit(), so the triplegan stage trains every seed's pre-training as copies (genzoo.engine.copies), each
+    exactly as alone, one CUDA graph for all on a GPU, under the engine's precision like the game. Its config is
+    the model's with `c_pretrain_epochs` as its epochs (over the unlabelled split's steps, whose images it never
+    reads) and a constant schedule. The game's step counter (`steps`: R_P's warm-up) is left at 0; D and G rest."""
+
+    def __init__(self, model: Model):
+        super().__init__()
+        self.model = model
+        self.config = dataclasses.replace(model.config, epochs=model.config.c_pretrain_epochs,
+                                          lr_schedule="constant", lr_decay=1.0)
+
+    def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"cls": adam(self.model.cls.parameters(), self.config.lr_c, (self.config.beta1, 0.999))}
+
+    def train_step(self, batch: dict[str, torch.Tensor], opt: dict) -> dict[str, torch.Tensor]:
+        real_x_l, real_y_l = self.model.labelled_batch()  # the engine's batch (unlabelled images) is not read
+        loss = F.cross_entropy(self.model.classify(real_x_l), real_y_l)
+        opt["cls"].zero_grad(set_to_none=True)
+        loss.backward()
+        opt["cls"].step()
+        self.model.update_ema()
+        return {"loss_c_sup": loss.detach()}  # logged by the stage as seed<k>/pretrain/loss_c_sup
+
+    @torch.no_grad()
+    def validate(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return self.model.validate(batch)

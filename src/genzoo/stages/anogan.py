@@ -2,7 +2,8 @@
 Langs 2017, "Unsupervised Anomaly Detection with Generative Adversarial Networks to Guide Marker Discovery"
 (IPMI 2017), scored with the one-vs-rest protocol of Ruff et al. 2018, "Deep One-Class Classification" (ICML).
 
-For each normal class c a DCGAN (Radford et al. 2016) learns the training digits of class c only. Every test
+For each normal class c a DCGAN (Radford et al. 2016) learns the training digits of class c only (the classes'
+models train together as copies in one program, each on its own class for the same number of updates). Every test
 image x is inverted: z* = argmin_z (1 - λ)·R(z) + λ·D(z) by Adam on z, with the residual R = Σ|x - G(z)| (L1,
 as in the paper) and the discrimination loss D = Σ|f(x) - f(G(z))| on the discriminator's intermediate features
 f (the paper's feature matching); the anomaly score is that loss at z*. The whole test set is inverted at once
@@ -32,6 +33,7 @@ import torch
 from torch import nn
 
 from genzoo.data.loading import load_meta, load_split
+from genzoo.engine.copies import Copies, own_sets_as_one
 from genzoo.engine.io import write_text
 from genzoo.engine.pictures import save_pictures
 from genzoo.engine.tracking import StageRun, provenance, write_metrics
@@ -220,15 +222,34 @@ def autoencoder_scores(model: nn.Module, xb: torch.Tensor) -> torch.Tensor:
 
 # ---------------------------------------------------------------- training and pictures
 
-def train_one_class(name: str, config, normal: dict[str, torch.Tensor], params: Params, image_shape,
-                    num_classes: int, seed: int) -> tuple[nn.Module, float]:
-    """A fresh `name` model fitted on one class; returns (model in eval mode, seconds)."""
-    if getattr(config, "kl_warmup_steps", 0):  # warm-ups are sized for the full set: keep them within the run
-        steps = config.epochs * max(len(normal["x"]) // config.batch_size, 1)
+def one_class_config(config, steps: int):
+    """A section's config for a one-class run of `steps` updates: warm-ups are sized for the full set, so keep
+    them within the run."""
+    if getattr(config, "kl_warmup_steps", 0):
         config = dataclasses.replace(config, kl_warmup_steps=min(config.kl_warmup_steps, steps // 4))
+    return config
+
+
+def train_one_class(name: str, config, normal: dict[str, torch.Tensor], params: Params, image_shape,
+                    num_classes: int, seed: int, steps: int) -> tuple[nn.Module, float]:
+    """A fresh `name` model fitted on one class for `steps` updates; returns (model in eval mode, seconds)."""
+    config = one_class_config(config, steps)
     model = build_model(name, config, image_shape, num_classes, seed)
-    result = fit(model, normal, config=config, engine=params.engine, seed=seed, progress=False)
+    result = fit(model, normal, config=config, engine=params.engine, seed=seed, progress=False, steps=steps)
     return model.eval(), result.seconds
+
+
+def train_one_class_together(name: str, config, normals: list[dict[str, torch.Tensor]], params: Params,
+                             image_shape, num_classes: int, seeds: list[int], steps: int
+                             ) -> tuple[list[nn.Module], float]:
+    """`train_one_class` for every class at once: the models train as copies in one program (genzoo.engine.copies),
+    each on its own class, with its own seed, for `steps` updates — on a CPU, the very models trained apart (tested).
+    Returns (models in eval mode, seconds for all of them)."""
+    config = one_class_config(config, steps)
+    copies = Copies([build_model(name, config, image_shape, num_classes, seed) for seed in seeds], seeds)
+    result = fit(copies, own_sets_as_one(normals), config=config, engine=params.engine, seed=seeds[0],
+                 progress=False, steps=steps, label=f"anogan {name}")
+    return [model.eval() for model in copies.copies], result.seconds
 
 
 @torch.no_grad()
@@ -270,9 +291,7 @@ def anogan_stage(params: Params, data: Path, models: Path, metrics: Path) -> dic
         raise ValueError(f"anogan.classes: {bad} not among the training labels 0..{num_classes - 1}")
     x01, xb, labels = to_unit(test["x"]).to(device), test["xb"].to(device), test["y"]
     seed, precision = params.run.seed, params.engine.precision_on(device)
-    configs = {"dcgan": dataclasses.replace(params.model("dcgan"), epochs=cfg.gan_epochs),
-               "vae": dataclasses.replace(params.model("vae"), epochs=cfg.vae_epochs),
-               "autoencoder": dataclasses.replace(params.model("autoencoder"), epochs=cfg.ae_epochs)}
+    steps = {"dcgan": cfg.gan_steps, "vae": cfg.vae_steps, "autoencoder": cfg.ae_steps}
     device_name = describe_device(device)
     info = provenance("anogan", params, device_name, data)
     per_class = {m: {} for m in METHODS}
@@ -281,15 +300,17 @@ def anogan_stage(params: Params, data: Path, models: Path, metrics: Path) -> dic
     grids = {}
     with StageRun("anogan", params, ["run", "anogan", "dcgan", "vae", "autoencoder"],
                   {k: info[k] for k in ("profile", "device", "commit")}) as run:
-        for c in cfg.classes:
-            normal = one_class(train, c)
+        normals = [one_class(train, c) for c in cfg.classes]
+        trained: dict[str, list[nn.Module]] = {}
+        for name, n_steps in steps.items():  # each model kind: one program for all the classes
+            trained[name], seconds["train"][name] = train_one_class_together(
+                name, params.model(name), normals, params, image_shape, num_classes, [seed + c for c in cfg.classes],
+                n_steps)
+            for c, model in zip(cfg.classes, trained[name]):
+                save_model(model, name, models / f"{'gan' if name == 'dcgan' else name}_{c}.pt")
+        for k, (c, normal) in enumerate(zip(cfg.classes, normals)):
             anomalous = labels != c
-            trained = {}
-            for name, config in configs.items():
-                trained[name], seconds["train"][f"{name}/{c}"] = train_one_class(
-                    name, config, normal, params, image_shape, num_classes, seed + c)
-                save_model(trained[name], name, models / f"{'gan' if name == 'dcgan' else name}_{c}.pt")
-            gan = trained["dcgan"].to(device)
+            gan = trained["dcgan"][k].to(device)
             features = frozen_features(gan, to_unit(normal["x"]).to(device))
             _sync(device)
             began = time.perf_counter()
@@ -297,8 +318,9 @@ def anogan_stage(params: Params, data: Path, models: Path, metrics: Path) -> dic
                                      lam=cfg.lam, chunk=cfg.chunk, seed=seed + c, precision=precision)
             _sync(device)
             seconds["inversion"][str(c)] = time.perf_counter() - began
-            scores = {"anogan": score, "vae": vae_scores(trained["vae"].to(device), xb, cfg.vae_samples, seed + c),
-                      "autoencoder": autoencoder_scores(trained["autoencoder"].to(device), xb)}
+            scores = {"anogan": score,
+                      "vae": vae_scores(trained["vae"][k].to(device), xb, cfg.vae_samples, seed + c),
+                      "autoencoder": autoencoder_scores(trained["autoencoder"][k].to(device), xb)}
             for method, s in scores.items():
                 per_class[method][str(c)] = auroc(s, anomalous)
             if cfg.bench_single and not bench:  # the unbatched loop, timed once on a sample
@@ -317,7 +339,8 @@ def anogan_stage(params: Params, data: Path, models: Path, metrics: Path) -> dic
         inversion_mean = sum(seconds["inversion"].values()) / len(seconds["inversion"])
         summary = {
             "protocol": (f"one-vs-rest (Ruff et al. 2018): per normal class c, a DCGAN, a VAE and an autoencoder "
-                         f"trained on the training images of class c only; {len(x01)} test images scored, anomaly = "
+                         f"trained on the training images of class c only ({cfg.gan_steps}, {cfg.vae_steps} and "
+                         f"{cfg.ae_steps} updates, every class the same); {len(x01)} test images scored, anomaly = "
                          f"label != c; AUROC per class and the mean over classes {cfg.classes}. AnoGAN score = "
                          f"(1 - {cfg.lam}) * sum|x - G(z*)| + {cfg.lam} * sum|f(x) - f(G(z*))| after "
                          f"{cfg.inversion_steps} Adam steps on z (lr {cfg.inversion_lr}, z clamped to the prior's "
@@ -326,6 +349,7 @@ def anogan_stage(params: Params, data: Path, models: Path, metrics: Path) -> dic
                          f"BCE, both on the fixed binarized test images (nats)."),
             "classes": cfg.classes, "auroc": per_class, "mean_auroc": means, "anchors_mean_auroc": ANCHORS,
             "test_images": len(x01), "inversion_steps": cfg.inversion_steps, "lam": cfg.lam,
+            "train_steps": steps, "trained_together": True,  # each model kind's classes as copies in one program
             "seconds": {"device": device_name, "inversion_per_class": seconds["inversion"],
                         "inversion_mean": inversion_mean, "images": len(x01), "chunk": cfg.chunk, **bench,
                         "train": seconds["train"]},

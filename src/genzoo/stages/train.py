@@ -47,13 +47,17 @@ def checkpoint_dir(models: Path, override: Path | None = None) -> Path:
 
 def fingerprint(name: str, config, params: Params, data_hash: str, processes: int = 1) -> str:
     """Identifies what a checkpoint was made with; a checkpoint of other params, or of another number of
-    data-parallel ranks, is never resumed."""
-    key = {"model": name, "config": dataclasses.asdict(config), "data": data_hash, "seed": params.run.seed,
+    data-parallel ranks, is never resumed. The model's CPU precision enters resolved (its section's setting, or the
+    engine's), not as the section spells it."""
+    settings = dataclasses.asdict(config)
+    settings.pop("cpu_precision", None)  # the resolved value below stands for it
+    key = {"model": name, "config": settings, "data": data_hash, "seed": params.run.seed,
            "precision": params.engine.precision}
     if processes > 1:
         key["processes"] = processes
-    if params.engine.cpu_precision != "fp32":  # only then: the checkpoints of earlier fp32 CPU runs still resume
-        key["cpu_precision"] = params.engine.cpu_precision
+    cpu_precision = params.engine.cpu_precision_for(config)
+    if cpu_precision != "fp32":  # only then: the checkpoints of earlier fp32 CPU runs still resume
+        key["cpu_precision"] = cpu_precision
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
 

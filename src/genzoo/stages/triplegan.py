@@ -8,10 +8,19 @@ all on a GPU); C's test error is measured on the test split for each. Beside it,
 architecture, same seed, trained on the labelled subset alone (cross-entropy only, same optimizer and labelled
 batch) for as many C updates as the Triple-GAN's C got, so the only difference is what the unlabelled digits and
 G add.
+With `triplegan.c_pretrain_epochs` > 0 (the paper recipe), each seed's C first trains alone on the labelled pairs
+for that many epochs of the unlabelled split's steps: a fit() of its own before the game, the seeds again as
+copies (triplegan.Pretraining), each seed on the stream of seed + PRETRAIN_STREAM so the game does not replay its
+draws; a checkpoint of the game resumes past it. The baseline then gets C's whole optimizer history: as many
+pre-training updates, then the game's updates at the game's lr schedule, and the moving average of its weights
+(ema_decay) where Triple-GAN's C has one.
 Outputs: metrics/triplegan.json (per-seed errors, mean ± std over the seeds (none for one seed), the number of
-test images scored, anchors), metrics/plots/triplegan_train.csv
+test images scored, C's pre-training steps, anchors), metrics/plots/triplegan_train.csv
 (the first seed's losses), metrics/figures/triplegan/ (first seed: one row per class, one column per shared z),
 models/triplegan/seed<k>.pt, one MLflow run.
+pipeline/gpu_models.py runs the stage as a part (`--recipe paper ... triplegan`): within a window (`stop_at`, its
+checkpoint in the part's folder), without the baseline (its eager C steps would outlast a window; `make gpu`'s
+DVC stage trains it).
 """
 
 from __future__ import annotations
@@ -24,9 +33,10 @@ import torch.nn.functional as F
 
 from genzoo.data.loading import labelled_subset, load_meta, load_split
 from genzoo.engine.copies import Copies, copy_of, split_history
+from genzoo.engine.errors import Interrupted
 from genzoo.engine.pictures import save_pictures
 from genzoo.engine.tracking import StageRun, provenance, write_metrics, write_plot
-from genzoo.engine.training import describe_device, fit, resolve_device
+from genzoo.engine.training import _schedule, describe_device, fit, resolve_device
 from genzoo.models import triplegan
 from genzoo.models.blocks import adam, to_unit
 from genzoo.models.registry import save_model
@@ -36,6 +46,8 @@ from genzoo.stages.train import checkpoint_dir, fingerprint
 NAME = "triplegan"
 ANCHORS = ("MNIST, 100 labels, test error: Triple-GAN 0.91 ± 0.58 % (Li et al. 2017), Improved-GAN 0.93 % "
            "(Salimans et al. 2016)")  # the targets: src/genzoo/targets.yaml
+PRETRAIN_STREAM = 1_000_000  # C's pre-training of seed s draws from the stream of seed s + this
+CHECKPOINT = f"{NAME}_seeds.pt"  # the seeds' resumable checkpoint (C's pre-training's, then the game's)
 
 
 def test_error(predict, test: dict[str, torch.Tensor]) -> float:
@@ -43,21 +55,46 @@ def test_error(predict, test: dict[str, torch.Tensor]) -> float:
 
 
 def supervised_baseline(config: triplegan.Config, x_l: torch.Tensor, y_l: torch.Tensor, steps: int, seed: int,
-                        image_shape, num_classes: int, device: torch.device) -> torch.nn.Module:
-    """C alone on the labelled pairs: cross-entropy, Adam(lr_c, β1), minibatches of `labelled_batch` drawn with
-    replacement, `steps` updates; returned in eval mode."""
+                        image_shape, num_classes: int, device: torch.device, pretrain_steps: int = 0,
+                        steps_per_epoch: int = 1) -> torch.nn.Module:
+    """C alone on the labelled pairs with the optimizer history of Triple-GAN's C: `pretrain_steps` updates of a fresh
+    Adam(lr_c, β1) at a constant lr (its pre-training), then `steps` updates of another at the section's lr schedule
+    over epochs of `steps_per_epoch` (the game's); cross-entropy on minibatches of `labelled_batch` drawn with
+    replacement; with ema_decay > 0 the moving average of its weights after every update, which is what is
+    returned (in eval mode). The defaults: `steps` updates of one Adam at a constant lr."""
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
         cls = triplegan.classifier(config.c_width, config.c_dropout, image_shape[0], num_classes).to(device).train()
-        opt = adam(cls.parameters(), config.lr_c, (config.beta1, 0.999))
+        average = triplegan.ema_copy(cls) if config.ema_decay > 0 else None
         x_l, y_l = to_unit(x_l.to(device)), y_l.to(device)
-        for _ in range(steps):
-            idx = torch.randint(0, len(y_l), (config.labelled_batch,), device=device)
-            loss = F.cross_entropy(cls(x_l[idx]), y_l[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-    return cls.eval()
+        for updates, scheduled in ((pretrain_steps, False), (steps, True)):
+            if not updates:
+                continue
+            opt = adam(cls.parameters(), config.lr_c, (config.beta1, 0.999))
+            schedule = _schedule(opt, config.lr_schedule, updates, steps_per_epoch, config) if scheduled else None
+            for _ in range(updates):
+                idx = torch.randint(0, len(y_l), (config.labelled_batch,), device=device)
+                loss = F.cross_entropy(cls(x_l[idx]), y_l[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                if average is not None:
+                    triplegan.ema_update(average, cls, config.ema_decay)
+                if schedule is not None:
+                    schedule.step()
+    return (cls if average is None else average).eval()
+
+
+def resumes_game(path: Path, key: str) -> bool:
+    """Whether the checkpoint at `path` is the game's (its fingerprint `key`): C's pre-training is then in its
+    weights. Reads no weights (memory-mapped); an unreadable file is not."""
+    if not path.exists():
+        return False
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:
+        return False
+    return state.get("fingerprint") == key
 
 
 def summarize(errors: list[float]) -> dict:
@@ -71,7 +108,11 @@ def models_used(raw: dict, target: str | None = None) -> list[str]:
     return [NAME]
 
 
-def triplegan_stage(params: Params, data: Path, models: Path, metrics: Path) -> dict:
+def triplegan_stage(params: Params, data: Path, models: Path, metrics: Path, stop_at: float | None = None,
+                    checkpoints: Path | None = None, baseline: bool = True) -> dict:
+    """The stage (module docstring). `stop_at` (a time.monotonic() deadline) pauses the training at a checkpoint in
+    `checkpoints` (default: beside the models) and raises Interrupted, its steps counted over C's pre-training then
+    the game; `baseline=False` leaves the baseline out (a part run within a window: pipeline/gpu_models.py)."""
     config: triplegan.Config = params.model(NAME)
     meta = load_meta(data)
     image_shape, num_classes = tuple(meta["image_shape"]), len(meta["classes"])
@@ -82,6 +123,9 @@ def triplegan_stage(params: Params, data: Path, models: Path, metrics: Path) -> 
     unlabelled = {"x": train["x"]}  # images only: the model never sees a training label outside the subset
     val = {"x": val["x"], "y": val["y"]}
     test = {k: v.to(device) for k, v in test.items()}
+    steps_per_epoch = len(unlabelled["x"]) // min(config.batch_size, len(unlabelled["x"]))  # fit()'s
+    pretrain_steps = config.c_pretrain_epochs * steps_per_epoch
+    all_steps = pretrain_steps + config.epochs * steps_per_epoch  # what a pause counts: pre-training, then the game
     info = provenance(NAME, params, describe_device(device), data)
     per_seed, baseline_errors = [], []
     with StageRun(NAME, params, ["run", "data", "engine", NAME],
@@ -95,17 +139,40 @@ def triplegan_stage(params: Params, data: Path, models: Path, metrics: Path) -> 
             models_by_seed[-1].attach_labelled(x_l, y_l)
         copies = Copies(models_by_seed, seeds)
         key = f"{fingerprint(NAME, config, params, meta['data_hash'])}-seeds{seeds}-labels{labelled.tolist()}"
-        checkpoint = checkpoint_dir(models) / f"{NAME}_seeds.pt"
+        checkpoint = checkpoint_dir(models, checkpoints) / CHECKPOINT
 
-        def log(step: int, row: dict) -> None:  # "train/<i>/loss_c" -> "seed<k>/train/loss_c"; shared keys as they are
-            named = {}
-            for key, value in row.items():
-                i, name = copy_of(key)
-                named[name if i is None else f"seed{seeds[i]}/{name}"] = value
-            run.log_metrics(step, named)
+        def logger(phase: str):  # "train/<i>/loss_c" -> "seed<k>/train/loss_c"; shared keys as they are; C's
+            def log(step: int, row: dict) -> None:  # pre-training's "pretrain/..." and "pretrain_val/..."
+                named = {}
+                for key, value in row.items():
+                    i, name = copy_of(key)
+                    if phase != "train":
+                        group, _, rest = name.partition("/")
+                        name = f"{phase}/{rest}" if group == "train" else f"{phase}_{group}/{rest}"
+                    named[name if i is None else f"seed{seeds[i]}/{name}"] = value
+                run.log_metrics(step, named)
+            return log
 
-        result = fit(copies, unlabelled, config=config, engine=params.engine, seed=seeds[0], val=val,
-                     checkpoint=checkpoint, fingerprint=key, on_log=log, label=NAME)
+        pretrained, seconds, resumed = None, 0.0, 0
+        if pretrain_steps and not resumes_game(checkpoint, key):  # C alone first, every seed as a copy
+            firsts = Copies([triplegan.Pretraining(model) for model in models_by_seed],
+                            [seed + PRETRAIN_STREAM for seed in seeds])
+            try:
+                pretrained = fit(firsts, unlabelled, config=firsts.config, engine=params.engine,
+                                 seed=seeds[0] + PRETRAIN_STREAM, val=val, checkpoint=checkpoint,
+                                 fingerprint=f"{key}-pretrain", on_log=logger("pretrain"), label=NAME,
+                                 stop_at=stop_at)
+            except Interrupted as paused:
+                raise Interrupted(f"C's pre-training {paused}", paused.step, all_steps) from None
+            checkpoint.unlink(missing_ok=True)  # its weights go on in the game's fit (and the game's checkpoints)
+            seconds, resumed = pretrained.seconds, pretrained.resumed_from
+        try:
+            result = fit(copies, unlabelled, config=config, engine=params.engine, seed=seeds[0], val=val,
+                         checkpoint=checkpoint, fingerprint=key, on_log=logger("train"), label=NAME, stop_at=stop_at)
+        except Interrupted as paused:
+            raise Interrupted(str(paused), pretrain_steps + paused.step, all_steps) from None
+        if result.resumed_from:
+            resumed = pretrain_steps + result.resumed_from
         history = split_history(result.history, len(seeds))[0]
         for i, (seed, model) in enumerate(zip(seeds, models_by_seed)):
             per_seed.append(test_error(model.predict, test))
@@ -113,27 +180,38 @@ def triplegan_stage(params: Params, data: Path, models: Path, metrics: Path) -> 
             if i == 0:
                 torch.manual_seed(seed)
                 save_pictures(model.pictures(), metrics / "figures" / NAME)
-            cls = supervised_baseline(config, x_l, y_l, result.steps, seed, image_shape, num_classes, device)
-            with torch.no_grad():
-                baseline_errors.append(test_error(
-                    lambda x: torch.cat([cls(to_unit(x[j:j + 2048])).argmax(1) for j in range(0, len(x), 2048)]),
-                    test))
-            run.log_metrics(result.steps, {f"seed{seed}/test/error_c": per_seed[-1],
-                                           f"seed{seed}/test/error_baseline": baseline_errors[-1]})
-            print(f"triplegan seed {seed}: C test error {per_seed[-1]:.4f}, "
-                  f"C on {len(labelled)} labels alone {baseline_errors[-1]:.4f} ({result.steps} C updates)")
+            shown = {f"seed{seed}/test/error_c": per_seed[-1]}
+            if baseline:
+                cls = supervised_baseline(config, x_l, y_l, result.steps, seed, image_shape, num_classes, device,
+                                          pretrain_steps, steps_per_epoch)
+                with torch.no_grad():
+                    baseline_errors.append(test_error(
+                        lambda x: torch.cat([cls(to_unit(x[j:j + 2048])).argmax(1) for j in range(0, len(x), 2048)]),
+                        test))
+                shown[f"seed{seed}/test/error_baseline"] = baseline_errors[-1]
+            run.log_metrics(result.steps, shown)
+            print(f"triplegan seed {seed}: C test error {per_seed[-1]:.4f}"
+                  + (f", C on {len(labelled)} labels alone {baseline_errors[-1]:.4f}" if baseline else "")
+                  + f" ({pretrain_steps + result.steps} C updates)")
         checkpoint.unlink(missing_ok=True)
+        rates = [row["train/steps_per_s"] for row in result.history if "train/steps_per_s" in row]
         summary = {"model": NAME, "seeds": list(config.seeds), "labelled": len(labelled),
                    "labelled_per_class": params.data.labelled_per_class, "labelled_seed": params.data.labelled_seed,
                    "test_images": len(test["y"]),  # what the verdict's protocol counts (targets.yaml)
-                   "triplegan": summarize(per_seed), "baseline": summarize(baseline_errors),
+                   "triplegan": summarize(per_seed),
+                   "baseline": summarize(baseline_errors) if baseline else None,
                    "baseline_note": "the same C architecture, cross-entropy on the labelled subset only, as many "
-                                    "C updates as the Triple-GAN run", "steps": result.steps,
-                   "epochs": config.epochs, "train_seconds": round(result.seconds, 2),
+                                    "C updates as the Triple-GAN run" if baseline else
+                                    "not trained in this run (a part within a lent window: pipeline/gpu_models.py; "
+                                    "the DVC stage trains it)",
+                   "steps": result.steps, "c_pretrain_steps": pretrain_steps, "resumed_from": resumed,
+                   "final": {"train/steps_per_s": rates[-1]} if rates else {},
+                   "epochs": config.epochs, "train_seconds": round(seconds + result.seconds, 2),
                    "trained_together": len(seeds), "anchors": ANCHORS, "provenance": info}
         write_metrics(metrics / f"{NAME}.json", summary)
         write_plot(metrics / "plots" / f"{NAME}_train.csv", history, "train/")
         run.log_metrics(result.steps, {"test/error_c_mean": summary["triplegan"]["mean"],
-                                       "test/error_baseline_mean": summary["baseline"]["mean"]})
+                                       **({"test/error_baseline_mean": summary["baseline"]["mean"]}
+                                          if baseline else {})})
         run.log_artifacts(metrics / "figures" / NAME, "figures")
     return summary

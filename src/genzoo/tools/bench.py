@@ -17,7 +17,7 @@ from genzoo.engine.distributed import single_rank_group
 from genzoo.engine.errors import GenzooError
 from genzoo.engine.io import write_json
 from genzoo.engine.tracking import record_provenance
-from genzoo.engine.training import describe_device, fit, resolve_device
+from genzoo.engine.training import describe_device, eager_reason, fit, resolve_device
 from genzoo.models.registry import TRAINABLE, build_model
 from genzoo.params import Params
 from genzoo.stages.train import attach_evaluator, model_splits
@@ -57,8 +57,9 @@ def time_training(name: str, params: Params, train: dict, meta: dict, batch_size
             "steps_per_s": round(steps_per_s, 1), "images_per_s": round(steps_per_s * batch_size),
             "seconds_per_epoch": round(n // rows / steps_per_s, 3), "steps_per_epoch": n // rows, "train_images": n,
             "seconds_per_60k_images": round(60000 / rows / steps_per_s, 3),  # the usual "epoch" of other code
-            "precision": params.engine.precision_on(device), "compile": params.engine.compile,
-            "cuda_graphs": cuda_graphs and device.type == "cuda" and not distributed_path,
+            "precision": params.engine.precision_on(device, config), "compile": params.engine.compile,
+            "cuda_graphs": cuda_graphs and device.type == "cuda" and not distributed_path
+            and eager_reason(config) is None,  # fit() trains a momentum ramp eagerly whatever the engine says
             "path": "distributed, 1 rank" if distributed_path else "plain"}
 
 
@@ -67,11 +68,14 @@ def run_bench(names: list[str], params: Params, data: Path, steps: int, batch_si
               precision: str | None = None, distributed_path: bool = False) -> list:
     """Each model on the data it trains on (the base images or its derived set). `compare_eager` also times the
     same loop without CUDA graphs (plain eager PyTorch, data still on the device); `precision` (fp32 or bf16)
-    replaces the params' precision on whichever device runs. `distributed_path` also times each one on the
-    data-parallel path with one rank (genzoo.engine.distributed: what the path itself costs)."""
+    replaces the params' precision on whichever device runs, a model section's own `cpu_precision` included.
+    `distributed_path` also times each one on the data-parallel path with one rank (genzoo.engine.distributed: what
+    the path itself costs)."""
     if precision is not None:
-        params = dataclasses.replace(params, engine=dataclasses.replace(params.engine, precision=precision,
-                                                                         cpu_precision=precision))
+        params = dataclasses.replace(
+            params, engine=dataclasses.replace(params.engine, precision=precision, cpu_precision=precision),
+            models={k: dataclasses.replace(c, cpu_precision="engine") if hasattr(c, "cpu_precision") else c
+                    for k, c in params.models.items()})
     meta = load_meta(data)
     modes = [params.engine.cuda_graphs] + ([False] if compare_eager and params.engine.cuda_graphs else [])
     rows = []
