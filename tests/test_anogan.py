@@ -12,10 +12,11 @@ import pytest
 import torch
 
 from genzoo.data.loading import load_split
+from genzoo.engine.training import fit
 from genzoo.models.inversion import invert, mse
 from genzoo.models.registry import build_model, load_model
 from genzoo.stages.anogan import (AnoganLoss, AnoganParams, Features, anogan_scores, anogan_stage, frozen_features,
-                                  initial_codes, one_class, seeded_subset, train_one_class)
+                                  initial_codes, one_class, one_class_config, seeded_subset)
 
 SHAPE, CLASSES = (1, 28, 28), 10
 
@@ -143,8 +144,9 @@ def test_the_stage_trains_each_class_as_it_would_alone(tiny_processed, tiny_para
     train = load_split(tiny_processed, "train")
     for name, file in (("dcgan", "gan"), ("vae", "vae"), ("autoencoder", "autoencoder")):
         for c in (0, 1):
-            alone, _ = train_one_class(name, params.model(name), one_class(train, c), params, SHAPE, CLASSES,
-                                       params.run.seed + c, steps=5)
+            config, seed = one_class_config(params.model(name), 5), params.run.seed + c
+            alone = build_model(name, config, SHAPE, CLASSES, seed)
+            fit(alone, one_class(train, c), config=config, engine=params.engine, seed=seed, progress=False, steps=5)
             saved = load_model(tmp_path / "models" / f"{file}_{c}.pt", torch.device("cpu"))
             for key, value in alone.state_dict().items():
                 assert torch.equal(value, saved.state_dict()[key]), f"{name} class {c}: {key}"

@@ -80,6 +80,7 @@ def save_torch(obj: Any, path: Path) -> Path:
     return write_bytes(path, buffer.getvalue())
 
 
-def load_torch(path: Path, map_location: Any = "cpu") -> Any:
-    """Weights and plain containers only (`weights_only=True`): a checkpoint can never run code."""
-    return torch.load(path, map_location=map_location, weights_only=True)
+def load_torch(path: Path, map_location: Any = "cpu", mmap: bool = False) -> Any:
+    """Weights and plain containers only (`weights_only=True`): a checkpoint can never run code. `mmap` maps the
+    tensors instead of reading them (for a look at a checkpoint's other entries)."""
+    return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)

@@ -230,20 +230,12 @@ def one_class_config(config, steps: int):
     return config
 
 
-def train_one_class(name: str, config, normal: dict[str, torch.Tensor], params: Params, image_shape,
-                    num_classes: int, seed: int, steps: int) -> tuple[nn.Module, float]:
-    """A fresh `name` model fitted on one class for `steps` updates; returns (model in eval mode, seconds)."""
-    config = one_class_config(config, steps)
-    model = build_model(name, config, image_shape, num_classes, seed)
-    result = fit(model, normal, config=config, engine=params.engine, seed=seed, progress=False, steps=steps)
-    return model.eval(), result.seconds
-
-
 def train_one_class_together(name: str, config, normals: list[dict[str, torch.Tensor]], params: Params,
                              image_shape, num_classes: int, seeds: list[int], steps: int
                              ) -> tuple[list[nn.Module], float]:
-    """`train_one_class` for every class at once: the models train as copies in one program (genzoo.engine.copies),
-    each on its own class, with its own seed, for `steps` updates — on a CPU, the very models trained apart (tested).
+    """One fresh `name` model per class, fitted on its class for `steps` updates, all at once: the models train as
+    copies in one program (genzoo.engine.copies), each with its own seed — on a CPU, the very models trained apart
+    (tested).
     Returns (models in eval mode, seconds for all of them)."""
     config = one_class_config(config, steps)
     copies = Copies([build_model(name, config, image_shape, num_classes, seed) for seed in seeds], seeds)

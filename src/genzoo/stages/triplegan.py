@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from genzoo.data.loading import labelled_subset, load_meta, load_split
 from genzoo.engine.copies import Copies, copy_of, split_history
 from genzoo.engine.errors import Interrupted
+from genzoo.engine.io import load_torch
 from genzoo.engine.pictures import save_pictures
 from genzoo.engine.tracking import StageRun, provenance, write_metrics, write_plot
 from genzoo.engine.training import _schedule, describe_device, fit, resolve_device
@@ -91,7 +92,7 @@ def resumes_game(path: Path, key: str) -> bool:
     if not path.exists():
         return False
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        state = load_torch(path, mmap=True)
     except Exception:
         return False
     return state.get("fingerprint") == key
