@@ -47,6 +47,7 @@ STAGES = {"anogan": ("the one-vs-rest protocol: 10 one-class DCGANs, VAEs and au
           "compare": "3 seeds of four models"}
 STAGE_COMMAND = "dvc exp run -S profile=gpu {}"  # a stage of the gpu DAG alone (and what it needs upstream)
 TRAIN_IMAGES = 55000  # the base training split (60,000 less the 5,000 kept for validation)
+ALL_TRAINING_IMAGES = 60000  # Triple-GAN's `unlabelled: train+val` (the authors' script): the split and validation
 
 
 @dataclass
@@ -94,6 +95,11 @@ def _on_gpu(hardware: str) -> bool:
     return bool(hardware) and not (hardware.startswith("cpu") or hardware.endswith(" cores"))
 
 
+def _images(section: dict) -> int:
+    """The images an epoch of the section walks: the training split, or all 60,000 (Triple-GAN's train+val)."""
+    return ALL_TRAINING_IMAGES if section.get("unlabelled") == "train+val" else TRAIN_IMAGES
+
+
 def _measure(part: Part, steps_per_s: float, steps_per_epoch: int | None, where: str) -> None:
     if steps_per_s and (part.steps_per_s is None or steps_per_s > part.steps_per_s):
         part.steps_per_s, part.measured_on = steps_per_s, where
@@ -135,7 +141,7 @@ def plan(params: dict, metrics: Path, targets: Path, models: list[str], recipes:
         batches = _batches_per_step(name, params)
         base = section.get("batch_size")
         parts[name] = Part(name, int(section["epochs"]), counts.get(name, 0),
-                           steps_per_epoch=TRAIN_IMAGES // (base * batches) if base and _base_data(name) else None)
+                           steps_per_epoch=_images(section) // (base * batches) if base and _base_data(name) else None)
     for recipe, overlays in (load_recipes() if recipes is None else recipes).items():
         for name, overlay in overlays.items():
             # a part of its own, a stage's too (triplegan@paper), with its own targets: the paper's numbers for
@@ -146,7 +152,7 @@ def plan(params: dict, metrics: Path, targets: Path, models: list[str], recipes:
                 parts[f"{name}@{recipe}"] = Part(
                     f"{name}@{recipe}", int(section["epochs"]),
                     paper_counts.get(name, 0) if recipe == PAPER_RECIPE else counts.get(name, 0) - paper_counts.get(name, 0),
-                    steps_per_epoch=TRAIN_IMAGES // (batch * _batches_per_step(name, {name: section}))
+                    steps_per_epoch=_images(section) // (batch * _batches_per_step(name, {name: section}))
                     if batch and _base_data(name) else None)
     bench = metrics / "gpu" / "bench.json"
     if bench.exists():

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import time
 
 import pytest
 import torch
+import torch.nn.functional as F
 import yaml
 from helpers import record_steps, same, weights
 from test_triplegan import model_with_labels, small_config, unlabelled
@@ -24,7 +26,12 @@ from genzoo.params import EngineParams, TrainConfig
 from genzoo.stages import triplegan as stage
 
 SHAPE, CLASSES = (1, 28, 28), 10
-ENGINE = EngineParams(device="cpu", precision="fp32", log_every=2, eval_every=100, checkpoint_every=100)
+ENGINE = EngineParams(device="cpu", precision="fp32", log_every=2, eval_every=100, checkpoint_every=100,
+                      threads=1)  # bit-exact equality needs one thread count throughout
+SCRIPT_SMALL = dict(pretrain_batch=60, pretrain_lr=3e-4, pretrain_beta1=0.9, pretrain_entropy_weight=0.3,
+                    pretrain_balance_weight=0.3, unlabelled="train+val", disc_style="script", disc_labelled_batch=1,
+                    disc_real_unlabelled=8, c_adversarial="nonsaturating", noise="uniform01", gen_batch=30,
+                    labelled_draw="cycle", balance_weight=1e-3, c_weight_decay=1e-4)  # the script's pieces, small
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -149,13 +156,20 @@ def test_the_paper_recipes_game_trains_as_copies_exactly_as_apart():
     """D, G, C with the moving average and the decay: the seeds trained together end as the seeds trained alone."""
     seeds, data = [3, 5], unlabelled(40)
     changes = dict(epochs=2, batch_size=10, ema_decay=0.9, update_order="dgc", lr_schedule="exponential",
-                   lr_decay=0.5, lr_decay_start_epoch=0)
+                   lr_decay=0.5, lr_decay_start_epoch=0, **{k: v for k, v in SCRIPT_SMALL.items()
+                                                            if not k.startswith("pretrain")})
+
+    def built(seed):
+        model = model_with_labels(seed, **changes)
+        model.attach_unlabelled(data["x"])
+        return model
+
     apart = []
     for seed in seeds:
-        model = model_with_labels(seed, **changes)
+        model = built(seed)
         fit(model, data, config=model.config, engine=ENGINE, seed=seed, progress=False)
         apart.append(model)
-    together = Copies([model_with_labels(seed, **changes) for seed in seeds], seeds)
+    together = Copies([built(seed) for seed in seeds], seeds)
     fit(together, data, config=together.config, engine=ENGINE, seed=0, progress=False)
     for alone, copy in zip(apart, together.copies):
         assert same(alone.state_dict(), copy.state_dict())
@@ -183,8 +197,8 @@ def test_the_stage_pretrains_then_plays_and_paused_twice_ends_as_one_run_through
                                                                                 monkeypatch):
     """Paused in C's pre-training, then in the game (its steps counted after the pre-training's), then resumed past
     the pre-training from the game's checkpoint: the same models and numbers as one run straight through."""
-    config = small_config(epochs=1, batch_size=50, seeds=[0, 1], disc_widths=[32], c_pretrain_epochs=1,
-                          ema_decay=0.9, update_order="dgc", lr_schedule="exponential", lr_decay=0.5)
+    config = small_config(epochs=1, batch_size=50, seeds=[0, 1], disc_widths=[32, 16], c_pretrain_epochs=1,
+                          ema_decay=0.9, update_order="dgc", lr_schedule="exponential", lr_decay=0.5, **SCRIPT_SMALL)
     tiny_params.models["triplegan"] = config
     tiny_params.raw["triplegan"] = dataclasses.asdict(config)
     tiny_params.data.labelled_per_class = 2
@@ -196,7 +210,8 @@ def test_the_stage_pretrains_then_plays_and_paused_twice_ends_as_one_run_through
 
     through = run("through")
     pretrain, game = through["c_pretrain_steps"], through["steps"]
-    assert pretrain == game == 250 // 50 and through["resumed_from"] == 0  # one epoch of the 250 images each
+    assert (through["unlabelled"], through["unlabelled_images"]) == ("train+val", 300)  # the 250 and the 50
+    assert (pretrain, game) == (300 // 60, 300 // 50) and through["resumed_from"] == 0  # one epoch each
     assert through["baseline"]["n"] == 2 and through["final"]["train/steps_per_s"] > 0
 
     keep = tmp_path / "kept"
@@ -231,7 +246,16 @@ def test_the_stage_pretrains_then_plays_and_paused_twice_ends_as_one_run_through
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), f"seed {seed}"
 
 
-def test_the_paper_recipe_adds_the_authors_four_pieces_to_ours(tmp_path):
+SCRIPT = {  # what the paper recipe sets, each the authors' script's (pipeline/conf/recipes.yaml)
+    "c_pretrain_epochs": 30, "pretrain_batch": 500, "pretrain_lr": 3e-4, "pretrain_beta1": 0.9,
+    "pretrain_entropy_weight": 0.3, "pretrain_balance_weight": 0.3, "ema_decay": 0.99, "lr_schedule": "exponential",
+    "lr_decay": 0.995, "lr_decay_start_epoch": 299, "update_order": "dgc", "unlabelled": "train+val",
+    "disc_style": "script", "disc_labelled_batch": 1, "disc_real_unlabelled": 400, "c_adversarial": "nonsaturating",
+    "noise": "uniform01", "gen_batch": 200, "labelled_draw": "cycle", "balance_weight": 1e-3, "c_weight_decay": 1e-4,
+    "pseudo_warmup": 299 * 600}
+
+
+def test_the_paper_recipe_is_the_authors_script_on_top_of_ours(tmp_path):
     from compose import compose
     from gpu_models import apply_recipe, load_recipes
 
@@ -242,13 +266,117 @@ def test_the_paper_recipe_adds_the_authors_four_pieces_to_ours(tmp_path):
     raw = yaml.safe_load(composed.read_text())
     ours = parse_params(raw).model("triplegan")
     paper = parse_params(apply_recipe(raw, "paper", ["triplegan"], load_recipes())).model("triplegan")
-    changed = {f.name for f in dataclasses.fields(ours) if getattr(ours, f.name) != getattr(paper, f.name)}
-    assert changed == {"c_pretrain_epochs", "ema_decay", "lr_schedule", "lr_decay", "lr_decay_start_epoch",
-                       "update_order"}
-    assert (paper.c_pretrain_epochs, paper.ema_decay, paper.lr_schedule, paper.lr_decay, paper.lr_decay_start_epoch,
-            paper.update_order) == (30, 0.99, "exponential", 0.995, 300, "dgc")
-    assert (ours.c_pretrain_epochs, ours.ema_decay, ours.lr_schedule, ours.lr_decay, ours.update_order) == \
-        (0, 0.0, "constant", 1.0, "dcg")  # ours leaves them out (targets.yaml's ours_differs)
+    changed = {f.name: getattr(paper, f.name) for f in dataclasses.fields(ours)
+               if getattr(ours, f.name) != getattr(paper, f.name)}
+    assert changed == SCRIPT
+    assert (paper.epochs, paper.batch_size, paper.labelled_batch, paper.lr, paper.lr_c, paper.beta1, paper.alpha,
+            paper.pseudo_weight, paper.entropy_weight) == (1000, 100, 100, 1e-3, 1e-3, 0.5, 0.5, 0.1, 0.3)
+    defaults = triplegan.Config()  # ours leaves every piece out (targets.yaml's ours_differs)
+    assert {k: getattr(ours, k) for k in SCRIPT} == {k: getattr(defaults, k) for k in SCRIPT}
+    assert (ours.c_pretrain_epochs, ours.disc_real_unlabelled, ours.gen_batch, ours.disc_style) == (0, 0, 0, "ours")
+
+
+def test_the_scripts_d_has_unit_norm_relu_layers_and_reads_the_label_twice():
+    torch.manual_seed(0)
+    disc = triplegan.Discriminator(784, [32, 16, 8], CLASSES, 0.3, 0.5, style="script").eval()
+    assert [layer.weight.shape[1] for layer in disc.hidden] == [784 + 10, 32 + 20, 16 + 10]  # y twice at layer 2
+    assert disc.out.weight.shape[1] == 8 + 10
+    x, y = torch.rand(6, 1, 28, 28), F.one_hot(torch.arange(6) % CLASSES, CLASSES).float()
+    before = disc(x, y)
+    with torch.no_grad():
+        for layer in [*disc.hidden, disc.out]:  # a unit's gain is fixed: only its weights' direction counts
+            layer.weight.mul_(torch.rand(layer.weight.shape[0], 1) * 5 + 0.1)
+    torch.testing.assert_close(disc(x, y), before)
+    h = disc.hidden[0](torch.cat([x.flatten(1), y], 1))
+    unit = disc.hidden[0].weight / disc.hidden[0].weight.norm(dim=1, keepdim=True)
+    torch.testing.assert_close(h, torch.cat([x.flatten(1), y], 1) @ unit.T + disc.hidden[0].bias)
+    ours = triplegan.Discriminator(784, [32, 16, 8], CLASSES, 0.3, 0.5).eval()
+    assert [layer.weight.shape[1] for layer in ours.hidden] == [794, 42, 26] and isinstance(ours.out, torch.nn.Linear)
+    with pytest.raises(ValueError, match="disc_style"):
+        triplegan.Discriminator(784, [32], CLASSES, 0.3, 0.5, style="maxout")
+
+
+def test_ds_real_pairs_are_its_own_labelled_draw_and_unlabelled_digits_with_cs_labels():
+    """disc_labelled_batch 1 and disc_real_unlabelled 6: D calls 7 pairs real, the last 6 digits drawn from the
+    attached unlabelled set and labelled by C's argmax before C's update; G's pairs are gen_batch, balanced."""
+    model = model_with_labels(disc_labelled_batch=1, disc_real_unlabelled=6, gen_batch=30, c_dropout=0.0)
+    with pytest.raises(RuntimeError, match="attach_unlabelled"):
+        model.train_step(unlabelled(), model.configure_optimizers())
+    pool = unlabelled(50, seed=4)["x"]
+    model.attach_unlabelled(pool)
+    seen, judged, classify, criticize = [], [], model.classify, model.criticize
+
+    def spy_classify(x):
+        out = classify(x)
+        seen.append((x.detach().clone(), out.detach().clone()))
+        return out
+
+    model.classify = spy_classify
+    model.criticize = lambda x, y: judged.append((x.detach().clone(), y.detach().clone())) or criticize(x, y)
+    model.train_step(unlabelled(), model.configure_optimizers())
+    (real_x, real_y), (_, fake_c_y), (fake_g_x, fake_g_y) = judged[:3]
+    assert len(real_x) == 7 and len(fake_c_y) == 20 and len(fake_g_x) == 30
+    labelled_x = model.labelled_x.float() / 255
+    assert any(torch.equal(real_x[0], image) for image in labelled_x)  # one labelled pair
+    pooled = pool.float() / 255
+    assert all(any(torch.equal(digit, image) for image in pooled) for digit in real_x[1:])
+    labels = next(out for x, out in seen if x.shape[0] == 6 and torch.equal(x, real_x[1:])).argmax(1)
+    assert torch.equal(real_y[1:].argmax(1), labels)  # C's argmax labels, called real
+    assert torch.equal(fake_g_y.argmax(1), torch.arange(30) // 3)  # balanced over the classes
+
+
+def test_the_cycle_walks_one_random_order_and_gives_every_pair_when_it_asks_for_all():
+    model = model_with_labels(labelled_draw="cycle")
+    order = model.labelled_order.clone()
+    assert sorted(order.tolist()) == list(range(20)) and order.tolist() != list(range(20))
+    drawn = torch.cat([model.labelled_batch(5)[1] for _ in range(4)])
+    assert torch.equal(drawn, model.labelled_y[order])  # four draws of 5: the 20 pairs once, in the order
+    for _ in range(3):
+        x, y = model.labelled_batch(20)
+        assert sorted(y.tolist()) == sorted(model.labelled_y.tolist())  # all of them, each draw
+    assert torch.equal(model.labelled_batch(3)[1], model.labelled_y[order[:3]])  # round again from where it was
+    again = model_with_labels(labelled_draw="cycle")
+    assert torch.equal(again.labelled_order, order)  # the seed decides it
+
+
+def test_the_scripts_c_terms_join_its_loss_and_the_noise_is_uniform_on_0_1():
+    from genzoo.models.triplegan import class_balance, classifier_adversarial_loss
+
+    p_max, logits = torch.tensor([0.9, 0.4]), torch.tensor([2.0, -1.0])
+    assert float(classifier_adversarial_loss(p_max, logits, "nonsaturating")) == pytest.approx(
+        float((p_max * F.softplus(-logits)).mean()))  # p (-log D)
+    assert float(classifier_adversarial_loss(p_max, logits)) == pytest.approx(
+        float((p_max * -F.softplus(logits)).mean()))  # p log(1 - D)
+    assert float(class_balance(torch.full((4, CLASSES), 0.1))) == pytest.approx(math.log(CLASSES))
+    assert float(class_balance(F.one_hot(torch.zeros(4, dtype=torch.long), CLASSES).float())) > 10  # one class only
+
+    changes = dict(balance_weight=0.5, c_weight_decay=0.1)
+    ours, script = model_with_labels(), model_with_labels(**changes)
+    assert same(ours.state_dict(), script.state_dict())  # the fields change no weight
+    decay = float(script.cls[-1].weight.detach().pow(2).sum())
+    outs = []
+    for model in (ours, script):
+        torch.manual_seed(7)
+        outs.append(model.train_step(unlabelled(), model.configure_optimizers()))
+    assert float(outs[1]["loss_c"]) == pytest.approx(float(outs[0]["loss_c"]) + 0.5 * float(outs[1]["loss_c_balance"])
+                                                     + 0.1 * decay, rel=1e-5)
+    z = model_with_labels(noise="uniform01").noise(2000)
+    assert 0 <= float(z.min()) and float(z.max()) <= 1 and float(z.mean()) == pytest.approx(0.5, abs=0.02)
+
+
+def test_the_scripts_pretraining_reads_unlabelled_digits_with_its_own_adam():
+    with pytest.raises(ValueError, match="pretrain_batch"):
+        model_with_labels(c_pretrain_epochs=1, pretrain_entropy_weight=0.3)
+    model = model_with_labels(c_pretrain_epochs=1, pretrain_batch=10, pretrain_lr=3e-4, pretrain_beta1=0.9,
+                              pretrain_entropy_weight=0.3, pretrain_balance_weight=0.3, c_weight_decay=0.1)
+    first = triplegan.Pretraining(model)
+    assert first.config.batch_size == 10
+    opt = first.configure_optimizers()["cls"]
+    assert (opt.param_groups[0]["lr"], opt.param_groups[0]["betas"]) == (3e-4, (0.9, 0.999))
+    with pytest.raises(KeyError):
+        first.train_step({}, {"cls": opt})  # it reads the engine's batch now
+    out = first.train_step(unlabelled(10), {"cls": opt})
+    assert set(out) == {"loss_c_sup", "loss_c_ent", "loss_c_balance"} and int(model.steps) == 0
 
 
 def test_a_paper_recipe_part_of_the_stage_pauses_resumes_and_is_judged_as_the_papers(tmp_path, tiny_params_file,
@@ -303,14 +431,14 @@ def test_the_plan_lists_the_stages_paper_recipe_as_a_part_and_runs_it(tmp_path, 
     params = {"run": {"profile": "gpu"}, "vae": {"epochs": 10, "batch_size": 100},
               "triplegan": {"epochs": 1000, "batch_size": 100}}
     recipes = {"paper": {"triplegan": {"c_pretrain_epochs": 30, "ema_decay": 0.99, "lr_schedule": "exponential",
-                                       "lr_decay": 0.995}}}
+                                       "lr_decay": 0.995, "unlabelled": "train+val"}}}
     targets = tmp_path / "targets.yaml"
     targets.write_text(yaml.safe_dump({"targets": [{"model": "triplegan", "profiles": ["gpu"], "against": "paper"}]}))
     metrics = tmp_path / "metrics"
     (metrics / "gpu").mkdir(parents=True)
     parts = {p.name: p for p in plan(params, metrics, targets, ["vae"], recipes)}
     paper = parts["triplegan@paper"]
-    assert (paper.epochs, paper.steps_per_epoch, paper.targets, paper.state) == (1000, 550, 1, "pending")
+    assert (paper.epochs, paper.steps_per_epoch, paper.targets, paper.state) == (1000, 600, 1, "pending")  # 60,000
     assert "triplegan" not in parts  # ours stays the DVC stage
     lines = table(list(parts.values()))
     assert any(line.startswith("| triplegan@paper | 1000 | unmeasured |") for line in lines)

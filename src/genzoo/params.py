@@ -48,6 +48,7 @@ class TrainConfig:
     # this model's training precision on a CPU: engine = engine.cpu_precision; fp32 or bf16 = this model's own
     # (EngineParams.cpu_precision_for resolves it; on CUDA engine.precision rules every model)
     cpu_precision: str = param("engine", choices=("engine", "fp32", "bf16"))
+    max_steps: int = param(0, ge=0)  # 0 = the epochs decide; > 0 caps the run inside an epoch (a cpu profile's budget)
 
 
 @dataclass

@@ -201,7 +201,7 @@ def fit(model: nn.Module, train: dict[str, torch.Tensor], *, config: TrainConfig
 
     `steps` counts the run in updates instead (epochs of `train` follow one another until then): models trained on
     sets of different sizes get the same number of updates, as AnoGAN's one-class models trained together do.
-    A config with a `max_steps` field > 0 stops after that many steps even inside an epoch.
+    A config whose `max_steps` (TrainConfig's) is > 0 stops after that many steps even inside an epoch.
     `fingerprint` identifies the run (params + data hash): a checkpoint with another fingerprint is stale and is
     ignored. `stop_after` ends the call early after that global step, as an interruption would (for tests).
     `stop_at` is a time.monotonic() deadline: past it the run saves a checkpoint and raises Interrupted, as on

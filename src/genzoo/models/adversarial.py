@@ -20,7 +20,8 @@ from torch import nn
 from genzoo.models.blocks import to_unit
 
 G_LOSSES = ("non_saturating", "minimax")
-NOISES = ("uniform", "normal", "uniform_sqrt3")  # U(-1, 1), N(0, I), U(-√3, √3) (unit variance: the 2014 code's)
+NOISES = ("uniform", "normal", "uniform_sqrt3", "uniform01")  # U(-1, 1), N(0, I), U(-√3, √3) (unit variance: the
+# 2014 code's), U(0, 1) (Theano's default range: the Triple-GAN script's)
 UPDATES = ("alternating", "simultaneous")  # Algorithm 1's D-then-G order, or both from the same weights at once
 NEAREST_CHUNK_ELEMENTS = 1 << 24  # training pixels compared at once by nearest_neighbours (64 MB in fp32)
 
@@ -54,6 +55,8 @@ def noise_bounds(kind: str) -> tuple[float, float] | None:
         return (-1.0, 1.0)
     if kind == "uniform_sqrt3":
         return (-math.sqrt(3), math.sqrt(3))
+    if kind == "uniform01":
+        return (0.0, 1.0)
     return None
 
 

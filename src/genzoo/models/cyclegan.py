@@ -127,7 +127,6 @@ class Config(TrainConfig):
     lambda_idt: float = param(5.0, ge=0)  # 0.5 λ_cyc in the paper; 0 = no identity loss
     pool_size: int = param(50, ge=0)  # generated images remembered per D; 0 = D sees only the newest fakes
     beta1: float = param(0.5, ge=0, le=1)
-    max_steps: int = param(0, ge=0)  # 0 = epochs decide; > 0 caps the run (cpu profile)
 
 
 class Model(ZooModel):

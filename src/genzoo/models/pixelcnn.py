@@ -224,7 +224,6 @@ class Config(TrainConfig):
     head: int = param(64, gt=0)  # width of the first output 1x1 layer
     grad_clip: float = param(0.0, ge=0)  # global gradient-norm clip; 0 = off
     optimizer: str = param("adam", choices=OPTIMIZERS)  # the paper: RMSProp
-    max_steps: int = param(0, ge=0)  # 0 = epochs decide; > 0 caps the run (cpu profile)
 
 
 class Block(nn.Module):

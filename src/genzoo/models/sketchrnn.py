@@ -99,7 +99,6 @@ class Config(TrainConfig):
     offset_scale: float = param(5.0, gt=0)  # pixels per unit: the std of the MNIST strokes' offsets (5.01 px)
     temperature: float = param(0.4, ge=0)  # tau of samples, completions and pictured reconstructions
     score_rows: int = param(2000, ge=0)  # test rows extra_scores reconstructs (0 = all)
-    max_steps: int = param(0, ge=0)  # 0 = epochs decide
 
 
 class Model(ZooModel):

@@ -274,7 +274,6 @@ class Config(TrainConfig):
     embed_width: int = param(32, gt=0)  # the joint embedding's image encoder (first conv's channels)
     embed_temperature: float = param(0.1, gt=0)  # the joint embedding's softmax temperature on cosine scores
     embed_lr: float = param(1e-3, gt=0)  # the joint embedding's Adam (its own optimizer; no paper value)
-    max_steps: int = param(0, ge=0)  # 0 = epochs decide; > 0 caps the run (cpu profile)
     score_rows: int = param(0, ge=0)  # test captions extra_scores generates from; 0 = all
 
 

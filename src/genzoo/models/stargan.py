@@ -163,7 +163,6 @@ class Config(TrainConfig):
     beta1: float = param(0.5, ge=0, le=1)
     beta2: float = param(0.999, ge=0, le=1)
     residual_output: bool = param(False)  # G outputs input + change (off = the paper's G; see the docstring)
-    max_steps: int = param(0, ge=0)  # 0 = epochs decide; > 0 caps the run (cpu profile)
     score_images: int = param(0, ge=0)  # test rows extra_scores translates to every target; 0 = all
 
 

@@ -27,7 +27,7 @@ Architectures and values follow the authors' MNIST script (github.com/zhenxuan00
        the one-hot label concatenated at every layer, Gaussian noise after every hidden layer (training only)
     C: conv5 32, pool, drop .5 -> conv3 64 -> conv3 64, pool, drop .5 -> conv3 128 -> conv3 128 -> mean -> 10,
        BatchNorm + ReLU after every conv (width w scales the 32/64/128)
-    α = 0.5, α_p = 0.1 after 300 of 1000 epochs, entropy weight 0.3, Adam lr 1e-3 with β1 = 0.5, 100 labelled
+    α = 0.5, α_p = 0.1 from the 300th of 1000 epochs, entropy weight 0.3, Adam lr 1e-3 with β1 = 0.5, 100 labelled
     and 100 unlabelled digits per C step.
 Ours leaves out what the script adds (docs/notes/gpu-runs.md); the paper recipe (pipeline/conf/recipes.yaml,
 `paper: triplegan:`) puts it back, each piece off by default:
@@ -38,10 +38,27 @@ Ours leaves out what the script adds (docs/notes/gpu-runs.md); the paper recipe 
                        place after every step of C (pre-training included), starting from C's initial weights;
                        it is the C that `predict` and `validate` use (the test error), saved with the model
     lr_decay           with `lr_schedule: exponential` (genzoo.engine.training), game epoch e (from 0) trains all
-                       three players at lr * lr_decay^max(0, e - lr_decay_start_epoch) (the script's 0.995 from 300)
+                       three players at lr * lr_decay^max(0, e - lr_decay_start_epoch) (the script's 0.995 from 299)
     update_order       dgc: the script's D, G, C (above)
+and what the script does beyond the paper's text (read 2026-12-02, docs/notes/gpu-runs.md), each a field, off by
+default:
+    disc_labelled_batch, disc_real_unlabelled   D's real pairs: 1 labelled pair and 400 unlabelled digits with C's
+                       argmax labels (`attach_unlabelled`), where ours has the C step's 100 labelled pairs
+    c_adversarial      nonsaturating: C's term is p_c(ŷ|x) (-log D(x, ŷ)), where ours has p_c(ŷ|x) log(1 - D)
+    noise              uniform01: z ~ U(0, 1)
+    gen_batch          G's pairs per step (200, 20 per class), where ours has the unlabelled batch's 100
+    balance_weight     CE(mean_B p_c(y|x_u), uniform), the classes kept in balance (1e-3 in the game)
+    c_weight_decay     1e-4 × the sum of squares of C's last layer's weights (game and pre-training)
+    labelled_draw      cycle: consecutive labelled draws walk one random order of the set (the 100 every C step)
+    disc_style         script: D's layers at unit-norm weights (gain fixed at 1, the script's nn.DenseLayer) with
+                       ReLU, and the label concatenated twice into its second layer, the first time under the noise
+    pretrain_batch, pretrain_lr, pretrain_beta1, pretrain_entropy_weight, pretrain_balance_weight
+                       the pre-training's 500 unlabelled digits a step (30 × 120 steps), Adam(3e-4, β1 0.9), and
+                       its loss CE + 0.3 entropy + 0.3 balance + the weight decay
+    unlabelled         train+val: all 60,000 training digits (the stage's), 600 steps an epoch
 The labelled set comes once through `attach_labelled` and lives on the device as non-persistent buffers (not in
-the state_dict); each step draws its labelled minibatch with torch.randint there. The engine's batch is the
+the state_dict); each step draws its labelled minibatch with torch.randint there (or walks one order of it:
+labelled_draw cycle). The engine's batch is the
 unlabelled data: only its "x" is ever read, so no training label other than the 100 reaches the model.
 """
 
@@ -62,6 +79,10 @@ from genzoo.models.blocks import adam, to_unit
 from genzoo.params import TrainConfig, param
 
 UPDATE_ORDERS = ("dcg", "dgc")  # the players' order within a step: D, C, G (ours) or D, G, C (the authors' code)
+DISC_STYLES = ("ours", "script")  # leaky-ReLU linear layers | the script's unit-norm ReLU layers
+C_ADVERSARIAL = ("log1m", "nonsaturating")  # C's adversarial term: p log(1 - D) | p (-log D) (the script's)
+LABELLED_DRAWS = ("replacement", "cycle")  # labelled minibatches drawn with replacement | walking one order
+UNLABELLED_SETS = ("train", "train+val")  # the unlabelled digits: the training split | all the training digits
 
 
 class Generator(nn.Module):
@@ -81,23 +102,47 @@ class Generator(nn.Module):
         return torch.sigmoid(self.out(torch.cat([h, y_onehot], 1)))  # (B, pixels) in [0, 1]
 
 
+class UnitNormLinear(nn.Module):
+    """x W^T / |W_j| + b: every unit's weight vector at norm 1, its gain fixed (the script's nn.DenseLayer, whose
+    weight_scale is not trained). Only the weights' directions and the biases learn."""
+
+    def __init__(self, n_in: int, n_out: int):
+        super().__init__()
+        self.weight = nn.Parameter(0.1 * torch.randn(n_out, n_in))  # the script's N(0, 0.1²); only its direction counts
+        self.bias = nn.Parameter(torch.zeros(n_out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight / self.weight.norm(dim=1, keepdim=True), self.bias)
+
+
 class Discriminator(nn.Module):
     """D(x, y) -> logit: an MLP on concat(x, y) with y again at every layer and Gaussian noise (Improved-GAN's
-    MNIST D, made conditional). The noise is what regularizes D against the 100 labelled pairs it calls real."""
+    MNIST D, made conditional). The noise is what regularizes D against the 100 labelled pairs it calls real.
+    style "script": unit-norm ReLU layers, and after the first hidden layer y is concatenated before the noise and
+    again after it (the script's dis-4 to dis-6), so the second layer reads the label twice, once noisy."""
 
-    def __init__(self, pixels: int, widths: list[int], num_classes: int, input_noise: float, noise: float):
+    def __init__(self, pixels: int, widths: list[int], num_classes: int, input_noise: float, noise: float,
+                 style: str = "ours"):
         super().__init__()
+        if style not in DISC_STYLES:
+            raise ValueError(f"triplegan: disc_style must be one of {DISC_STYLES}, got {style!r}")
         sizes = [pixels, *widths]
-        self.hidden = nn.ModuleList([nn.Linear(n_in + num_classes, n_out) for n_in, n_out in zip(sizes, sizes[1:])])
-        self.out = nn.Linear(sizes[-1] + num_classes, 1)
-        self.input_noise, self.noise = input_noise, noise
+        extra = [num_classes] + [2 * num_classes if style == "script" and i == 1 else num_classes
+                                 for i in range(1, len(sizes))]  # the label's columns in each layer's input
+        linear = UnitNormLinear if style == "script" else nn.Linear
+        self.hidden = nn.ModuleList([linear(n_in + k, n_out) for n_in, n_out, k in zip(sizes, sizes[1:], extra)])
+        self.out = linear(sizes[-1] + extra[len(widths)], 1)
+        self.input_noise, self.noise, self.style = input_noise, noise, style
 
     def forward(self, x01: torch.Tensor, y_onehot: torch.Tensor) -> torch.Tensor:
         h = x01.flatten(1)  # (B, pixels)
         if self.training:
             h = h + self.input_noise * torch.randn_like(h)
-        for linear in self.hidden:
-            h = F.leaky_relu(linear(torch.cat([h, y_onehot], 1)), 0.2)  # (B, width)
+        for i, linear in enumerate(self.hidden):
+            h = linear(torch.cat([h, y_onehot], 1))  # (B, width)
+            h = F.relu(h) if self.style == "script" else F.leaky_relu(h, 0.2)
+            if self.style == "script" and i == 0:
+                h = torch.cat([h, y_onehot], 1)  # (B, width + K): the noise below reaches this copy of y too
             if self.training:
                 h = h + self.noise * torch.randn_like(h)
         return self.out(torch.cat([h, y_onehot], 1)).squeeze(1)  # (B,) logits
@@ -140,13 +185,28 @@ def ema_update(average: nn.Module, live: nn.Module, decay: float) -> None:
         mine.copy_(theirs)
 
 
-def classifier_adversarial_loss(p_max: torch.Tensor, adv_logits: torch.Tensor) -> torch.Tensor:
+def classifier_adversarial_loss(p_max: torch.Tensor, adv_logits: torch.Tensor, form: str = "log1m") -> torch.Tensor:
     """C's adversarial term, the paper's α·E_{p_c}[log(1 - D(x, y))] with the argmax estimator: p_c(ŷ|x) times
-    log(1 - D(x, ŷ)). It rewards C's confidence where D takes the pair for real. The non-saturating -log D form,
-    positive everywhere, would push every p_c(ŷ|x) down (most where D doubts) and C's accuracy decays as it
-    trains (docs/notes/model-history.md)."""
+    log(1 - D(x, ŷ)). It rewards C's confidence where D takes the pair for real. The non-saturating -log D form
+    (`form="nonsaturating"`, the authors' script), positive everywhere, pushes every p_c(ŷ|x) down (most where D
+    doubts); in ours, without the script's other terms, C's accuracy decayed as it trained
+    (docs/notes/model-history.md)."""
+    if form == "nonsaturating":
+        minus_log_d = F.binary_cross_entropy_with_logits(adv_logits, torch.ones_like(adv_logits), reduction="none")
+        return (p_max * minus_log_d.flatten()).mean()
     log_one_minus_d = -F.binary_cross_entropy_with_logits(adv_logits, torch.zeros_like(adv_logits), reduction="none")
     return (p_max * log_one_minus_d.flatten()).mean()
+
+
+def entropy(probs: torch.Tensor) -> torch.Tensor:
+    """The mean entropy of the rows of probs (B, K): low when C is sure of each unlabelled digit."""
+    return -(probs * probs.clamp_min(1e-8).log()).sum(1).mean()
+
+
+def class_balance(probs: torch.Tensor) -> torch.Tensor:
+    """CE(uniform, mean_B probs): low when the batch's predictions spread over the classes (the script's
+    categorical_crossentropy_of_mean); it keeps entropy minimisation from calling every digit one class."""
+    return -probs.mean(0).clamp_min(1e-8).log().mean()
 
 @dataclass
 class Config(TrainConfig):
@@ -175,6 +235,22 @@ class Config(TrainConfig):
     lr_decay: float = param(1.0, gt=0, le=1)  # lr_schedule exponential: × lr_decay per epoch past the start
     lr_decay_start_epoch: int = param(0, ge=0)
     update_order: str = param("dcg", choices=UPDATE_ORDERS)  # dcg: D, C, G (ours); dgc: D, G, C (the authors')
+    # what the authors' script does beyond the paper's text (the module docstring); the defaults are ours
+    disc_style: str = param("ours", choices=DISC_STYLES)
+    disc_labelled_batch: int = param(0, ge=0)  # D's labelled real pairs per step (0 = the C step's labelled pairs)
+    disc_real_unlabelled: int = param(0, ge=0)  # unlabelled digits with C's argmax labels D also calls real
+    c_adversarial: str = param("log1m", choices=C_ADVERSARIAL)
+    gen_batch: int = param(0, ge=0)  # G's pairs per step, balanced over the classes (0 = batch_size)
+    balance_weight: float = param(0.0, ge=0)  # class balance of C's predictions on the unlabelled batch
+    c_weight_decay: float = param(0.0, ge=0)  # × the sum of squares of C's last layer's weights
+    labelled_draw: str = param("replacement", choices=LABELLED_DRAWS)
+    unlabelled: str = param("train", choices=UNLABELLED_SETS)  # the stage's unlabelled digits
+    pretrain_batch: int = param(0, ge=0)  # unlabelled digits per pre-training step (0 = none: cross-entropy alone,
+    # steps of the game's batch_size)
+    pretrain_lr: float = param(0.0, ge=0)  # the pre-training's Adam lr (0 = lr_c)
+    pretrain_beta1: float = param(0.5, ge=0, le=1)  # ... and its β1 (ours: the game's 0.5)
+    pretrain_entropy_weight: float = param(0.0, ge=0)  # with pretrain_batch: entropy of C on its unlabelled digits
+    pretrain_balance_weight: float = param(0.0, ge=0)  # ... and their class balance
 
 
 class Model(ZooModel):
@@ -188,10 +264,14 @@ class Model(ZooModel):
         self.config, self.image_shape, self.num_classes = config, image_shape, num_classes
         pixels = math.prod(image_shape)
         self.gen = Generator(config.noise_dim, config.gen_width, num_classes, pixels)
-        self.disc = Discriminator(pixels, config.disc_widths, num_classes, config.disc_input_noise, config.disc_noise)
+        self.disc = Discriminator(pixels, config.disc_widths, num_classes, config.disc_input_noise, config.disc_noise,
+                                  config.disc_style)
         self.cls = classifier(config.c_width, config.c_dropout, image_shape[0], num_classes)
         if config.ema_decay >= 1:
             raise ValueError(f"triplegan: ema_decay must be below 1 (0 = off), got {config.ema_decay}")
+        if (config.pretrain_entropy_weight or config.pretrain_balance_weight) and not config.pretrain_batch:
+            raise ValueError("triplegan: the pre-training's entropy and balance terms read its unlabelled digits: "
+                             "set pretrain_batch > 0")
         if config.lr_decay != 1 and config.lr_schedule != "exponential":
             raise ValueError(f"triplegan: lr_decay {config.lr_decay} takes lr_schedule exponential (the engine's "
                              f"per-epoch decay), not {config.lr_schedule}")
@@ -202,6 +282,13 @@ class Model(ZooModel):
         # the few labelled pairs: non-persistent, so neither in the state_dict nor in saved models
         self.register_buffer("labelled_x", torch.zeros(0, *image_shape, dtype=torch.uint8), persistent=False)
         self.register_buffer("labelled_y", torch.zeros(0, dtype=torch.long), persistent=False)
+        # labelled_draw cycle: the order the draws walk (drawn at attach from the caller's seed, so drawn again alike
+        # on resuming) and where the next draw starts (saved with the weights: a resumed run walks on from it)
+        self.register_buffer("labelled_order", torch.zeros(0, dtype=torch.long), persistent=False)
+        self.register_buffer("labelled_cursor", torch.zeros((), dtype=torch.long),
+                             persistent=config.labelled_draw == "cycle")
+        # disc_real_unlabelled: the unlabelled digits D's extra real pairs come from (`attach_unlabelled`)
+        self.register_buffer("unlabelled_x", torch.zeros(0, *image_shape, dtype=torch.uint8), persistent=False)
 
     def attach_labelled(self, x_uint8: torch.Tensor, y: torch.Tensor) -> None:
         """The labelled set (N, C, H, W) uint8 and (N,) labels; the model draws its labelled minibatches here."""
@@ -210,6 +297,16 @@ class Model(ZooModel):
         device = self.steps.device
         self.labelled_x = x_uint8.to(device, torch.uint8).clone()
         self.labelled_y = y.to(device, torch.long).clone()
+        if self.config.labelled_draw == "cycle":  # one random order from the global stream (the caller seeds it)
+            self.labelled_order = torch.randperm(len(y)).to(device)
+            self.labelled_cursor.zero_()
+
+    def attach_unlabelled(self, x_uint8: torch.Tensor) -> None:
+        """The unlabelled digits (N, C, H, W) uint8 that D's extra real pairs are drawn from (disc_real_unlabelled),
+        with replacement, on the device (the script walks a permutation of them)."""
+        if len(x_uint8) == 0:
+            raise ValueError("attach_unlabelled: no images")
+        self.unlabelled_x = x_uint8.to(self.steps.device, torch.uint8)
 
     # ---- the three players -------------------------------------------------------------------------------
     def onehot(self, y: torch.Tensor) -> torch.Tensor:
@@ -247,41 +344,67 @@ class Model(ZooModel):
                 "cls": adam(self.cls.parameters(), self.config.lr_c, betas),
                 "gen": adam(self.gen.parameters(), self.config.lr, betas)}
 
-    def labelled_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def labelled_batch(self, n: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """n labelled pairs (0 = labelled_batch): drawn with replacement, or (labelled_draw cycle) the next n of one
+        random order, going round (n = the set's size: every pair, each draw)."""
+        n = n or self.config.labelled_batch
         if len(self.labelled_y) == 0:  # a shape, known on the host: no sync
             raise RuntimeError("triplegan: call attach_labelled(x, y) with the labelled subset before training")
-        idx = torch.randint(0, len(self.labelled_y), (self.config.labelled_batch,), device=self.steps.device)
+        if self.config.labelled_draw == "cycle":
+            at = (self.labelled_cursor + torch.arange(n, device=self.steps.device)) % len(self.labelled_y)
+            idx = self.labelled_order[at]
+            self.labelled_cursor.copy_((self.labelled_cursor + n) % len(self.labelled_y))  # in place: graph safe
+        else:
+            idx = torch.randint(0, len(self.labelled_y), (n,), device=self.steps.device)
         return to_unit(self.labelled_x[idx]), self.labelled_y[idx]
+
+    def unlabelled_batch(self, n: int) -> torch.Tensor:
+        if len(self.unlabelled_x) == 0:
+            raise RuntimeError("triplegan: disc_real_unlabelled > 0 needs attach_unlabelled(x) before training")
+        idx = torch.randint(0, len(self.unlabelled_x), (n,), device=self.steps.device)
+        return to_unit(self.unlabelled_x[idx])  # (n, C, H, W)
+
+    def weight_decay(self) -> torch.Tensor:
+        """The sum of squares of C's last layer's weights (the script's L2, its biases left out)."""
+        return self.cls[-1].weight.pow(2).sum()
 
     def train_step(self, batch: dict[str, torch.Tensor], opt: dict) -> dict[str, torch.Tensor]:
         """D, then C and G in `update_order` (see the module docstring for what each player sees in each)."""
         cfg = self.config
         real_x_u = to_unit(batch["x"])  # (B, C, H, W) unlabelled: batch["y"], if any, is never read
         real_x_l, real_y_l = self.labelled_batch()  # (Bl, C, H, W), (Bl,)
-        fake_y = self.balanced_labels(len(real_x_u))  # (B,) y_g ~ uniform p(y), stratified
+        fake_y = self.balanced_labels(cfg.gen_batch or len(real_x_u))  # (Bg,) y_g ~ uniform p(y), stratified
         d, fake_x = self._step_d(real_x_u, real_x_l, real_y_l, fake_y, opt["disc"])
         if cfg.update_order == "dcg":  # C's R_P on the fakes D just saw: the G of before this step's G update
             c = self._step_c(real_x_u, real_x_l, real_y_l, fake_x, fake_y, opt["cls"])
-            g = self._step_g(len(real_x_u), fake_y, opt["gen"])
+            g = self._step_g(len(fake_y), fake_y, opt["gen"])
         else:  # dgc: G first, then C's R_P on a fresh draw of the G just updated
-            g = self._step_g(len(real_x_u), fake_y, opt["gen"])
+            g = self._step_g(len(fake_y), fake_y, opt["gen"])
             with torch.no_grad():
-                fake_x = self.generate(self.noise(len(real_x_u)), fake_y)  # (B, C, H, W) G after G's update
+                fake_x = self.generate(self.noise(len(fake_y)), fake_y)  # (Bg, C, H, W) G after G's update
             c = self._step_c(real_x_u, real_x_l, real_y_l, fake_x, fake_y, opt["cls"])
         self.steps += 1
         return {"loss_d": d["loss_d"], "loss_d_real": d["loss_d_real"], "loss_d_fake_c": d["loss_d_fake_c"],
                 "loss_d_fake_g": d["loss_d_fake_g"], "loss_c": c["loss_c"], "loss_c_sup": c["loss_c_sup"],
                 "loss_c_adv": c["loss_c_adv"], "loss_c_ent": c["loss_c_ent"], "loss_c_pseudo": c["loss_c_pseudo"],
+                "loss_c_balance": c["loss_c_balance"],
                 "pseudo_on": c["pseudo_on"], "loss_g_adv": g["loss_g_adv"], "d_real": d["d_real"],
                 "d_fake_c": d["d_fake_c"], "d_fake_g": d["d_fake_g"]}
 
     def _step_d(self, real_x_u, real_x_l, real_y_l, fake_y, opt) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        """D: labelled pairs real; C's pairs (weight α) and G's pairs (weight 1 - α) fake, both made by the C and G
-        of before this step. Returns its numbers and G's fakes."""
+        """D: labelled pairs real (the C step's, or disc_labelled_batch of its own, and disc_real_unlabelled digits
+        with C's labels); C's pairs (weight α) and G's pairs (weight 1 - α) fake, all made by the C and G of before
+        this step. Returns its numbers and G's fakes."""
         cfg = self.config
+        if cfg.disc_labelled_batch:
+            real_x_l, real_y_l = self.labelled_batch(cfg.disc_labelled_batch)
         with torch.no_grad():
             pseudo_y_u = self.classify(real_x_u).argmax(1)  # (B,) C's labels before C's update
-            fake_x = self.generate(self.noise(len(real_x_u)), fake_y)  # (B, C, H, W) G before G's update
+            fake_x = self.generate(self.noise(len(fake_y)), fake_y)  # (Bg, C, H, W) G before G's update
+            if cfg.disc_real_unlabelled:  # the script: digits C labels, called real (C in training mode, as there)
+                extra_x = self.unlabelled_batch(cfg.disc_real_unlabelled)
+                real_x_l = torch.cat([real_x_l, extra_x])
+                real_y_l = torch.cat([real_y_l, self.classify(extra_x).argmax(1)])
         real_logits = self.criticize(real_x_l, self.onehot(real_y_l))
         fake_c_logits = self.criticize(real_x_u, self.onehot(pseudo_y_u))
         fake_g_logits = self.criticize(fake_x, self.onehot(fake_y))
@@ -307,18 +430,24 @@ class Model(ZooModel):
             probs_u = self.classify(real_x_u).softmax(1)  # (B, K)
             p_max, label_u = probs_u.max(1)  # (B,) the argmax estimator: D sees one-hot(ŷ), weight p_c(ŷ|x)
             adv_logits = self.criticize(real_x_u, self.onehot(label_u))
-            loss_c_adv = classifier_adversarial_loss(p_max, adv_logits)
-            loss_c_ent = -(probs_u * probs_u.clamp_min(1e-8).log()).sum(1).mean()
+            loss_c_adv = classifier_adversarial_loss(p_max, adv_logits, cfg.c_adversarial)
+            loss_c_ent = entropy(probs_u)
+            loss_c_balance = class_balance(probs_u)
             loss_c_pseudo = F.cross_entropy(self.classify(fake_x), fake_y)  # R_P on (G(z, y), y)
             pseudo_on = (self.steps >= cfg.pseudo_warmup).float()  # 0 before the warm-up, 1 after: no branch
             loss_c = (loss_c_sup + cfg.alpha * loss_c_adv + cfg.entropy_weight * loss_c_ent
                       + pseudo_on * cfg.pseudo_weight * loss_c_pseudo)
+            if cfg.balance_weight:  # the script's terms (a static branch: off, ours adds nothing)
+                loss_c = loss_c + cfg.balance_weight * loss_c_balance
+            if cfg.c_weight_decay:
+                loss_c = loss_c + cfg.c_weight_decay * self.weight_decay()
             opt.zero_grad(set_to_none=True)
             loss_c.backward()
             opt.step()
         self.update_ema()
         return {"loss_c": loss_c.detach(), "loss_c_sup": loss_c_sup.detach(), "loss_c_adv": loss_c_adv.detach(),
-                "loss_c_ent": loss_c_ent.detach(), "loss_c_pseudo": loss_c_pseudo.detach(), "pseudo_on": pseudo_on}
+                "loss_c_ent": loss_c_ent.detach(), "loss_c_pseudo": loss_c_pseudo.detach(),
+                "loss_c_balance": loss_c_balance.detach(), "pseudo_on": pseudo_on}
 
     def _step_g(self, n: int, fake_y, opt) -> dict[str, torch.Tensor]:
         """G: fool the frozen D with (G(z, y), y) on fresh noise; C is frozen too (not in G's loss)."""
@@ -380,29 +509,43 @@ class Model(ZooModel):
 
 class Pretraining(nn.Module):
     """C alone before the game (`c_pretrain_epochs`): cross-entropy on labelled minibatches drawn as the game draws
-    them, a fresh Adam(lr_c, β1) at a constant lr, the moving average of C (if any) after each step. A model of its
-    own for fit(), so the triplegan stage trains every seed's pre-training as copies (genzoo.engine.copies), each
+    them, a fresh Adam(pretrain_lr or lr_c, pretrain_beta1) at a constant lr, the moving average of C (if any) after
+    each step. With pretrain_batch > 0 (the script's), the engine's batch is that many unlabelled digits, and the
+    loss adds their entropy and class balance; the weight decay joins where c_weight_decay > 0. A model of its own
+    for fit(), so the triplegan stage trains every seed's pre-training as copies (genzoo.engine.copies), each
     exactly as alone, one CUDA graph for all on a GPU, under the engine's precision like the game. Its config is
-    the model's with `c_pretrain_epochs` as its epochs (over the unlabelled split's steps, whose images it never
-    reads) and a constant schedule. The game's step counter (`steps`: R_P's warm-up) is left at 0; D and G rest."""
+    the model's with `c_pretrain_epochs` as its epochs (over the unlabelled set in batches of pretrain_batch, or of
+    batch_size when its images are not read) and a constant schedule. The game's step counter (`steps`: R_P's
+    warm-up) is left at 0; D and G rest."""
 
     def __init__(self, model: Model):
         super().__init__()
         self.model = model
-        self.config = dataclasses.replace(model.config, epochs=model.config.c_pretrain_epochs,
-                                          lr_schedule="constant", lr_decay=1.0)
+        cfg = model.config
+        self.config = dataclasses.replace(cfg, epochs=cfg.c_pretrain_epochs, batch_size=cfg.pretrain_batch
+                                          or cfg.batch_size, lr_schedule="constant", lr_decay=1.0)
 
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"cls": adam(self.model.cls.parameters(), self.config.lr_c, (self.config.beta1, 0.999))}
+        cfg = self.config
+        return {"cls": adam(self.model.cls.parameters(), cfg.pretrain_lr or cfg.lr_c, (cfg.pretrain_beta1, 0.999))}
 
     def train_step(self, batch: dict[str, torch.Tensor], opt: dict) -> dict[str, torch.Tensor]:
-        real_x_l, real_y_l = self.model.labelled_batch()  # the engine's batch (unlabelled images) is not read
-        loss = F.cross_entropy(self.model.classify(real_x_l), real_y_l)
+        cfg = self.config
+        real_x_l, real_y_l = self.model.labelled_batch()
+        loss_sup = F.cross_entropy(self.model.classify(real_x_l), real_y_l)
+        loss, out = loss_sup, {"loss_c_sup": loss_sup.detach()}  # logged by the stage as seed<k>/pretrain/...
+        if cfg.pretrain_batch:  # the script's: the unlabelled batch's entropy and class balance
+            probs_u = self.model.classify(to_unit(batch["x"])).softmax(1)  # (B, K)
+            ent, balance = entropy(probs_u), class_balance(probs_u)
+            loss = loss + cfg.pretrain_entropy_weight * ent + cfg.pretrain_balance_weight * balance
+            out.update(loss_c_ent=ent.detach(), loss_c_balance=balance.detach())
+        if cfg.c_weight_decay:
+            loss = loss + cfg.c_weight_decay * self.model.weight_decay()
         opt["cls"].zero_grad(set_to_none=True)
         loss.backward()
         opt["cls"].step()
         self.model.update_ema()
-        return {"loss_c_sup": loss.detach()}  # logged by the stage as seed<k>/pretrain/loss_c_sup
+        return out
 
     @torch.no_grad()
     def validate(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
