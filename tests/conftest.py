@@ -3,6 +3,7 @@ not fixtures live in tests/helpers.py.)"""
 
 from __future__ import annotations
 
+import copy
 import os
 import sys
 from pathlib import Path
@@ -99,7 +100,9 @@ def tiny_raw_params(tmp_path_factory) -> dict:
 
 @pytest.fixture
 def tiny_params(tiny_raw_params):
-    return parse_params(tiny_raw_params)
+    """A fresh parse of a copy: a test that edits its params (`tiny_params.raw[...] = ...`) leaves the session's
+    composed dict, and so every later test, as it was."""
+    return parse_params(copy.deepcopy(tiny_raw_params))
 
 
 @pytest.fixture
