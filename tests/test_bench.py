@@ -47,3 +47,22 @@ def test_bench_precision_overrides_a_sections_own_and_rows_say_the_one_trained_a
     own, asked = (run_bench(["vae"], tiny_params, tiny_processed, steps=2, batch_sizes=[8], out=None, precision=p)[0]
                   for p in (None, "fp32"))
     assert (own["precision"], asked["precision"]) == ("bf16", "fp32")
+
+
+def test_bench_times_the_steps_asked_even_where_a_profile_caps_the_section(tiny_params, tiny_processed, monkeypatch):
+    """A cpu profile's `max_steps` caps its training runs; a bench that honoured it would time fewer steps than it
+    divides by and report a steps/s several times too high."""
+    import genzoo.tools.bench as bench
+
+    trained = []
+    real_fit = bench.fit
+
+    def counting_fit(*args, **kwargs):
+        result = real_fit(*args, **kwargs)
+        trained.append(result.steps)
+        return result
+
+    monkeypatch.setattr(bench, "fit", counting_fit)
+    tiny_params.models["vae"] = dataclasses.replace(tiny_params.model("vae"), max_steps=1)
+    run_bench(["vae"], tiny_params, tiny_processed, steps=4, batch_sizes=[8], out=None)
+    assert trained == [bench.WARMUP_STEPS, 4]

@@ -58,8 +58,8 @@ default:
     unlabelled         train+val: all 60,000 training digits (the stage's), 600 steps an epoch
 The labelled set comes once through `attach_labelled` and lives on the device as non-persistent buffers (not in
 the state_dict); each step draws its labelled minibatch with torch.randint there (or walks one order of it:
-labelled_draw cycle). The engine's batch is the
-unlabelled data: only its "x" is ever read, so no training label other than the 100 reaches the model.
+labelled_draw cycle). The engine's batch is the unlabelled data: only its "x" is ever read, so no training label
+other than the 100 reaches the model.
 """
 
 from __future__ import annotations
@@ -196,6 +196,11 @@ def classifier_adversarial_loss(p_max: torch.Tensor, adv_logits: torch.Tensor, f
         return (p_max * minus_log_d.flatten()).mean()
     log_one_minus_d = -F.binary_cross_entropy_with_logits(adv_logits, torch.zeros_like(adv_logits), reduction="none")
     return (p_max * log_one_minus_d.flatten()).mean()
+
+
+def last_layer_l2(cls: nn.Sequential) -> torch.Tensor:
+    """The sum of squares of C's last layer's weights (the script's L2, its biases left out)."""
+    return cls[-1].weight.pow(2).sum()
 
 
 def entropy(probs: torch.Tensor) -> torch.Tensor:
@@ -364,10 +369,6 @@ class Model(ZooModel):
         idx = torch.randint(0, len(self.unlabelled_x), (n,), device=self.steps.device)
         return to_unit(self.unlabelled_x[idx])  # (n, C, H, W)
 
-    def weight_decay(self) -> torch.Tensor:
-        """The sum of squares of C's last layer's weights (the script's L2, its biases left out)."""
-        return self.cls[-1].weight.pow(2).sum()
-
     def train_step(self, batch: dict[str, torch.Tensor], opt: dict) -> dict[str, torch.Tensor]:
         """D, then C and G in `update_order` (see the module docstring for what each player sees in each)."""
         cfg = self.config
@@ -440,7 +441,7 @@ class Model(ZooModel):
             if cfg.balance_weight:  # the script's terms (a static branch: off, ours adds nothing)
                 loss_c = loss_c + cfg.balance_weight * loss_c_balance
             if cfg.c_weight_decay:
-                loss_c = loss_c + cfg.c_weight_decay * self.weight_decay()
+                loss_c = loss_c + cfg.c_weight_decay * last_layer_l2(self.cls)
             opt.zero_grad(set_to_none=True)
             loss_c.backward()
             opt.step()
@@ -507,6 +508,11 @@ class Model(ZooModel):
         return grids
 
 
+def pretrain_batch_size(cfg: Config) -> int:
+    """The pre-training's engine batch: pretrain_batch unlabelled digits (the script's), else the game's batch."""
+    return cfg.pretrain_batch or cfg.batch_size
+
+
 class Pretraining(nn.Module):
     """C alone before the game (`c_pretrain_epochs`): cross-entropy on labelled minibatches drawn as the game draws
     them, a fresh Adam(pretrain_lr or lr_c, pretrain_beta1) at a constant lr, the moving average of C (if any) after
@@ -522,8 +528,8 @@ class Pretraining(nn.Module):
         super().__init__()
         self.model = model
         cfg = model.config
-        self.config = dataclasses.replace(cfg, epochs=cfg.c_pretrain_epochs, batch_size=cfg.pretrain_batch
-                                          or cfg.batch_size, lr_schedule="constant", lr_decay=1.0)
+        self.config = dataclasses.replace(cfg, epochs=cfg.c_pretrain_epochs, batch_size=pretrain_batch_size(cfg),
+                                          lr_schedule="constant", lr_decay=1.0)
 
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         cfg = self.config
@@ -540,7 +546,7 @@ class Pretraining(nn.Module):
             loss = loss + cfg.pretrain_entropy_weight * ent + cfg.pretrain_balance_weight * balance
             out.update(loss_c_ent=ent.detach(), loss_c_balance=balance.detach())
         if cfg.c_weight_decay:
-            loss = loss + cfg.c_weight_decay * self.model.weight_decay()
+            loss = loss + cfg.c_weight_decay * last_layer_l2(self.model.cls)
         opt["cls"].zero_grad(set_to_none=True)
         loss.backward()
         opt["cls"].step()

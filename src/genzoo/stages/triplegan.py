@@ -83,7 +83,7 @@ def supervised_baseline(config: triplegan.Config, x_l: torch.Tensor, y_l: torch.
                 idx = torch.randint(0, len(y_l), (config.labelled_batch,), device=device)
                 loss = F.cross_entropy(cls(x_l[idx]), y_l[idx])
                 if config.c_weight_decay:
-                    loss = loss + config.c_weight_decay * cls[-1].weight.pow(2).sum()
+                    loss = loss + config.c_weight_decay * triplegan.last_layer_l2(cls)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -134,7 +134,7 @@ def triplegan_stage(params: Params, data: Path, models: Path, metrics: Path, sto
     val = {"x": val["x"], "y": val["y"]}
     test = {k: v.to(device) for k, v in test.items()}
     steps_per_epoch = len(unlabelled["x"]) // min(config.batch_size, len(unlabelled["x"]))  # fit()'s
-    pretrain_batch = min(config.pretrain_batch or config.batch_size, len(unlabelled["x"]))
+    pretrain_batch = min(triplegan.pretrain_batch_size(config), len(unlabelled["x"]))
     pretrain_steps = config.c_pretrain_epochs * (len(unlabelled["x"]) // pretrain_batch)
     all_steps = pretrain_steps + config.epochs * steps_per_epoch  # what a pause counts: pre-training, then the game
     info = provenance(NAME, params, describe_device(device), data)

@@ -30,7 +30,8 @@ def time_training(name: str, params: Params, train: dict, meta: dict, batch_size
     """`models`: where the frozen evaluator is, for a model whose losses look through it (needs_evaluator).
     `distributed_path`: train in a process group of one rank, so the data-parallel path's own cost shows."""
     device = resolve_device(params.engine.device)
-    config = dataclasses.replace(params.model(name), batch_size=batch_size, epochs=1)
+    config = dataclasses.replace(params.model(name), batch_size=batch_size, epochs=1,
+                                 max_steps=0)  # a profile's cap would cut the timed run short and inflate steps/s
     engine = dataclasses.replace(params.engine, log_every=10**9, eval_every=10**9, checkpoint_every=10**9,
                                  cuda_graphs=cuda_graphs)
     model = build_model(name, config, tuple(meta["image_shape"]), len(meta["classes"]), params.run.seed)
