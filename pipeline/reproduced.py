@@ -23,7 +23,7 @@ from pathlib import Path
 
 SKIPPED_FOLDERS = ("gpu", "probes", "timing")
 SKIPPED_FILES = ("report.html", "results.md")
-SKIPPED_KEYS = ("provenance", "created")
+SKIPPED_KEYS = ("provenance", "created", "scoring_key")  # scoring_key: which files a score came from, not a result
 SKIPPED_WORDS = ("second", "steps_per_s")  # times and speeds, wherever they sit (`train/steps_per_s`)
 
 
@@ -145,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}: {f['values'] - f['equal']} of {f['values']} values differ, largest relative {relative} "
                   f"({top['value']}: {top['fresh']!r} vs {top['committed']!r})")
         if f["only_fresh"] or f["only_committed"]:
-            print(f"{name}: {f['only_fresh']} values only in the fresh run, {f['only_committed']} only in the committed")
+            print(f"{name}: {f['only_fresh']} values only in the fresh run, "
+                  f"{f['only_committed']} only in the committed")
     for name in result["pictures_different"]:
         print(f"{name}: picture differs")
     s = result["summary"]

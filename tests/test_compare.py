@@ -165,3 +165,46 @@ def test_stage_on_tiny_data_writes_json_csv_figures_and_reuses_the_run_seed_mode
     again = compare_stage(params, tiny_processed, models, tmp_path / "metrics2", tmp_path / "ckpt")
     assert again["runs"]["vae"]["s0"]["fd"] == summary["runs"]["vae"]["s0"]["fd"]
     assert again["runs"]["gan"]["s1"]["mem_pixel_ratio"] == summary["runs"]["gan"]["s1"]["mem_pixel_ratio"]
+
+
+
+def test_evaluate_takes_the_run_seed_scores_compare_measured_from_the_same_files_and_measures_them_otherwise(
+        tiny_processed, tiny_params, tmp_path, monkeypatch):
+    """Item 3 of issue 30: the run.seed models are scored once, by compare (which runs first). evaluate takes
+    compare.json's shared scores when the scoring key matches (same weights, evaluator, evaluate section, seed,
+    data, device kind) and measures them itself otherwise; both ways give the same numbers."""
+    from genzoo.stages import evaluate as evaluate_module
+
+    params = stage_params(tiny_params, ["vae", "gan"], [0, 1])
+    params.evaluate.n_samples = params.compare.n_samples  # as both profiles have it: the same samples
+    models, metrics = tmp_path / "models", tmp_path / "metrics"
+    save_models(params, models, ["vae", "gan"], seed=7)
+    compared = compare_stage(params, tiny_processed, models, metrics, tmp_path / "ckpt")["runs"]
+    assert "scoring_key" in compared["vae"]["s0"] and "scoring_key" not in compared["vae"]["s1"]
+    assert "test_nll" in compared["vae"]["s0"]["shared_scores"]
+
+    scored = []
+    real = evaluate_module.sample_scores
+    monkeypatch.setattr(evaluate_module, "sample_scores", lambda model, *a: scored.append(model) or real(model, *a))
+    reused = evaluate_module.evaluate_stage(params, tiny_processed, models, metrics, only=["vae", "gan"])["models"]
+    assert scored == [], "both run.seed models' scores come from compare.json"
+    for name in ("vae", "gan"):
+        assert reused[name]["scores_from"] == "compare.json"
+        for key in compared[name]["s0"]["shared_scores"]:
+            assert reused[name][key] == compared[name]["s0"][key], (name, key)
+    assert "recon_bce" not in reused["gan"] and math.isfinite(reused["vae"]["test_elbo"])  # its own scores still run
+
+    # a key that does not match (here: as if another evaluator had scored it) is not trusted: measured again, the same
+    written = json.loads((metrics / "compare.json").read_text())
+    written["runs"]["vae"]["s0"]["scoring_key"] = "0" * 16
+    (metrics / "compare.json").write_text(json.dumps(written))
+    again = evaluate_module.evaluate_stage(params, tiny_processed, models, metrics, only=["vae", "gan"])["models"]
+    assert len(scored) == 1 and again["vae"]["scores_from"] == "measured here"
+    assert again["gan"]["scores_from"] == "compare.json"
+    shared = compared["vae"]["s0"]["shared_scores"]
+    assert {k: again["vae"][k] for k in shared} == {k: reused["vae"][k] for k in shared}
+
+    # compare drawing another number of samples than evaluate shares nothing
+    params.compare = dataclasses.replace(params.compare, n_samples=params.compare.n_samples - 20)
+    fewer = compare_stage(params, tiny_processed, models, tmp_path / "metrics3", tmp_path / "ckpt")["runs"]
+    assert "scoring_key" not in fewer["gan"]["s0"]

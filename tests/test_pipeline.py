@@ -187,6 +187,9 @@ def test_repro_produces_every_output(pipeline):
     assert math.isfinite(vae["test_nll"]) and vae["test_nll"] > 0, f"vae test_nll = {vae['test_nll']!r}"
     assert isinstance(vae["classes_hit"], int) and not isinstance(vae["classes_hit"], bool), vae["classes_hit"]
     assert evaluate["provenance"]["profile"] == "tiny" and evaluate["provenance"]["dataset"] == "tiny"
+    compare = json.loads((repo / "metrics/compare.json").read_text())  # scored once, there: nothing twice
+    assert {evaluate["models"][name]["scores_from"] for name in compare["runs"]} == {"compare.json"}
+    assert compare["runs"]["vae"]["s0"]["test_nll"] == vae["test_nll"]
 
     header = (repo / "metrics/plots/vae_train.csv").read_text().splitlines()[0].split(",")
     assert header[0] == "step", f"vae_train.csv header: {header}"

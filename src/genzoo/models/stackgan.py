@@ -275,6 +275,7 @@ class Config(TrainConfig):
     embed_temperature: float = param(0.1, gt=0)  # the joint embedding's softmax temperature on cosine scores
     embed_lr: float = param(1e-3, gt=0)  # the joint embedding's Adam (its own optimizer; no paper value)
     score_rows: int = param(0, ge=0)  # test captions extra_scores generates from; 0 = all
+    attribute_steps: int = param(1000, ge=1)  # the scoring attribute classifier's training steps (a tiny run: fewer)
 
 
 class Model(ZooModel):
@@ -356,8 +357,8 @@ class Model(ZooModel):
             if aux_loss is not None:  # the classifier learns from real images only: a fake's attributes are G's errors
                 out["loss_aux_d" + k] = aux_loss
                 out["loss_d" + k] = out["loss_d" + k] + self.config.aux_weight * aux_loss
-            for name, l in zip(("real", "wrong", "fake"), logits):
-                out[f"d{k}_{name}"] = torch.sigmoid(l).mean().detach()
+            for name, logit in zip(("real", "wrong", "fake"), logits):
+                out[f"d{k}_{name}"] = torch.sigmoid(logit).mean().detach()
         opt["disc"].zero_grad(set_to_none=True)
         (out["loss_d1"] + out["loss_d2"]).backward()
         opt["disc"].step()
@@ -396,8 +397,8 @@ class Model(ZooModel):
         out = {"kl1": fakes["kl1"], "kl2": fakes["kl2"], "loss_embed": self.embedding_loss(batch)}
         for k, real, fake in (("1", F.avg_pool2d(real2, 2), fakes["s1"]), ("2", real2, fakes["s2"])):
             d = self.disc["d" + k]
-            for name, l in (("real", d(real, phi)), ("wrong", d(real, phi_wrong)), ("fake", d(fake, phi))):
-                out[f"d{k}_{name}"] = torch.sigmoid(l).mean()
+            for name, logit in (("real", d(real, phi)), ("wrong", d(real, phi_wrong)), ("fake", d(fake, phi))):
+                out[f"d{k}_{name}"] = torch.sigmoid(logit).mean()
         return out
 
     @torch.no_grad()
@@ -451,7 +452,8 @@ class Model(ZooModel):
         val, test = data["val"], data["test"]
         if self.config.score_rows:
             test = {k: v[:self.config.score_rows] for k, v in test.items()}
-        classifier = fit_attribute_classifier(val["x"], val["colour"], val["stroke"], seed=0)
+        classifier = fit_attribute_classifier(val["x"], val["colour"], val["stroke"], seed=0,
+                                              steps=self.config.attribute_steps)
         device = test["tokens"].device
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), adv.evaluating(self):
             torch.manual_seed(0)

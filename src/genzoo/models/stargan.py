@@ -60,7 +60,9 @@ def label_vector(colour: torch.Tensor, stroke: torch.Tensor) -> torch.Tensor:
 
 def target_vector(n: int, colour: int | None = None, stroke: int | None = None, device=None) -> torch.Tensor:
     """The same target for n rows: label_vector of one colour and/or one stroke (None = that group unknown)."""
-    full = lambda v: torch.full((n,), -1 if v is None else v, dtype=torch.long, device=device)
+    def full(v: int | None) -> torch.Tensor:
+        return torch.full((n,), -1 if v is None else v, dtype=torch.long, device=device)
+
     return label_vector(full(colour), full(stroke))
 
 
@@ -164,6 +166,7 @@ class Config(TrainConfig):
     beta2: float = param(0.999, ge=0, le=1)
     residual_output: bool = param(False)  # G outputs input + change (off = the paper's G; see the docstring)
     score_images: int = param(0, ge=0)  # test rows extra_scores translates to every target; 0 = all
+    attribute_steps: int = param(1000, ge=1)  # the scoring attribute classifier's training steps (a tiny run: fewer)
 
 
 class Model(ZooModel):
@@ -292,4 +295,5 @@ class Model(ZooModel):
     def extra_scores(self, data: dict[str, dict[str, torch.Tensor]], evaluator) -> dict[str, float]:
         from genzoo.metrics.attributes import score_translations
 
-        return score_translations(self, data, evaluator, self.config.score_images)
+        return score_translations(self, data, evaluator, self.config.score_images,
+                                  classifier_steps=self.config.attribute_steps)

@@ -4,8 +4,9 @@ Each model is trained at several seeds: the run.seed model is the train@<name> s
 its saved config is not the current params section: a stale model would be compared under the wrong name), the
 others are trained here exactly as train_stage trains them, only the seed differs, all of a model's seeds together
 as copies in one fit() (genzoo.engine.copies: each as it would train alone; one CUDA graph on a GPU). Every model
-is then measured with the evaluate stage's code (genzoo.stages.evaluate.Reference), so the run.seed row equals
-evaluate.json's row:
+is then measured with the evaluate stage's code (genzoo.stages.evaluate.Reference). The run.seed rows carry the
+scoring key of what they measured (genzoo.stages.evaluate.scoring_key) and the names of their shared scores; the
+evaluate stage, which runs after this one, takes those rows' scores instead of measuring them again:
 - sharpness: FD-evaluator and KID, and a blur measure: the share of mid-grey pixels (0.1 < v < 0.9). Real MNIST
   digits are nearly binary (ink or paper, grey only on stroke edges); a blurry sample smears ink into grey, so
   its grey share rises above the real digits'. It needs no network, so it cannot be fooled by what the evaluator
@@ -43,7 +44,7 @@ from genzoo.metrics.frechet import features
 from genzoo.models.blocks import to_unit
 from genzoo.models.registry import GENERATIVE, build_model, load_model, save_model
 from genzoo.params import Params
-from genzoo.stages.evaluate import Reference, draw_samples, score_likelihood
+from genzoo.stages.evaluate import Reference, draw_samples, sample_scores, scoring_key
 from genzoo.stages.train import attach_evaluator, checkpoint_dir, fingerprint, mode_monitor
 
 CHUNK = 2048  # rows per side of one distance block: 2048 x 2048 floats = 16 MiB
@@ -193,9 +194,12 @@ def compare_stage(params: Params, data: Path, models: Path, metrics: Path, check
                 row = {"model": name, "seed": seed, **row}
                 began = time.perf_counter()
                 samples = draw_samples(model, cfg.n_samples, ecfg.batch_size, params.run.seed)
-                scores = reference.score(samples, num_classes)
-                scores.update(score_likelihood(model, test, params))
+                scores = sample_scores(model, samples, reference, test, params, num_classes)
                 row.update(scores)
+                if seed == params.run.seed and cfg.n_samples == ecfg.n_samples:  # evaluate's own measurement
+                    row["scoring_key"] = scoring_key(models / name / "model.pt", models / "evaluator" / "model.pt",
+                                                     params, info["data_hash"], device)
+                    row["shared_scores"] = sorted(scores)
                 row["grey_share"] = grey_share(samples)
                 row["grey_ratio"] = row["grey_share"] / max(real["grey_share"], 1e-12)
                 row["misses_a_class"] = row["classes_hit"] < num_classes

@@ -13,7 +13,10 @@ real test digits, i.e. what a perfect model would score with this many samples):
 from __future__ import annotations
 
 import csv
+import dataclasses
+import hashlib
 import io
+import json
 from pathlib import Path
 
 import torch
@@ -22,7 +25,7 @@ from genzoo.data.derived import not_applicable
 from genzoo.data.loading import labelled_subset, load_meta, load_split
 from genzoo.data.naming import naming
 from genzoo.engine.errors import GenzooError
-from genzoo.engine.io import write_text
+from genzoo.engine.io import read_json, write_text
 from genzoo.engine.pictures import save_pictures
 from genzoo.engine.tracking import StageRun, provenance, write_metrics
 from genzoo.engine.training import describe_device, resolve_device
@@ -87,14 +90,51 @@ def score_likelihood(model, test: dict[str, torch.Tensor], params: Params) -> di
         # (`binarization: static`) or a fresh one each step
         static = getattr(model.config, "binarization", "dynamic") == "static"
         scores["train_binarization"] = "fixed" if static else "dynamic"
-        scores.update({f"test_{k}": v for k, v in test_nll(model, images, cfg.iwae_k, min(cfg.batch_size, 100)).items()})
+        nll = test_nll(model, images, cfg.iwae_k, min(cfg.batch_size, 100))
+        scores.update({f"test_{k}": v for k, v in nll.items()})
     return scores
 
 
+def scoring_key(model_file: Path, evaluator_file: Path, params: Params, data_hash: str, device: torch.device) -> str:
+    """What a model's sample and likelihood scores depend on: its weights, the evaluator's, the evaluate section, the
+    sampling seed, the data and the device kind. evaluate reuses compare's scores of a run.seed model (the same file)
+    only when their key is this one, so a number is measured once and never taken from a stale run."""
+    digest = hashlib.sha256()
+    for path in (model_file, evaluator_file):
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    digest.update(json.dumps({"evaluate": dataclasses.asdict(params.evaluate), "seed": params.run.seed,
+                              "data": data_hash, "device": device.type}, sort_keys=True).encode())
+    return digest.hexdigest()[:16]
+
+
+def sample_scores(model, samples: torch.Tensor | None, reference: Reference, test: dict, params: Params,
+                  num_classes: int) -> dict:
+    """The scores evaluate and compare both give a model: the sample metrics of `samples` (None for a model that
+    does not sample) and the likelihood scores."""
+    scores = reference.score(samples, num_classes) if samples is not None else {}
+    scores.update(score_likelihood(model, test, params))
+    return scores
+
+
+def _compared(compared: dict | None, name: str, models: Path, params: Params, data_hash: str,
+              device: torch.device) -> dict | None:
+    """The compare stage's run.seed scores of models/<name>/model.pt, or None where compare.json holds none measured
+    from this file, this evaluator, this evaluate section, seed, data and device kind (missing, stale, or a model
+    compare does not run)."""
+    rows = (compared or {}).get("runs", {}).get(name, {})
+    row = rows.get(f"s{params.run.seed}", {}) if isinstance(rows, dict) else {}
+    if not isinstance(row.get("shared_scores"), list) or row.get("scoring_key") != scoring_key(
+            models / name / "model.pt", models / "evaluator" / "model.pt", params, data_hash, device):
+        return None
+    return {k: row[k] for k in row["shared_scores"]}
+
+
 def evaluate_stage(params: Params, data: Path, models: Path, metrics: Path, derived: Path = Path("data/derived"),
-                   only: list[str] | None = None) -> dict:
+                   only: list[str] | None = None, compared_file: Path | None = None) -> dict:
     """Score every generative model (or the `only` ones: a partial gpu run, pipeline/gpu_models.py) into
-    `metrics/evaluate.json`."""
+    `metrics/evaluate.json`. The compare stage's run.seed models (`compared_file`, default metrics/compare.json) are
+    the same files scored the same way: their sample and likelihood scores are taken from there when the scoring
+    key matches, so they are measured once."""
     unknown = sorted(set(only or []) - set(GENERATIVE))
     if unknown:
         raise GenzooError(f"evaluate: unknown model(s) {unknown}; known: {', '.join(GENERATIVE)}")
@@ -107,6 +147,8 @@ def evaluate_stage(params: Params, data: Path, models: Path, metrics: Path, deri
     train, val, test = (load_split(data, split, device) for split in ("train", "val", "test"))
     evaluator = load_model(models / "evaluator" / "model.pt", device)
     info = provenance("evaluate", params, describe_device(device), data)
+    compared_file = compared_file or metrics / "compare.json"
+    compared = read_json(compared_file) if compared_file.exists() else None
     reference = Reference(evaluator, test, val, params)
     labelled = labelled_subset(train["y"], params.data.labelled_per_class, params.data.labelled_seed).to(device)
     # The floor: real training digits scored exactly like samples (as many of them as a model gets to draw).
@@ -117,7 +159,8 @@ def evaluate_stage(params: Params, data: Path, models: Path, metrics: Path, deri
     # The cross-model figures the models declare (`comparison`), each drawn by the class that declares it.
     figures = {GENERATIVE[n].comparison: GENERATIVE[n] for n in names if GENERATIVE[n].comparison}
     loaded = {}  # models a cross-model figure needs
-    with StageRun("evaluate", params, ["run", "evaluate"], {k: info[k] for k in ("profile", "device", "commit")}) as run:
+    tags = {k: info[k] for k in ("profile", "device", "commit")}
+    with StageRun("evaluate", params, ["run", "evaluate"], tags) as run:
         for name in names:
             why = not_applicable(GENERATIVE[name].dataset, data_names)
             if why is not None:  # its train stage refused the data set (SimGAN's font digits on clothes)
@@ -125,18 +168,21 @@ def evaluate_stage(params: Params, data: Path, models: Path, metrics: Path, deri
                 print(f"{name}: not applicable to {data_names.dataset}: {why}")
                 continue
             model = load_model(models / name / "model.pt", device)
-            scores = {}
-            if model.samples:
-                samples = draw_samples(model, cfg.n_samples, cfg.batch_size, params.run.seed)
-                scores = reference.score(samples, num_classes)
-            scores.update(score_likelihood(model, test, params))
+            scores = _compared(compared, name, models, params, info["data_hash"], device)
+            shared = {"scores_from": "compare.json" if scores is not None else "measured here"}
+            if scores is None:
+                samples = draw_samples(model, cfg.n_samples, cfg.batch_size, params.run.seed) if model.samples else None
+                scores = sample_scores(model, samples, reference, test, params, num_classes)
             torch.manual_seed(params.run.seed)
             if model.dataset is None:
                 own = {"train": train, "val": val, "test": test, "labelled": labelled}
             else:  # a translation model is scored on its own derived set
                 own = model_splits(type(model), data, derived, device)
-            scores.update(model.extra_scores(own, evaluator))
-            results["models"][name] = scores
+            extra = model.extra_scores(own, evaluator)
+            if set(extra) & set(scores):  # a model's own score may not overwrite a shared one under its name
+                raise GenzooError(f"evaluate: {name}.extra_scores repeats {sorted(set(extra) & set(scores))}")
+            scores.update(extra)
+            results["models"][name] = {**scores, **shared}
             if any(name in group for group in figures):
                 loaded[name] = model
             numbers = {k: v for k, v in scores.items() if isinstance(v, (int, float))}
