@@ -4,6 +4,7 @@
 # committed, and this checkout can be edited while it runs). Run it on otherwise idle cores: anything else running
 # inflates every number.
 #   bash pipeline/time_dag.sh [profile [override ...]]   -> metrics/timing/<profile>_dag.json (commit it)
+# JOBS=N (default 2, as `make run`): stages run at once by `genzoo repro`; the file keeps each stage's span.
 # Hydra overrides (`engine.cpu_precision=bf16`) change the clone's params.yaml; name the timing file with
 # TIMING_NAME=<name> (metrics/timing/<name>.json) so the profile's own stays.
 # With KEEP_METRICS=DIR the run's metrics/ folder and dvc.lock are kept there, to set beside the committed ones:
@@ -13,6 +14,7 @@ keep=${KEEP_METRICS:+$(realpath -m "$KEEP_METRICS")}
 cd "$(dirname "$0")/.."
 root=$(pwd)
 profile=${1:-cpu}
+jobs=${JOBS:-2}
 overrides=("${@:2}")
 name=${TIMING_NAME:-${profile}_dag}
 git diff --quiet HEAD -- src pipeline params.yaml dvc.yaml || { echo "commit src/, pipeline/ and the params first"; exit 1; }
@@ -31,30 +33,22 @@ if [ "$profile" != cpu ] || [ ${#overrides[@]} -gt 0 ]; then
   python pipeline/compose.py "profile=$profile" "${overrides[@]}"
 fi
 mkdir -p "$root/metrics/timing"
-dvc repro --force 2>&1 | python3 -u -c '
-import json, os, sys, time
+genzoo repro --force --jobs "$jobs" --timing "$work/stages.json"  # as `make run` runs it, every stage forced
+python3 - "$work/stages.json" "$work/timing.json" "$profile" "$jobs" "${overrides[@]}" <<'PY'
+import json, os, sys
+from pathlib import Path
 
-out, profile = sys.argv[1], sys.argv[2]
-start = time.time()
-stages, current, began = {}, None, start
-for line in sys.stdin:
-    if line.startswith("Running stage "):
-        now = time.time()
-        if current:
-            stages[current] = round(now - began, 1)
-        current, began = line.split(chr(39))[1], now
-        print(f"{now - start:8.1f} s  {current}", flush=True)
-if current:
-    stages[current] = round(time.time() - began, 1)
+from genzoo.engine.io import write_json
 from genzoo.engine.tracking import record_provenance  # commit, dirty, command, hardware: as every file has
 
-result = {"profile": profile, **record_provenance("cpu", f"bash pipeline/time_dag.sh {profile}"
-                                                   + "".join(f" {o}" for o in sys.argv[3:])),
-          "cores": os.cpu_count(), "total_seconds": round(time.time() - start, 1), "stages": stages}
-open(out, "w").write(json.dumps(result, indent=2) + "\n")
-total = result["total_seconds"]
-print(f"total {total:.0f} s")
-' "$work/timing.json" "$profile" "${overrides[@]}"
+stages, out, profile, jobs, overrides = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5:]
+run = json.load(open(stages))
+command = f"JOBS={jobs} bash pipeline/time_dag.sh {profile}" + "".join(f" {o}" for o in overrides)
+write_json(Path(out), {"profile": profile, **record_provenance("cpu", command), "cores": os.cpu_count(), "jobs": jobs,
+                 "total_seconds": run["total_seconds"], "stages": run["stages"], "spans": run["spans"],
+                 "threads": run["threads"]})
+print(f"total {run['total_seconds']:.0f} s")
+PY
 mv "$work/timing.json" "$root/metrics/timing/${name}.json"  # only a run that finished (pipefail)
 if [ -n "$keep" ]; then
   rm -rf "$keep" && mkdir -p "$(dirname "$keep")" && cp -r metrics "$keep" && cp dvc.lock "$keep/dvc.lock"

@@ -137,7 +137,8 @@ def anogan(params: Path = PARAMS, data: Path = DATA, models: Path = typer.Option
 @app.command("triplegan")
 @expected_errors
 def triplegan(params: Path = PARAMS, data: Path = DATA, models: Path = MODELS, metrics: Path = METRICS):
-    """Triple-GAN (Li et al. 2017) with the shared 100 labels, one run per seed, beside C trained on the labels alone."""
+    """Triple-GAN (Li et al. 2017) with the shared 100 labels, one run per seed, beside C trained on the labels
+    alone."""
     from genzoo.stages import triplegan as stage
     stage.triplegan_stage(load(params, stage), data, models, metrics)
 
@@ -199,6 +200,23 @@ def bench(model: str = typer.Option("vae", help="A registered model, or `all` (e
               distributed_path)
 
 
+@app.command("repro")
+@expected_errors
+def repro(targets: list[str] = typer.Argument(None, help="Stages to bring up to date (default: all)."),
+          jobs: int = typer.Option(2, "--jobs", "-j", help="Stages run at once (each by `dvc repro`)."),
+          force: bool = typer.Option(False, "--force", "-f", help="Run every stage, changed or not."),
+          weights: Path = typer.Option(Path("metrics/timing/cpu_dag.json"),
+                                       help="An earlier run's timing: the longest path ahead starts first."),
+          timing: Path = typer.Option(None, help="Write each stage's seconds and span here (JSON).")):
+    """`dvc repro`, with the DAG's independent stages `--jobs` at a time (DVC's parallel stage execution)."""
+    from genzoo.tools.repro import run, write_schedule
+
+    schedule = run(list(targets or []), jobs, force, weights)
+    print(f"{len(schedule.stages)} stages in {schedule.total_seconds:.0f} s, {jobs} at a time")
+    if timing is not None:
+        write_schedule(schedule, timing)
+
+
 @app.command("dag")
 @expected_errors
 def dag(check: bool = typer.Option(False, "--check", help="Exit 1 if dvc.yaml is not what the code implies."),
@@ -225,9 +243,44 @@ def _write_import_trace(folder: Path) -> None:
 
 
 def main() -> None:
+    """The `genzoo` command. One that ends (well or with an error it reports) leaves without tearing the
+    interpreter down: freeing torch's and mlflow's modules one by one took 1.2-2.4 s of every stage on a 2-core
+    host, about what a tiny-profile stage spends training (docs/notes/cpu-timing.md). What a normal exit does
+    that matters still happens first: other threads are joined, the exit handlers run, the streams are flushed."""
     import atexit
     import os
 
     if os.environ.get("GENZOO_TRACE_IMPORTS"):
         atexit.register(_write_import_trace, Path(os.environ["GENZOO_TRACE_IMPORTS"]))
-    app()
+    try:
+        app()  # click ends every command, a failed one too, with SystemExit
+    except SystemExit as done:
+        _leave(done.code)
+    _leave(0)
+
+
+def _leave(code) -> None:
+    """Exit as `sys.exit(code)` would, minus the interpreter's teardown (no file is left open by a stage: every
+    write goes through genzoo.engine.io and is closed)."""
+    import atexit
+    import os
+    import sys
+    import threading
+
+    if code is None:
+        status = 0
+    elif isinstance(code, int):
+        status = code
+    else:  # sys.exit("message"): printed, status 1
+        print(code, file=sys.stderr)
+        status = 1
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe: nothing left to say to it
+            pass
+    os._exit(status)
