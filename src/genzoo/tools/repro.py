@@ -8,21 +8,25 @@ ahead of it first. DVC decides whether a stage changed, runs it and writes dvc.l
 
 Why: on a 2-core host a second torch thread speeds a training step only ~1.3x, and a stage's start (imports,
 DVC's own checks) runs on one core; two stages at one thread each finish sooner than the same two one after the
-other at two threads (docs/notes/cpu-timing.md). A stage started beside another gets cores // N threads
-(OMP_NUM_THREADS, unless set already); one that runs alone gets them all. Each stage's output goes to
-.dvc/tmp/repro/<stage>.log; the console gets one line as it starts and one as it ends.
+other at two threads (docs/notes/cpu-timing.md). Every stage gets cores // N threads (OMP_NUM_THREADS, unless
+set already), also when it happens to run alone: a stage's numbers depend on its thread count in the last bits
+(docs/notes/shared-cores.md), so a count fixed by N, not by what ran beside it, makes a rerun on the same machine
+give the same numbers. Each stage's output goes to .dvc/tmp/repro/<stage>.log; the console gets one line as it
+starts and one as it ends. Ctrl-C or SIGTERM stops the running stages (each checkpoints, as on its own).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import signal
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from genzoo.engine.errors import GenzooError
+from genzoo.engine.errors import GenzooError, Interrupted
 from genzoo.engine.io import read_json, write_json
 from genzoo.engine.processes import usable_cores
 
@@ -127,14 +131,18 @@ def run(targets: list[str], jobs: int, force: bool = False, weights: Path | None
     schedule, start = Schedule(jobs=jobs), time.monotonic()
     pending, done, running = set(graph), set(), []
     failed: tuple[str, int, Path] | None = None
+
+    def terminated(signum, frame):
+        raise Interrupted("genzoo repro stopped by SIGTERM; the stages that finished are kept")
+
+    before = signal.signal(signal.SIGTERM, terminated)
     try:
         while running or (pending and failed is None):
             ready = sorted((s for s in pending if graph[s] <= done), key=lambda s: (-priority[s], s))
             while ready and len(running) < jobs and failed is None:
                 stage = ready.pop(0)
                 pending.discard(stage)
-                alone = not running and not ready
-                threads = cores if alone else max(1, cores // jobs)
+                threads = max(1, cores // jobs)
                 running.append(_start(stage, force, threads, logs, root))
                 schedule.threads[stage] = threads
                 say(f"{time.monotonic() - start:7.1f} s  start {stage} ({threads} thread{'s' * (threads > 1)})")
@@ -150,10 +158,15 @@ def run(targets: list[str], jobs: int, force: bool = False, weights: Path | None
                 else:
                     failed = failed or (job.stage, job.process.returncode, job.log)
                     say(f"{now - start:7.1f} s  FAILED {job.stage} (exit {job.process.returncode}; log {job.log})")
-    except KeyboardInterrupt:  # the terminal's Ctrl-C reached the stages too: wait for them to stop
+    except (KeyboardInterrupt, Interrupted) as stop:  # each stage is a session of its own: pass the signal on
+        for job in running:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(job.process.pid, signal.SIGINT if isinstance(stop, KeyboardInterrupt) else signal.SIGTERM)
         for job in running:
             job.process.wait()
         raise
+    finally:
+        signal.signal(signal.SIGTERM, before)
     schedule.total_seconds = round(time.monotonic() - start, 1)
     if failed is not None:
         stage, code, log = failed
@@ -170,7 +183,7 @@ def _start(stage: str, force: bool, threads: int, logs: Path, root: Path) -> Run
     log = logs / f"{stage}.log"
     with open(log, "w") as out:  # the child keeps its own copy of the file descriptor
         process = subprocess.Popen(command(stage, force), cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL)
+                                   stdin=subprocess.DEVNULL, start_new_session=True)  # its tree, signalled as one
     return Running(stage, process, log, time.monotonic(), threads)
 
 
