@@ -10,6 +10,8 @@ import signal
 import socket
 import subprocess
 import sys
+import textwrap
+import time
 
 import pytest
 from helpers import ROOT
@@ -215,3 +217,34 @@ def test_every_metrics_file_names_its_commit_tree_command_and_hardware(tiny_para
     assert command_line(["/venv/bin/genzoo", "train", "vae"]) == "genzoo train vae"
     assert command_line(["/repo/src/genzoo/__main__.py", "evaluate", "--only", "a b"]) == "genzoo evaluate --only 'a b'"
     assert command_line(["pipeline/gpu_models.py", "vae"]) == "pipeline/gpu_models.py vae"
+
+
+def test_stages_that_start_together_on_a_new_store_all_open_their_runs(tmp_path):
+    """`make run` starts two stages at once: on a new SQLite store both would run MLflow's schema migrations, and
+    one failed (`table _alembic_tmp_experiments already exists`) until the store's lock (store_lock)."""
+    database = tmp_path / "new" / "mlflow.db"
+    go = tmp_path / "go"
+    script = textwrap.dedent(f"""
+        import os, time
+        from pathlib import Path
+        from genzoo.engine.tracking import StageRun
+        from genzoo.models.registry import load_params
+        params = load_params(Path({str(ROOT / "params.yaml")!r}))
+        while not Path({str(go)!r}).exists():  # every process imported, then all open the store at once
+            time.sleep(0.01)
+        with StageRun("together@" + str(os.getpid()), params, ["run"], {{}}) as run:
+            run.log_metrics(0, {{"x": 1.0}})
+    """)
+    env = {**os.environ, "GENZOO_MLFLOW": "on", "MLFLOW_TRACKING_URI": f"sqlite:///{database}"}
+    env.pop("DVC_EXP_NAME", None)
+    stages = [subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True) for _ in range(3)]
+    time.sleep(8)  # past the imports
+    go.touch()
+    outs = [stage.communicate(timeout=600)[0] for stage in stages]
+    assert [stage.returncode for stage in stages] == [0, 0, 0], "\n".join(outs)[-3000:]
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"])
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    assert len(client.search_runs([experiment.experiment_id])) == 3

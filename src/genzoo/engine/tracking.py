@@ -13,6 +13,7 @@ same run, so one run holds one curve however often it was stopped.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import logging
@@ -26,6 +27,11 @@ import sys
 import time
 from pathlib import Path
 from typing import Any, Iterable
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; a store is then opened by one stage at a time only by luck
+    fcntl = None
 
 import torch
 
@@ -110,6 +116,21 @@ def _device_of(description: str) -> str:
     return "cpu" if description.startswith("cpu") else "cuda"
 
 
+@contextlib.contextmanager
+def store_lock(uri: str):
+    """Held while a process opens a SQLite store: two stages starting together on a new store (`make run` runs two
+    at a time, `dvc queue start -j 2` too) both ran MLflow's schema migrations and one failed (`table
+    _alembic_tmp_experiments already exists`). An flock on `<database>.lock`; other stores need none."""
+    if not uri.startswith("sqlite:///") or fcntl is None:
+        yield
+        return
+    database = Path(uri.removeprefix("sqlite:///"))
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with open(database.with_name(database.name + ".lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes, also if this process dies
+        yield
+
+
 class StageRun:
     """One MLflow run for one stage run: params, tags, step metrics and artifacts. A no-op when tracking is off.
 
@@ -148,13 +169,14 @@ class StageRun:
         root = Path(os.environ.get("DVC_ROOT", ".")).resolve()
         uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{root / 'mlflow.db'}"
         mlflow.set_tracking_uri(uri)
-        if mlflow.get_experiment_by_name(EXPERIMENT) is None:
-            if uri.startswith("sqlite:///"):  # artifacts beside the database, not in whatever folder ran first
-                location = (Path(uri.removeprefix("sqlite:///")).parent / "mlruns").resolve().as_uri()
-            else:
-                location = None  # a tracking server decides
-            mlflow.create_experiment(EXPERIMENT, artifact_location=location)
-        experiment = mlflow.set_experiment(EXPERIMENT)
+        with store_lock(uri):  # the first query creates or migrates a SQLite store: one process at a time
+            if mlflow.get_experiment_by_name(EXPERIMENT) is None:
+                if uri.startswith("sqlite:///"):  # artifacts beside the database, not in whatever folder ran first
+                    location = (Path(uri.removeprefix("sqlite:///")).parent / "mlruns").resolve().as_uri()
+                else:
+                    location = None  # a tracking server decides
+                mlflow.create_experiment(EXPERIMENT, artifact_location=location)
+            experiment = mlflow.set_experiment(EXPERIMENT)
         client = mlflow.MlflowClient()
         resumed = self._resumable(client, experiment.experiment_id)
         self._close_orphans(client, experiment.experiment_id, keep=resumed.info.run_id if resumed else None)
