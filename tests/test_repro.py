@@ -130,3 +130,9 @@ def test_sigterm_stops_the_running_stages_too(project):
     while process_alive(stage_pid) and time.monotonic() < deadline:  # the stage's shell went with it
         time.sleep(0.2)
     assert not process_alive(stage_pid) and not (repo / "long.txt").exists()
+
+
+def test_without_dvc_on_the_path_it_says_so_in_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(GenzooError, match="`dvc` is not on PATH"):
+        run([], jobs=2, root=tmp_path)

@@ -50,7 +50,10 @@ def parse_dot(dot: str) -> dict[str, set[str]]:
 
 
 def stage_graph(root: Path = Path(".")) -> dict[str, set[str]]:
-    done = subprocess.run(["dvc", "dag", "--dot"], cwd=root, capture_output=True, text=True)
+    try:
+        done = subprocess.run(["dvc", "dag", "--dot"], cwd=root, capture_output=True, text=True)
+    except FileNotFoundError:
+        raise GenzooError("`dvc` is not on PATH (make install puts it in .venv/bin)") from None
     if done.returncode != 0:
         raise GenzooError(f"`dvc dag --dot` failed: {done.stderr.strip() or done.stdout.strip()}")
     graph = parse_dot(done.stdout)
