@@ -136,21 +136,3 @@ def test_without_dvc_on_the_path_it_says_so_in_one_line(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(GenzooError, match="`dvc` is not on PATH"):
         run([], jobs=2, root=tmp_path)
-
-
-def test_a_side_stage_keeps_the_slot_free_for_a_longer_path_about_to_start():
-    """evaluator (running, ~2 s left) -> train (long path ahead); side (ready, 100 s, nothing downstream but the
-    end): started now it would take the slot train needs in 2 s, so it waits; a side stage shorter than the wait
-    fits, and without an earlier run's timing nothing waits."""
-    from genzoo.tools.repro import Running, worth_waiting
-
-    graph = {"evaluator": set(), "train": {"evaluator"}, "side": set(), "quick": set(), "end": {"train", "side"}}
-    seconds = {"evaluator": 60.0, "train": 300.0, "side": 100.0, "quick": 1.0, "end": 5.0}
-    priority = remaining_path(graph, seconds)
-    running = [Running("evaluator", None, Path("log"), time.monotonic() - 58.0, 1)]
-    pending = {"train", "side", "quick", "end"}
-    assert worth_waiting("side", pending, graph, set(), running, priority, seconds)
-    assert not worth_waiting("quick", pending, graph, set(), running, priority, seconds)
-    assert not worth_waiting("side", pending, graph, set(), running, priority, {})
-    running[0].started = time.monotonic() - 58.0 + 1000.0  # the evaluator has far to go: no reason to wait
-    assert not worth_waiting("side", pending, graph, set(), running, priority, seconds)

@@ -4,8 +4,7 @@
 command-reference/repro, "Parallel stage execution"): one `dvc repro` per stage, as it releases the repository
 lock while a stage's command runs. This does exactly that: `dvc --wait-for-lock repro --single-item <stage>` for
 each stage whose upstream stages have all finished, at most N at once, the stage with the longest path still
-ahead of it first (a side stage is held back when a longer path is about to need its slot). DVC decides
-whether a stage changed, runs it and writes dvc.lock, as `dvc repro` would.
+ahead of it first. DVC decides whether a stage changed, runs it and writes dvc.lock, as `dvc repro` would.
 
 Why: on a 2-core host a second torch thread speeds a training step only ~1.3x, and a stage's start (imports,
 DVC's own checks) runs on one core; two stages at one thread each finish sooner than the same two one after the
@@ -93,27 +92,6 @@ def remaining_path(graph: dict[str, set[str]], seconds: dict[str, float]) -> dic
     return {stage: ahead(stage) for stage in graph}
 
 
-def worth_waiting(stage: str, pending: set[str], graph: dict[str, set[str]], done: set[str], running: list,
-                  priority: dict[str, float], seconds: dict[str, float]) -> bool:
-    """Hold a ready stage back while a stage with a longer path ahead only waits for running stages that should
-    end before this one would: started now, it would take the slot that stage needs. Why: in the cpu DAG the
-    Triple-GAN stage (not needed by `evaluate`) was ready while the evaluator trained, took the free slot for
-    170 s, and `evaluate` later ran its last 255 s with nothing beside it. Held, it runs beside `evaluate`.
-    Expected times come from `seconds` (an earlier run's timing); without them nothing is held."""
-    if not seconds:
-        return False
-    ends = {job.stage: time.monotonic() + max(0.0, seconds.get(job.stage, 0.0) - (time.monotonic() - job.started))
-            for job in running}
-    own = seconds.get(stage, 0.0)
-    for other in pending:
-        if other == stage or priority[other] <= priority[stage]:
-            continue
-        missing = graph[other] - done
-        if missing and missing <= set(ends) and max(ends[m] for m in missing) - time.monotonic() < own:
-            return True
-    return False
-
-
 @dataclass
 class Running:
     stage: str
@@ -166,8 +144,6 @@ def run(targets: list[str], jobs: int, force: bool = False, weights: Path | None
             ready = sorted((s for s in pending if graph[s] <= done), key=lambda s: (-priority[s], s))
             while ready and len(running) < jobs and failed is None:
                 stage = ready.pop(0)
-                if worth_waiting(stage, pending, graph, done, running, priority, seconds):
-                    continue  # the slot is kept for a stage with a longer path ahead (a shorter ready one may fit)
                 pending.discard(stage)
                 threads = max(1, cores // jobs)
                 running.append(_start(stage, force, threads, logs, root))
