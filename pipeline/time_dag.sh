@@ -44,9 +44,7 @@ from genzoo.engine.tracking import record_provenance  # commit, dirty, command, 
 stages, out, profile, jobs, overrides = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5:]
 run = json.load(open(stages))
 command = f"JOBS={jobs} bash pipeline/time_dag.sh {profile}" + "".join(f" {o}" for o in overrides)
-write_json(Path(out), {"profile": profile, **record_provenance("cpu", command), "cores": os.cpu_count(), "jobs": jobs,
-                 "total_seconds": run["total_seconds"], "stages": run["stages"], "spans": run["spans"],
-                 "threads": run["threads"]})
+write_json(Path(out), {"profile": profile, **record_provenance("cpu", command), "cores": os.cpu_count(), **run})
 print(f"total {run['total_seconds']:.0f} s")
 PY
 mv "$work/timing.json" "$root/metrics/timing/${name}.json"  # only a run that finished (pipefail)

@@ -18,6 +18,7 @@ starts and one as it ends. Ctrl-C or SIGTERM stops the running stages (each chec
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import re
 import signal
@@ -98,7 +99,6 @@ class Running:
     process: subprocess.Popen
     log: Path
     started: float
-    threads: int
 
 
 @dataclass
@@ -134,6 +134,7 @@ def run(targets: list[str], jobs: int, force: bool = False, weights: Path | None
     schedule, start = Schedule(jobs=jobs), time.monotonic()
     pending, done, running = set(graph), set(), []
     failed: tuple[str, int, Path] | None = None
+    threads = max(1, cores // jobs)  # the same for every stage: see the module's docstring
 
     def terminated(signum, frame):
         raise Interrupted("genzoo repro stopped by SIGTERM; the stages that finished are kept")
@@ -145,7 +146,6 @@ def run(targets: list[str], jobs: int, force: bool = False, weights: Path | None
             while ready and len(running) < jobs and failed is None:
                 stage = ready.pop(0)
                 pending.discard(stage)
-                threads = max(1, cores // jobs)
                 running.append(_start(stage, force, threads, logs, root))
                 schedule.threads[stage] = threads
                 say(f"{time.monotonic() - start:7.1f} s  start {stage} ({threads} thread{'s' * (threads > 1)})")
@@ -187,10 +187,8 @@ def _start(stage: str, force: bool, threads: int, logs: Path, root: Path) -> Run
     with open(log, "w") as out:  # the child keeps its own copy of the file descriptor
         process = subprocess.Popen(command(stage, force), cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL, start_new_session=True)  # its tree, signalled as one
-    return Running(stage, process, log, time.monotonic(), threads)
+    return Running(stage, process, log, time.monotonic())
 
 
 def write_schedule(schedule: Schedule, path: Path) -> Path:
-    return write_json(path, {"jobs": schedule.jobs, "total_seconds": schedule.total_seconds,
-                             "stages": schedule.stages, "spans": schedule.spans, "threads": schedule.threads})
-
+    return write_json(path, dataclasses.asdict(schedule))
