@@ -7,7 +7,8 @@
 # JOBS=N (default 2, as `make run`): stages run at once by `genzoo repro`; the file keeps each stage's span.
 # Hydra overrides (`engine.cpu_precision=bf16`) change the clone's params.yaml; name the timing file with
 # TIMING_NAME=<name> (metrics/timing/<name>.json) so the profile's own stays.
-# With KEEP_METRICS=DIR the run's metrics/ folder and dvc.lock are kept there, to set beside the committed ones:
+# With KEEP_METRICS=DIR the run's metrics/ folder, dvc.lock and stage logs (DIR/logs) are kept there, to set beside
+# the committed ones:
 #   python pipeline/reproduced.py DIR metrics   (which numbers a fresh clone reproduces)
 set -euo pipefail
 keep=${KEEP_METRICS:+$(realpath -m "$KEEP_METRICS")}
@@ -50,6 +51,7 @@ PY
 mv "$work/timing.json" "$root/metrics/timing/${name}.json"  # only a run that finished (pipefail)
 if [ -n "$keep" ]; then
   rm -rf "$keep" && mkdir -p "$(dirname "$keep")" && cp -r metrics "$keep" && cp dvc.lock "$keep/dvc.lock"
+  cp -r .dvc/tmp/repro "$keep/logs"  # each stage's output (evaluate's says how long each model took)
   echo "kept this run's metrics in $keep"
 fi
 echo "wrote metrics/timing/${name}.json"

@@ -17,6 +17,7 @@ import dataclasses
 import hashlib
 import io
 import json
+import time
 from pathlib import Path
 
 import torch
@@ -167,6 +168,7 @@ def evaluate_stage(params: Params, data: Path, models: Path, metrics: Path, deri
                 results["models"][name] = {"not_applicable": why}
                 print(f"{name}: not applicable to {data_names.dataset}: {why}")
                 continue
+            began = time.perf_counter()
             model = load_model(models / name / "model.pt", device)
             scores = _compared(compared, name, models, params, info["data_hash"], device)
             shared = {"scores_from": "compare.json" if scores is not None else "measured here"}
@@ -187,7 +189,8 @@ def evaluate_stage(params: Params, data: Path, models: Path, metrics: Path, deri
                 loaded[name] = model
             numbers = {k: v for k, v in scores.items() if isinstance(v, (int, float))}
             run.log_metrics(0, {f"{name}/{k}": v for k, v in numbers.items()})
-            print(f"{name}: " + ", ".join(f"{k}={v:.4g}" for k, v in numbers.items()))
+            print(f"{name} ({time.perf_counter() - began:.1f} s): "  # the log says where the stage's time goes
+                  + ", ".join(f"{k}={v:.4g}" for k, v in numbers.items()))
         noun = data_names.noun
         of = "" if data_names.digits else f" of {data_names.describe()}"
         results["protocol"] = {
