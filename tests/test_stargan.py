@@ -12,7 +12,7 @@ from helpers import same, snapshot
 from torch import nn
 
 from genzoo.engine.training import seed_everything
-from genzoo.metrics import attributes
+from genzoo.metrics import attributes, once
 from genzoo.models import stargan
 
 SHAPE = (3, 28, 28)
@@ -150,7 +150,7 @@ def test_attribute_classifier_learns_a_tiny_set_deterministically():
 def test_the_attribute_classifier_is_fitted_once_per_process_for_the_same_digits(monkeypatch):
     """StarGAN and StackGAN are scored in one evaluate process on the same val digits: one fit serves both; other
     digits, labels, seed or steps fit anew."""
-    monkeypatch.setattr(attributes, "_FITTED", {})
+    monkeypatch.setattr(once, "_TAKEN", {})
     fits = []
     real_fit = attributes._fit
     monkeypatch.setattr(attributes, "_fit", lambda *args: fits.append(args) or real_fit(*args))

@@ -45,3 +45,34 @@ def test_translate_all_matches_one_big_batch_and_restores_mode():
     assert model.training
     model.eval()
     assert torch.allclose(chunked, model.translate(batch), atol=1e-6)
+
+
+def test_a_second_model_asking_for_the_same_measurement_gets_the_first_answer_without_another_pass(monkeypatch):
+    """evaluate scores the EnhanceNet pair against one bicubic baseline and the Pix2Pix pair against one set of
+    truth digits: the evaluator runs once for the same content; new content (or a changed evaluator) runs again."""
+    from genzoo.metrics import once
+
+    monkeypatch.setattr(once, "_TAKEN", {})
+    ev, batch = tiny_evaluator(), superres_batch(64)
+    truth = batch["b"].float() / 255
+    outputs = (truth * 0.5).clone()
+    passes = []
+    real_features = ev.features
+    monkeypatch.setattr(ev, "features", lambda x: passes.append(len(x)) or real_features(x))
+    first = translation_scores(outputs, truth, ev, batch["y"])
+    assert len(passes) == 2  # the truth's features, and one pass over the outputs for both the accuracy and the FD
+    assert translation_scores(outputs.clone(), truth.clone(), ev, batch["y"].clone()) == first
+    assert len(passes) == 2
+    other = translation_scores(outputs * 0.5, truth, ev, batch["y"])  # new outputs, the same truth: one pass
+    assert len(passes) == 3 and other["fd"] != first["fd"]
+    with torch.no_grad():
+        next(ev.parameters()).add_(0.1)  # the evaluator changed: everything is measured again
+    translation_scores(outputs, truth, ev, batch["y"])
+    assert len(passes) == 5
+
+
+def test_the_accuracy_from_the_shared_pass_is_the_evaluators_own_prediction():
+    ev, batch = tiny_evaluator(seed=3), superres_batch(64)
+    outputs = batch["b"].float() / 255 * 0.8
+    expected = float((ev.predict(outputs) == batch["y"]).float().mean())
+    assert translation_scores(outputs, batch["b"].float() / 255, ev, batch["y"])["accuracy"] == expected

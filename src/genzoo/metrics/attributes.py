@@ -18,13 +18,12 @@ test digits through it is reported as the floor).
 
 from __future__ import annotations
 
-import hashlib
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from genzoo.metrics.few_labels import one_thread
+from genzoo.metrics.once import digest, once
 
 STEPS = 1000
 BATCH = 128
@@ -51,25 +50,13 @@ class AttributeClassifier(nn.Module):
         return self.colour(share * 10), self.stroke(to_grey(x01) * 2 - 1)  # (B, 3), (B, 3) logits
 
 
-_FITTED: dict[tuple, AttributeClassifier] = {}  # one evaluate process scores StarGAN and StackGAN on the same digits
-
-
 def fit_attribute_classifier(x_uint8: torch.Tensor, colour: torch.Tensor, stroke: torch.Tensor, seed: int = 0,
                              steps: int = STEPS) -> AttributeClassifier:
     """Train on (N, 3, 28, 28) uint8 digits with both labels; deterministic for a seed; returned in eval mode.
-    Fitted once per process for the same digits, labels, seed and steps (the fit is the same, so is the model)."""
-    key = (_digest(x_uint8, colour, stroke), seed, steps, x_uint8.device.type)
-    if key not in _FITTED:
-        _FITTED[key] = _fit(x_uint8, colour, stroke, seed, steps)
-    return _FITTED[key]
-
-
-def _digest(*tensors: torch.Tensor) -> str:
-    digest = hashlib.sha256()
-    for tensor in tensors:
-        digest.update(str((tensor.dtype, tuple(tensor.shape))).encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
+    Fitted once per process for the same digits, labels, seed and steps (genzoo.metrics.once): one evaluate
+    process scores StarGAN and StackGAN on the same digits."""
+    key = digest(x_uint8, colour, stroke, seed, steps, x_uint8.device.type)
+    return once("attribute_classifier", key, lambda: _fit(x_uint8, colour, stroke, seed, steps))
 
 
 def _fit(x_uint8: torch.Tensor, colour: torch.Tensor, stroke: torch.Tensor, seed: int,

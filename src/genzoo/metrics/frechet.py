@@ -16,14 +16,18 @@ from torch import nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.kid import poly_mmd
 
+from genzoo.metrics.once import digest, once
+
 
 @torch.no_grad()
 def features(evaluator: nn.Module, images01: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
     """(N, C, H, W) images in [0, 1] -> (N, F) evaluator features, batched, on the images' device.
 
     Eval mode matters: BatchNorm in train mode would make a sample's features depend on its batch-mates.
-    The evaluator's previous mode is restored afterwards."""
-    return features_and_classes(evaluator, images01, batch_size)[0]
+    The evaluator's previous mode is restored afterwards. Computed once per process for the same evaluator and
+    images (genzoo.metrics.once): evaluate and the translation scores ask for the same real images' features."""
+    key = digest(evaluator, images01, batch_size)
+    return once("features", key, lambda: features_and_classes(evaluator, images01, batch_size)[0]).clone()
 
 
 @torch.no_grad()

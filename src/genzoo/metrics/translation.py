@@ -18,6 +18,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from genzoo.metrics.once import digest, once
+
 BATCH = 500  # images per chunk
 
 
@@ -77,12 +79,23 @@ def translation_scores(outputs01: torch.Tensor, truth01: torch.Tensor, evaluator
     outputs01, truth01: (N, C, H, W) floats in [0, 1], row i of one the counterpart of row i of the other;
     labels: (N,) the digit each row should still show; real_features: the evaluator features of the truth
     images if already computed (pass them to score several models against one reference).
-    Returns {"accuracy", "l1", "psnr", "ssim", "fd"}. The evaluator takes 1-channel images."""
-    from genzoo.metrics.frechet import features, frechet_distance  # torchmetrics: only when scoring
+    Returns {"accuracy", "l1", "psnr", "ssim", "fd"}. The evaluator takes 1-channel images. The outputs are
+    scored as drawn (clamped to [0, 1]); the accuracy and the FD come from one evaluator pass over them. Scored
+    once per process (genzoo.metrics.once): the EnhanceNet pair asks for the same bicubic baseline."""
+    key = digest(outputs01, truth01, evaluator, labels, real_features)
+    return dict(once("translation_scores", key, lambda: _translation_scores(outputs01, truth01, evaluator, labels,
+                                                                            real_features)))
+
+
+def _translation_scores(outputs01: torch.Tensor, truth01: torch.Tensor, evaluator: nn.Module, labels: torch.Tensor,
+                        real_features: torch.Tensor | None) -> dict[str, float]:
+    from genzoo.metrics.frechet import features, features_and_classes, frechet_distance  # torchmetrics: scoring only
 
     if real_features is None:
         real_features = features(evaluator, truth01)
-    scores = {"accuracy": evaluator_accuracy(evaluator, outputs01, labels)}
+    drawn = outputs01.float().clamp(0, 1)
+    fake_features, classes = features_and_classes(evaluator, drawn, BATCH)
+    scores = {"accuracy": float((classes == labels.to(classes.device)).float().mean())}
     scores.update(pixel_scores(outputs01, truth01))
-    scores["fd"] = frechet_distance(real_features, features(evaluator, outputs01.float().clamp(0, 1)))
+    scores["fd"] = frechet_distance(real_features, fake_features)
     return scores
