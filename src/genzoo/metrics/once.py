@@ -46,7 +46,3 @@ def once(kind: str, key: str, compute: Callable[[], T]) -> T:
         _TAKEN[(kind, key)] = compute()
     return _TAKEN[(kind, key)]  # type: ignore[return-value]
 
-
-def forget() -> None:
-    """Drop every remembered result (tests that time or count a computation start from here)."""
-    _TAKEN.clear()

@@ -41,20 +41,6 @@ def translate_all(model: nn.Module, batch_dict: dict[str, torch.Tensor], batch_s
 
 
 @torch.no_grad()
-def evaluator_accuracy(evaluator: nn.Module, images01: torch.Tensor, labels: torch.Tensor,
-                       batch_size: int = BATCH) -> float:
-    """Fraction of images the frozen evaluator (in eval mode) assigns to `labels`."""
-    was_training = evaluator.training
-    evaluator.eval()
-    try:
-        predicted = torch.cat([evaluator.predict(images01[i:i + batch_size].float())
-                               for i in range(0, len(images01), batch_size)])
-    finally:
-        evaluator.train(was_training)
-    return float((predicted == labels.to(predicted.device)).float().mean())
-
-
-@torch.no_grad()
 def pixel_scores(outputs01: torch.Tensor, truth01: torch.Tensor, batch_size: int = BATCH) -> dict[str, float]:
     """{"l1", "psnr", "ssim"}: per-image means over (N, C, H, W) floats in [0, 1]."""
     # Here, not at the top: importing torchmetrics takes ~5 s, and the model registry imports this module.
