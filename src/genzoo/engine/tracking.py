@@ -116,15 +116,20 @@ def _device_of(description: str) -> str:
     return "cpu" if description.startswith("cpu") else "cuda"
 
 
+def sqlite_database(uri: str) -> Path | None:
+    """The database file of a `sqlite:///` tracking URI; None for any other store (a server, a folder)."""
+    return Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
+
+
 @contextlib.contextmanager
 def store_lock(uri: str):
     """Held while a process opens a SQLite store: two stages starting together on a new store (`make run` runs two
     at a time, `dvc queue start -j 2` too) both ran MLflow's schema migrations and one failed (`table
     _alembic_tmp_experiments already exists`). An flock on `<database>.lock`; other stores need none."""
-    if not uri.startswith("sqlite:///") or fcntl is None:
+    database = sqlite_database(uri)
+    if database is None or fcntl is None:
         yield
         return
-    database = Path(uri.removeprefix("sqlite:///"))
     database.parent.mkdir(parents=True, exist_ok=True)
     with open(database.with_name(database.name + ".lock"), "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes, also if this process dies
@@ -171,10 +176,8 @@ class StageRun:
         mlflow.set_tracking_uri(uri)
         with store_lock(uri):  # the first query creates or migrates a SQLite store: one process at a time
             if mlflow.get_experiment_by_name(EXPERIMENT) is None:
-                if uri.startswith("sqlite:///"):  # artifacts beside the database, not in whatever folder ran first
-                    location = (Path(uri.removeprefix("sqlite:///")).parent / "mlruns").resolve().as_uri()
-                else:
-                    location = None  # a tracking server decides
+                database = sqlite_database(uri)  # artifacts beside it, not in whatever folder ran first
+                location = (database.parent / "mlruns").resolve().as_uri() if database else None  # else the server's
                 mlflow.create_experiment(EXPERIMENT, artifact_location=location)
             experiment = mlflow.set_experiment(EXPERIMENT)
         client = mlflow.MlflowClient()

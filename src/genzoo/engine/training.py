@@ -231,9 +231,8 @@ def fit(model: nn.Module, train: dict[str, torch.Tensor], *, config: TrainConfig
     if steps is not None and steps < 1:
         raise ValueError(f"{label or 'fit'}: steps must be at least 1, got {steps}")
     total = steps if steps is not None else config.epochs * steps_per_epoch
-    max_steps = getattr(config, "max_steps", 0)  # a model section may cap the run (a cpu profile's budget)
-    if max_steps:
-        total = min(total, max_steps)
+    if config.max_steps:  # a model section may cap the run (a cpu profile's budget)
+        total = min(total, config.max_steps)
     opts = model.configure_optimizers()
     schedules = [_schedule(opt, config.lr_schedule, total, steps_per_epoch, config) for opt in opts.values()]
     schedules += momentum_ramps(opts, config, steps_per_epoch)  # stepped and checkpointed as the lr schedules are

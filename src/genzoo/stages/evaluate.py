@@ -171,7 +171,7 @@ def evaluate_stage(params: Params, data: Path, models: Path, metrics: Path, deri
             began = time.perf_counter()
             model = load_model(models / name / "model.pt", device)
             scores = _compared(compared, name, models, params, info["data_hash"], device)
-            shared = {"scores_from": "compare.json" if scores is not None else "measured here"}
+            origin = "compare.json" if scores is not None else "measured here"  # where its shared scores come from
             if scores is None:
                 samples = draw_samples(model, cfg.n_samples, cfg.batch_size, params.run.seed) if model.samples else None
                 scores = sample_scores(model, samples, reference, test, params, num_classes)
@@ -184,7 +184,7 @@ def evaluate_stage(params: Params, data: Path, models: Path, metrics: Path, deri
             if set(extra) & set(scores):  # a model's own score may not overwrite a shared one under its name
                 raise GenzooError(f"evaluate: {name}.extra_scores repeats {sorted(set(extra) & set(scores))}")
             scores.update(extra)
-            results["models"][name] = {**scores, **shared}
+            results["models"][name] = {**scores, "scores_from": origin}
             if any(name in group for group in figures):
                 loaded[name] = model
             numbers = {k: v for k, v in scores.items() if isinstance(v, (int, float))}
