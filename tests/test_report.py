@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -113,6 +115,19 @@ def test_readme_reads_in_five_minutes():
     assert "values identical" not in prose
 
 
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_the_readmes_quick_test_loop_is_what_make_runs():
+    """`make test TEST_ARGS='-m "not slow"'`, as the README gives it, reaches pytest as one marker expression, and
+    the slow marker is declared (pytest would warn about an unknown one and still run everything)."""
+    command = """make test TEST_ARGS='-m "not slow"'"""
+    assert command in (ROOT / "README.md").read_text().replace("\n", " ")
+    dry = subprocess.run(["make", "-n", "test", 'TEST_ARGS=-m "not slow"'], cwd=ROOT, capture_output=True,
+                         text=True, check=True).stdout
+    (pytest_line,) = [line for line in dry.splitlines() if " -m pytest " in line]
+    assert pytest_line.endswith(' -m "not slow"'), pytest_line
+    assert 'markers = ["slow:' in (ROOT / "pyproject.toml").read_text()
+
+
 def test_every_link_of_the_readme_and_the_docs_resolves():
     for page in [ROOT / "README.md", ROOT / "docs" / "results.md", *sorted((ROOT / "docs").rglob("*.md"))]:
         text = page.read_text()
@@ -211,7 +226,8 @@ def test_application_stages_render_their_tables_and_targets(tmp_path):
     metrics = write_metrics(tmp_path / "metrics")
     (metrics / "anogan.json").write_text(json.dumps({
         "protocol": "one-vs-rest", "classes": [0, 1],
-        "auroc": {"anogan": {"0": 0.9, "1": 0.996}, "vae": {"0": 0.98, "1": 0.99}, "autoencoder": {"0": 0.95, "1": 0.99}},
+        "auroc": {"anogan": {"0": 0.9, "1": 0.996}, "vae": {"0": 0.98, "1": 0.99},
+                  "autoencoder": {"0": 0.95, "1": 0.99}},
         "mean_auroc": {"anogan": 0.948, "vae": 0.985, "autoencoder": 0.97}, "anchors_mean_auroc": {"deep_svdd": 0.948},
         "inversion_steps": 100, "seconds": {"device": "cpu", "images": 500, "inversion_mean": 12.5,
                                             "single_extrapolated_s": 100.0, "speedup": 8.0, "single_images": 5}}))
