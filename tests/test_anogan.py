@@ -11,12 +11,12 @@ import json
 import pytest
 import torch
 
-from genzoo.data.loading import load_split
+from genzoo.data.loading import load_split, seeded_subset
 from genzoo.engine.training import fit
 from genzoo.models.inversion import invert, mse
 from genzoo.models.registry import build_model, load_model
 from genzoo.stages.anogan import (AnoganLoss, AnoganParams, Features, anogan_scores, anogan_stage, frozen_features,
-                                  initial_codes, one_class, one_class_config, seeded_subset)
+                                  initial_codes, one_class, one_class_config)
 
 SHAPE, CLASSES = (1, 28, 28), 10
 

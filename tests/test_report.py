@@ -125,6 +125,8 @@ def test_the_readmes_quick_test_loop_is_what_make_runs():
                          text=True, check=True).stdout
     (pytest_line,) = [line for line in dry.splitlines() if " -m pytest " in line]
     assert pytest_line.endswith(' -m "not slow"'), pytest_line
+    # without it xdist queues the files by their number of tests, and the end-to-end module starts last
+    assert "--dist loadfile --no-loadscope-reorder" in pytest_line, pytest_line
     assert 'markers = ["slow:' in (ROOT / "pyproject.toml").read_text()
 
 

@@ -55,7 +55,7 @@ def test_mixture_nll_matches_a_hand_computation():
     assert sketchrnn.mixture_log_prob(two, torch.tensor([2.0, 0.0])).item() == pytest.approx(expected, rel=1e-5)
 
 
-def test_offset_loss_counts_real_points_only_and_pen_loss_every_step():
+def test_offset_loss_counts_real_points_only_and_pen_loss_every_step_in_training():
     model = tiny_sketchrnn()
     b = strokes_batch()
     torch.manual_seed(1)
@@ -68,19 +68,29 @@ def test_offset_loss_counts_real_points_only_and_pen_loss_every_step():
     after = model.losses(changed)
     # the offset of a padded row is no target of L_s; and it is the decoder's input after the last step only
     assert after["l_s"].item() == pytest.approx(base["l_s"].item(), abs=1e-6)
-    # the pen loss does count padded steps: change the pen of the last (padded) row
+    # the pen of a padded row after the first end row (the shortest sketch's last row): a target of L_p in
+    # training (the model learns to stop), not held out
     changed = b["strokes"].clone()
+    row = int(b["length"].argmin())
+    assert b["length"][row] < last
     changed[row, last, 2:] = torch.tensor([1.0, 0, 0])
-    torch.manual_seed(1)
-    after = model.losses(changed)
-    assert after["l_p"].item() != pytest.approx(base["l_p"].item(), abs=1e-6)
-    # and L_p sums over all N_max steps: one row of uniform logits costs log(3) / N_max per step
+    for train, counts in ((True, True), (False, False)):
+        torch.manual_seed(1)
+        before = model.losses(b["strokes"], train=train)
+        torch.manual_seed(1)
+        after = model.losses(changed, train=train)
+        assert (after["l_p"].item() != pytest.approx(before["l_p"].item(), abs=1e-6)) == counts, train
+    # L_p sums over N_max steps (training) or the real points (held out), divided by N_max: one row of uniform
+    # logits costs log(3) / N_max per step counted
     n_max = T
     model.head.weight.data.zero_()
     model.head.bias.data.zero_()
     torch.manual_seed(1)
+    assert model.losses(b["strokes"], train=True)["l_p"].item() == pytest.approx(math.log(3), rel=1e-5)
+    torch.manual_seed(1)
     uniform = model.losses(b["strokes"])
-    assert uniform["l_p"].item() == pytest.approx(math.log(3), rel=1e-5)  # (1/N_max) * N_max * log 3
+    held_out = math.log(3) * (b["length"].float() / n_max).mean().item()
+    assert uniform["l_p"].item() == pytest.approx(held_out, rel=1e-5)
     assert uniform["l_r"].item() == pytest.approx(uniform["l_s"].item() + uniform["l_p"].item(), rel=1e-6)
     # with a zero head every real offset costs -log N(x | 0, I); padding adds nothing
     s = b["strokes"] / torch.tensor([model.config.offset_scale] * 2 + [1, 1, 1])

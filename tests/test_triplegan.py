@@ -140,6 +140,25 @@ def test_pseudo_label_loss_is_off_before_the_warm_up_and_on_after():
     assert not torch.allclose(c_grad(0), c_grad(5))
 
 
+def test_gs_images_reach_cs_running_statistics_only_once_the_pseudo_label_term_trains_c():
+    """C is tested with its BatchNorm running statistics: a forward of G's images whose loss is switched off (before
+    the warm-up) must leave them as the digits made them. Two models that differ only in G take the same step;
+    C's statistics agree before the warm-up and differ after it."""
+    def c_statistics(warmup, g_scale):
+        model = model_with_labels(pseudo_warmup=warmup, pseudo_weight=1.0)
+        with torch.no_grad():
+            for p in model.gen.parameters():
+                p.mul_(g_scale)
+        torch.manual_seed(5)
+        model.train_step(unlabelled(), model.configure_optimizers())
+        return [b.clone() for name, b in model.cls.named_buffers() if "running" in name]
+
+    before = [c_statistics(10, scale) for scale in (1.0, 3.0)]
+    assert all(torch.equal(a, b) for a, b in zip(*before))
+    after = [c_statistics(0, scale) for scale in (1.0, 3.0)]
+    assert not all(torch.equal(a, b) for a, b in zip(*after))
+
+
 def test_sample_gives_balanced_classes_in_order():
     model = model_with_labels().eval()
     assert torch.equal(model.balanced_labels(20), torch.arange(10).repeat_interleave(2))

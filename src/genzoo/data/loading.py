@@ -81,6 +81,16 @@ def load_meta(processed_dir: Path) -> dict:
         raise DataError(f"{path}: unreadable ({exc}); {_HINT}.") from exc
 
 
+def seeded_subset(split: dict[str, torch.Tensor], n: int, seed: int) -> dict[str, torch.Tensor]:
+    """A seeded random subset of n rows of a split, in their original order (the whole split for n = 0 or n ≥ N).
+    Random, not the first n: MNIST's test file is ordered (its first 5,000 digits are the cleaner ones)."""
+    if n == 0 or n >= len(split["y"]):
+        return split
+    keep = torch.randperm(len(split["y"]), generator=torch.Generator().manual_seed(seed))[:n].sort().values
+    keep = keep.to(split["y"].device)
+    return {k: v[keep] for k, v in split.items()}
+
+
 def labelled_subset(y: torch.Tensor, per_class: int, seed: int) -> torch.Tensor:
     """Indices of `per_class` training images of each class, drawn with `seed`: the few labels that the
     semi-supervised models (autoencoder codes, Triple-GAN) may use. Sorted; the same for every model."""

@@ -45,4 +45,3 @@ def once(kind: str, key: str, compute: Callable[[], T]) -> T:
     if (kind, key) not in _TAKEN:
         _TAKEN[(kind, key)] = compute()
     return _TAKEN[(kind, key)]  # type: ignore[return-value]
-

@@ -50,6 +50,14 @@ class ZooModel(nn.Module):
     """Minibatches one train_step consumes: the engine hands it one batch of batches_per_step * batch_size rows
     (a GAN's k discriminator updates, each on its own real minibatch). A model may set it from its config."""
 
+    @property
+    def binary_samples(self) -> bool:
+        """Its samples are black-and-white draws (a binary autoregressive model's), where the others give grey
+        levels (a VAE's Bernoulli means, a GAN's output): the evaluate stage compares them with the fixed
+        binarization of the real images, so that binarizing is not scored as the model's error. A property, as
+        it may follow the config."""
+        return False
+
     # ---- what every model implements ------------------------------------------------------------------------
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         """Its optimizers by name (the engine checkpoints and schedules them; train_step steps them)."""

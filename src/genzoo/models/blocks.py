@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -75,6 +76,23 @@ def optimizer(kind: str, params, lr: float, eps: float = 1e-8, momentum: float =
 def to_unit(x: torch.Tensor) -> torch.Tensor:
     """uint8 pixels (the stored form) -> floats in [0, 1]."""
     return x.float() / 255.0
+
+
+@contextmanager
+def running_stats_kept_unless(module: nn.Module, on: torch.Tensor) -> Iterator[None]:
+    """The running statistics of `module`'s normalization layers end the block as they began it unless `on` (a 0-d
+    0/1 tensor) is 1. For a forward in training mode whose loss a weight switches off: without a branch (one CUDA
+    graph for both) it would still move the statistics the model is later tested with. The block must hold the
+    backward pass too: autograd keeps the statistics of every forward of the step until then."""
+    norms = [m for m in module.modules() if getattr(m, "track_running_stats", False) and m.running_mean is not None]
+    saved = [(m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone()) for m in norms]
+    yield
+    keep = on == 0
+    with torch.no_grad():
+        for m, (mean, var, count) in zip(norms, saved):
+            m.running_mean.copy_(torch.where(keep, mean, m.running_mean))
+            m.running_var.copy_(torch.where(keep, var, m.running_var))
+            m.num_batches_tracked.copy_(torch.where(keep, count, m.num_batches_tracked))
 
 
 def clip_gradients(params, limit: float, mode: str = "norm") -> None:

@@ -101,6 +101,10 @@ class Autoregressive(ZooModel):
         self.config, self.image_shape, self.num_classes = config, image_shape, num_classes
         self.outputs = 1 if config.levels == 2 else config.levels
 
+    @property
+    def binary_samples(self) -> bool:
+        return self.config.levels == 2  # its draws are 0/1 pixels, scored against the binarized test images
+
     @staticmethod
     def _input(x01: torch.Tensor) -> torch.Tensor:
         return 2 * x01 - 1  # centred; the zero padding then reads as mid-grey

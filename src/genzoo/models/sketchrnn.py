@@ -6,7 +6,8 @@ VAE over pen strokes with a mixture-density decoder, on the `strokes` set (strok
     decoder: LSTM, input [S_{i-1}, z] with S_0 = (0, 0, 1, 0, 0), (h0, c0) = tanh(W z + b); output -> M bivariate
              normals (pi, mu_x, mu_y, sigma_x, sigma_y, rho) over (dx, dy) and 3 pen-state logits (q1, q2, q3)
     loss:    L_R = L_s + L_p, L_s = -(1/N_max) sum_{i<Ns} log sum_j pi_j N(dx_i, dy_i | ...) (real points only),
-             L_p = -(1/N_max) sum_{i<N_max} sum_k p_k log q_k (every step: the model learns when to stop);
+             L_p = -(1/N_max) sum_{i<N_max} sum_k p_k log q_k (in training every step: the model learns when
+             to stop; held out, the real points only, as the authors' code evaluates it);
              L_KL = -1/(2 N_z) sum(1 + sigma_hat - mu^2 - exp(sigma_hat));
              loss = L_R + w_KL eta_step max(L_KL, KL_min),  eta_step = 1 - (1 - eta_min) R^step  (§3.3, eq. 9)
 Choices and where they differ from the paper:
@@ -146,11 +147,13 @@ class Model(ZooModel):
         inputs = torch.cat([inputs, z[:, None].expand(-1, s.shape[1], -1)], -1)  # (B, T, 5 + N_z)
         return self.head(self.dec(inputs, self.initial_state(z))[0]).float()
 
-    def losses(self, strokes: torch.Tensor, augment: bool = False) -> dict[str, torch.Tensor]:
-        """Batch means of L_s, L_p, L_R and L_KL (the capped one is for the update)."""
+    def losses(self, strokes: torch.Tensor, train: bool = False) -> dict[str, torch.Tensor]:
+        """Batch means of L_s, L_p, L_R and L_KL (the capped one is for the update). In training (`train`) the
+        sketches are stretched at random and L_p counts every step; held out, L_p counts the real points only
+        (the authors' code masks the end rows in eval mode), so held-out L_R is theirs."""
         lengths = lengths_of(strokes)
         s = self.normalize(strokes)  # (B, T, 5)
-        if augment and self.config.random_scale > 0:
+        if train and self.config.random_scale > 0:
             k = 1 + self.config.random_scale * (2 * torch.rand(len(s), 1, 2, device=s.device) - 1)  # (B, 1, 2)
             s = torch.cat([s[..., :2] * k, s[..., 2:]], -1)
         mu, sigma_hat = self._encode(s, lengths)
@@ -160,7 +163,8 @@ class Model(ZooModel):
         real = torch.arange(n_max, device=s.device)[None] < lengths[:, None]  # (B, T)
         log_p = mixture_log_prob(out[..., :-3], s[..., :2])  # (B, T)
         l_s = -(log_p * real).sum(1) / n_max  # (B,)
-        l_p = F.cross_entropy(out[..., -3:].transpose(1, 2), s[..., 2:].argmax(-1), reduction="none").sum(1) / n_max
+        l_p = F.cross_entropy(out[..., -3:].transpose(1, 2), s[..., 2:].argmax(-1), reduction="none")  # (B, T)
+        l_p = (l_p if train else l_p * real).sum(1) / n_max
         l_kl = kl_term(mu, sigma_hat)
         return {"l_s": l_s.mean(), "l_p": l_p.mean(), "l_r": (l_s + l_p).mean(), "l_kl": l_kl.mean()}
 
@@ -171,7 +175,7 @@ class Model(ZooModel):
 
     def train_step(self, batch: dict[str, torch.Tensor], opt: dict) -> dict[str, torch.Tensor]:
         c = self.config
-        terms = self.losses(batch["strokes"], augment=True)
+        terms = self.losses(batch["strokes"], train=True)
         eta = self.eta()
         loss = terms["l_r"] + c.w_kl * eta * terms["l_kl"].clamp(min=c.kl_min)  # max(L_KL, KL_min): no gradient below
         opt["model"].zero_grad(set_to_none=True)

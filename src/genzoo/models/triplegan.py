@@ -59,7 +59,9 @@ default:
 The labelled set comes once through `attach_labelled` and lives on the device as non-persistent buffers (not in
 the state_dict); each step draws its labelled minibatch with torch.randint there (or walks one order of it:
 labelled_draw cycle). The engine's batch is the unlabelled data: only its "x" is ever read, so no training label
-other than the 100 reaches the model.
+other than the 100 reaches the model. C's forward of G's images (R_P) moves C's BatchNorm running statistics, the
+ones C is tested with, only once R_P is on: before the warm-up its loss is weighted 0 (no branch) and its
+statistics are put back (`running_stats_kept_unless`), so C's tested statistics are the digits' alone.
 """
 
 from __future__ import annotations
@@ -75,7 +77,7 @@ from torch import nn
 
 from genzoo.models import adversarial as adv
 from genzoo.models.base import ZooModel
-from genzoo.models.blocks import adam, to_unit
+from genzoo.models.blocks import adam, running_stats_kept_unless, to_unit
 from genzoo.params import TrainConfig, param
 
 UPDATE_ORDERS = ("dcg", "dgc")  # the players' order within a step: D, C, G (ours) or D, G, C (the authors' code)
@@ -434,17 +436,19 @@ class Model(ZooModel):
             loss_c_adv = classifier_adversarial_loss(p_max, adv_logits, cfg.c_adversarial)
             loss_c_ent = entropy(probs_u)
             loss_c_balance = class_balance(probs_u)
-            loss_c_pseudo = F.cross_entropy(self.classify(fake_x), fake_y)  # R_P on (G(z, y), y)
             pseudo_on = (self.steps >= cfg.pseudo_warmup).float()  # 0 before the warm-up, 1 after: no branch
-            loss_c = (loss_c_sup + cfg.alpha * loss_c_adv + cfg.entropy_weight * loss_c_ent
-                      + pseudo_on * cfg.pseudo_weight * loss_c_pseudo)
-            if cfg.balance_weight:  # the script's terms (a static branch: off, ours adds nothing)
-                loss_c = loss_c + cfg.balance_weight * loss_c_balance
-            if cfg.c_weight_decay:
-                loss_c = loss_c + cfg.c_weight_decay * last_layer_l2(self.cls)
-            opt.zero_grad(set_to_none=True)
-            loss_c.backward()
-            opt.step()
+            # G's images reach the statistics C is tested with only when R_P trains C on them
+            with running_stats_kept_unless(self.cls, pseudo_on):
+                loss_c_pseudo = F.cross_entropy(self.classify(fake_x), fake_y)  # R_P on (G(z, y), y)
+                loss_c = (loss_c_sup + cfg.alpha * loss_c_adv + cfg.entropy_weight * loss_c_ent
+                          + pseudo_on * cfg.pseudo_weight * loss_c_pseudo)
+                if cfg.balance_weight:  # the script's terms (a static branch: off, ours adds nothing)
+                    loss_c = loss_c + cfg.balance_weight * loss_c_balance
+                if cfg.c_weight_decay:
+                    loss_c = loss_c + cfg.c_weight_decay * last_layer_l2(self.cls)
+                opt.zero_grad(set_to_none=True)
+                loss_c.backward()
+                opt.step()
         self.update_ema()
         return {"loss_c": loss_c.detach(), "loss_c_sup": loss_c_sup.detach(), "loss_c_adv": loss_c_adv.detach(),
                 "loss_c_ent": loss_c_ent.detach(), "loss_c_pseudo": loss_c_pseudo.detach(),

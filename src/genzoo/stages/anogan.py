@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from genzoo.data.loading import load_meta, load_split
+from genzoo.data.loading import load_meta, load_split, seeded_subset
 from genzoo.engine.copies import Copies, own_sets_as_one
 from genzoo.engine.io import write_text
 from genzoo.engine.pictures import save_pictures
@@ -62,14 +62,6 @@ def one_class(split: dict[str, torch.Tensor], c: int) -> dict[str, torch.Tensor]
     """The rows of class c only ("x", "y"): a one-class model's training set."""
     keep = split["y"] == c
     return {"x": split["x"][keep], "y": split["y"][keep]}
-
-
-def seeded_subset(test: dict[str, torch.Tensor], n: int, seed: int) -> dict[str, torch.Tensor]:
-    """A seeded subset of n test rows in their original order (all of them for n = 0 or n ≥ N)."""
-    if n == 0 or n >= len(test["y"]):
-        return test
-    keep = torch.randperm(len(test["y"]), generator=torch.Generator().manual_seed(seed))[:n].sort().values
-    return {k: v[keep] for k, v in test.items()}
 
 
 # ---------------------------------------------------------------- AnoGAN scoring

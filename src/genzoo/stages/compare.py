@@ -344,8 +344,9 @@ def _protocol(params: Params, m: int, n_test: int, n_train: int, noun: str = "di
         "blur": f"grey_share: share of sample pixels in ({GREY[0]}, {GREY[1]}); real_test.grey_share is the test "
                 f"{noun}' share; grey_ratio = samples / real (1 = as crisp as real {noun}, > 1 = blurrier)",
         "likelihood": f"parzen_ll: Gaussian window on {ecfg.parzen_samples} samples, sigma chosen on "
-                      f"{ecfg.parzen_val_points} validation {noun}, {ecfg.parzen_test_points} test {noun} (nats); "
-                      f"test_nll: IWAE bound k={ecfg.iwae_k} where the model has a likelihood",
+                      f"{ecfg.parzen_val_points} validation {noun}, {ecfg.parzen_test_points or 'all'} test {noun} "
+                      f"(a seeded subset, as in evaluate.json) (nats); test_nll: IWAE bound k={ecfg.iwae_k} where "
+                      "the model has a likelihood",
         "modes": "classes_hit: evaluator classes with >= 1% of the samples; kl_to_uniform in nats; "
                  f"precision/recall: k-NN manifolds, k={ecfg.pr_k}",
         "stability": "aggregates: mean, std (ddof=1 over seeds), min, max of each number; seeds_missing_a_class "

@@ -7,7 +7,12 @@ real test digits, i.e. what a perfect model would score with this many samples):
 - precision / recall (Kynkäänniemi et al. 2019) on the same features.
 - mode coverage: the evaluator's class histogram of the samples.
 - Parzen-window log-likelihood of test digits (Goodfellow et al. 2014), sigma chosen on validation digits.
-- for likelihood models also the test ELBO and the test NLL (IWAE bound) on the fixed binarized test set.
+- for likelihood models also the test ELBO and the test NLL (IWAE bound) on the fixed binarized test set (a
+  partial run: on the same seeded random subset of it, as MNIST's test file is ordered).
+A model whose samples are black-and-white draws (`binary_samples`: PixelCNN, PixelRNN) is compared with the fixed
+binarization of the real images instead, beside a floor of its own (`real_test_binarized`): scored against grey
+digits, binarizing alone would count as the model's error (real training digits, binarized, score far below the
+grey ones there).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from pathlib import Path
 import torch
 
 from genzoo.data.derived import not_applicable
-from genzoo.data.loading import labelled_subset, load_meta, load_split
+from genzoo.data.loading import labelled_subset, load_meta, load_split, seeded_subset
 from genzoo.data.naming import naming
 from genzoo.engine.errors import GenzooError
 from genzoo.engine.io import read_json, write_text
@@ -53,27 +58,45 @@ def draw_samples(model, n: int, batch_size: int, seed: int) -> torch.Tensor:
 
 
 class Reference:
-    """The real images every model is compared with, and their evaluator features, computed once."""
+    """The real images every model is compared with, and their evaluator features, computed once. A model whose
+    samples are black-and-white draws (`binary_samples`: PixelCNN, PixelRNN) is compared with the fixed
+    binarization of the same real images, so that binarizing is not counted against it; the others with the grey
+    images. The Parzen test images are a seeded random subset (MNIST's test file is ordered)."""
 
     def __init__(self, evaluator, test: dict, val: dict, params: Params):
         cfg = params.evaluate
         self.evaluator, self.cfg, self.seed = evaluator, cfg, params.run.seed
         self.test01 = to_unit(test["x"])
         self.test_features = features(evaluator, self.test01, cfg.batch_size)
+        parzen_test = seeded_subset(test, cfg.parzen_test_points, self.seed)
         self.parzen_val = to_unit(val["x"][:cfg.parzen_val_points])
-        self.parzen_test = self.test01[:cfg.parzen_test_points]
+        self.parzen_test = to_unit(parzen_test["x"])
+        self._binary_images = (test["xb"], val["xb"][:cfg.parzen_val_points], parzen_test["xb"])  # 0/1 uint8
+        self._binary = None  # (test features, Parzen validation, Parzen test) of the binarization, when first asked
 
-    def score(self, images01: torch.Tensor, num_classes: int) -> dict:
-        """The sample metrics of `images01` (N, C, H, W) in [0, 1] against the real test digits."""
+    def real(self, binary: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(test features, Parzen validation images, Parzen test images): grey, or their fixed binarization."""
+        if not binary:
+            return self.test_features, self.parzen_val, self.parzen_test
+        if self._binary is None:
+            test_b, val_b, parzen_b = (x.float() for x in self._binary_images)
+            self._binary = (features(self.evaluator, test_b, self.cfg.batch_size), val_b, parzen_b)
+        return self._binary
+
+    def score(self, images01: torch.Tensor, num_classes: int, binary: bool = False) -> dict:
+        """The sample metrics of `images01` (N, C, H, W) in [0, 1] against the real test images (their fixed
+        binarization with `binary`)."""
         cfg = self.cfg
+        test_features, parzen_val, parzen_test = self.real(binary)
         fake, classes = features_and_classes(self.evaluator, images01, cfg.batch_size)
-        kid_mean, kid_std = kernel_inception_distance(self.test_features, fake, cfg.kid_subsets, cfg.kid_subset_size,
+        kid_mean, kid_std = kernel_inception_distance(test_features, fake, cfg.kid_subsets, cfg.kid_subset_size,
                                                       seed=self.seed)
         histogram = class_histogram(classes, num_classes)
-        parzen = parzen_score(images01[:cfg.parzen_samples], self.parzen_val, self.parzen_test)
-        return {"fd": frechet_distance(self.test_features, fake), "kid": kid_mean, "kid_std": kid_std,
-                **precision_recall(self.test_features, fake, k=cfg.pr_k), **mode_coverage(histogram),
-                **parzen, "histogram": [round(float(h), 5) for h in histogram]}
+        parzen = parzen_score(images01[:cfg.parzen_samples], parzen_val, parzen_test)
+        return {"fd": frechet_distance(test_features, fake), "kid": kid_mean, "kid_std": kid_std,
+                **precision_recall(test_features, fake, k=cfg.pr_k), **mode_coverage(histogram),
+                **parzen, "histogram": [round(float(h), 5) for h in histogram],
+                "reference": "binarized" if binary else "grey"}
 
 
 def score_likelihood(model, test: dict[str, torch.Tensor], params: Params) -> dict:
@@ -81,11 +104,13 @@ def score_likelihood(model, test: dict[str, torch.Tensor], params: Params) -> di
     cfg = params.evaluate
     scores = {}
     torch.manual_seed(params.run.seed)
+    # a bound is costly (k passes per image): a partial run scores a seeded random subset, its ELBO the same one
+    bounded = seeded_subset(test, cfg.iwae_images, params.run.seed)["xb"]
     if model.likelihood == "bound":
-        scores["test_elbo"] = test_elbo(model, test["xb"], cfg.batch_size)
+        scores["test_elbo"] = test_elbo(model, bounded, cfg.batch_size)
     if model.likelihood is not None:
         exact = model.likelihood == "exact"  # autoregressive models: exact and cheap, all images
-        images = test["xb"] if cfg.iwae_images == 0 or exact else test["xb"][:cfg.iwae_images]
+        images = test["xb"] if exact else bounded
         scores["nll_kind"] = "exact" if exact else "iwae"
         # the protocol a paper's number assumes (targets.yaml's coverage): one fixed draw of the training digits
         # (`binarization: static`) or a fresh one each step
@@ -112,7 +137,7 @@ def sample_scores(model, samples: torch.Tensor | None, reference: Reference, tes
                   num_classes: int) -> dict:
     """The scores evaluate and compare both give a model: the sample metrics of `samples` (None for a model that
     does not sample) and the likelihood scores."""
-    scores = reference.score(samples, num_classes) if samples is not None else {}
+    scores = reference.score(samples, num_classes, model.binary_samples) if samples is not None else {}
     scores.update(score_likelihood(model, test, params))
     return scores
 
@@ -191,19 +216,27 @@ def evaluate_stage(params: Params, data: Path, models: Path, metrics: Path, deri
             run.log_metrics(0, {f"{name}/{k}": v for k, v in numbers.items()})
             print(f"{name} ({time.perf_counter() - began:.1f} s): "  # the log says where the stage's time goes
                   + ", ".join(f"{k}={v:.4g}" for k, v in numbers.items()))
+        binary = sorted(n for n, s in results["models"].items() if s.get("reference") == "binarized")
+        if binary:  # their floor: the same real training images, binarized as the test images they are held to
+            results["real_test_binarized"] = reference.score(train["xb"][subset].float(), num_classes, binary=True)
         noun = data_names.noun
         of = "" if data_names.digits else f" of {data_names.describe()}"
         results["protocol"] = {
             "samples": f"{cfg.n_samples} samples per model against the {len(test['x'])} test {noun}{of}; the floor "
-                       f"scores {cfg.n_samples} real training {noun} the same way",
+                       f"scores {cfg.n_samples} real training {noun} the same way"
+                       + (f"; {', '.join(binary)} draw black-and-white images, so they are held to the fixed "
+                          f"binarization of the same {noun} (their own floor)" if binary else ""),
             "features": "the frozen evaluator's penultimate layer (FD-evaluator, not Inception FID)",
             "kid": f"polynomial-kernel MMD, {cfg.kid_subsets} subsets of {cfg.kid_subset_size}",
             "precision_recall": f"k-NN manifolds, k={cfg.pr_k} (Kynkäänniemi et al. 2019)",
             "parzen": f"Gaussian window on {cfg.parzen_samples} samples, sigma chosen on {cfg.parzen_val_points} "
-                      f"validation {noun}, mean log-likelihood of {cfg.parzen_test_points} test {noun} (nats)",
+                      f"validation {noun}, mean log-likelihood of "
+                      + (f"{cfg.parzen_test_points} (a seeded random subset)"
+                         if 0 < cfg.parzen_test_points < len(test["x"]) else "all") + f" test {noun} (nats)",
             "mode_coverage": "evaluator classes of the samples; a class is hit by at least 1%",
-            "nll": f"IWAE bound, k={cfg.iwae_k}, on "
-                   + (f"the first {cfg.iwae_images}" if cfg.iwae_images else "all")
+            "nll": f"IWAE bound, k={cfg.iwae_k}, and the ELBO on "
+                   + (f"{cfg.iwae_images} (a seeded random subset)" if 0 < cfg.iwae_images < len(test["x"])
+                      else "all")
                    + f" test images of the fixed binarization (seed {params.data.binarize_seed})",
         }
         for group, model_cls in figures.items():

@@ -498,13 +498,18 @@ def _sample_table(evaluate: dict, t: Targets) -> list[str]:
     """The metric suite: every sampling model beside the real-data floor (blank where a run predates a metric)."""
     lines = ["| samples of | FD-evaluator ↓ | KID ×1000 ↓ | precision ↑ | recall ↑ | Parzen LL (nats) ↑ | "
              "classes hit | KL to uniform ↓ | paper (Parzen) |", "|---|---|---|---|---|---|---|---|---|"]
+    noun = data_names(evaluate).noun
     rows = {**{k: s for k, s in evaluate["models"].items() if "histogram" in s},
-            f"real training {data_names(evaluate).noun} (floor)": evaluate["real_test"]}
+            f"real training {noun} (floor)": evaluate["real_test"]}
+    if "real_test_binarized" in evaluate:  # the floor of the models held to the binarized test images
+        rows[f"real training {noun}, binarized (their floor)"] = evaluate["real_test_binarized"]
     for name, s in rows.items():
         kid = f"{s['kid'] * 1000:.2f} ± {s['kid_std'] * 1000:.2f}" if "kid" in s else "—"
         parzen = f"{s['parzen_ll']:.1f} ± {s['parzen_stderr']:.1f} (σ={s['parzen_sigma']:.3g})" \
             if "parzen_ll" in s else "—"
-        lines.append(f"| {name} | {_fmt(s.get('fd'))} | {kid} | {_fmt(s.get('precision'), 3)} | "
+        shown = f"{name} (vs binarized {noun})" if s.get("reference") == "binarized" and name in evaluate["models"] \
+            else name
+        lines.append(f"| {shown} | {_fmt(s.get('fd'))} | {kid} | {_fmt(s.get('precision'), 3)} | "
                      f"{_fmt(s.get('recall'), 3)} | {parzen} | {s['classes_hit']}/{len(s['histogram'])} | "
                      f"{s['kl_to_uniform']:.4f} | {_anchors(t, 'evaluate.json', f'models.{name}.parzen_ll')} |")
     return lines
