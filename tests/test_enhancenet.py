@@ -112,3 +112,14 @@ def test_enhancenet_comparison_rows_are_input_bicubic_mse_perceptual_truth():
     torch.testing.assert_close(grid[18:24], perceptual.translate({"a": test["a"]}))
     torch.testing.assert_close(grid[24:], test["b"].float() / 255)
     assert not torch.equal(grid[12:18], grid[18:24])
+
+
+@pytest.mark.parametrize("profile", ["cpu", "gpu", "tiny"])
+def test_the_mse_ablation_has_the_perceptual_models_generator_in_every_profile(tmp_path, profile):
+    """The perceptual-vs-MSE comparison (ENet-PAT vs ENet-E) is about the loss: a profile that gives the two
+    different generators compares their sizes instead."""
+    from helpers import composed
+
+    params = composed(tmp_path, f"profile={profile}")
+    shape = [{k: params[name][k] for k in ("width", "blocks")} for name in ("enhancenet", "enhancenet_mse")]
+    assert shape[0] == shape[1], f"{profile}: enhancenet {shape[0]}, enhancenet_mse {shape[1]}"
