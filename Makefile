@@ -9,8 +9,6 @@ TEST_WORKERS ?= 2
 # Extra pytest arguments: `make test TEST_ARGS='-m "not slow"'` leaves out the tests that run the pipeline or real
 # training processes (marked slow in tests/; about 2 min instead of 10 on 2 cores).
 TEST_ARGS ?=
-# --no-loadscope-reorder keeps the order tests/conftest.py gives (the slow modules first), so the end-to-end module
-# starts at once on one worker; xdist's default would queue files by their number of tests and start it last.
 # Stages run at once by `make run` (genzoo repro: DVC's parallel stage execution, each stage by `dvc repro`);
 # `make run JOBS=1` runs them one after another.
 JOBS ?= 2
@@ -31,6 +29,8 @@ install: $(STAMP)
 run: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/genzoo repro --jobs $(JOBS)
 
+# --no-loadscope-reorder keeps the order tests/conftest.py gives (the slow modules first), so the end-to-end module
+# starts at once on one worker; xdist's default would queue files by their number of tests and start it last.
 test: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(TEST_ARGS)
 
