@@ -240,7 +240,7 @@ def run(args: argparse.Namespace, raw: dict, params, work: Path, start: float, c
     from genzoo.engine.io import write_json
     from genzoo.engine.tracking import record_provenance
     from genzoo.engine.training import resolve_device
-    from genzoo.models.registry import load_params
+    from genzoo.models.registry import TRAINABLE, load_params
     from genzoo.stages.download import download_stage
     from genzoo.stages.evaluate import evaluate_stage
     from genzoo.stages.preprocess import preprocess_stage
@@ -261,8 +261,12 @@ def run(args: argparse.Namespace, raw: dict, params, work: Path, start: float, c
     if not (data / "meta.json").exists():
         download_stage(params, work / "raw", offline=True)
         preprocess_stage(params, work / "raw", data)
-    if not (models / "evaluator" / "model.pt").exists():
-        train_stage("evaluator", params, data, models, metrics, checkpoints=checkpoints)
+    # the evaluator, and the frozen network a model's losses look through (EnhanceNet's perceptual), once each
+    frozen = ["evaluator", *(TRAINABLE[name].perceptual_network for name in args.models if name in TRAINABLE)]
+    networks = list(dict.fromkeys(n for n in frozen if n is not None))
+    for name in networks:
+        if not (models / name / "model.pt").exists():
+            train_stage(name, params, data, models, metrics, checkpoints=checkpoints)
 
     meta, train = load_meta(data), load_split(data, "train")
     plan, failed, left = {}, {}, args.budget
@@ -303,7 +307,7 @@ def run(args: argparse.Namespace, raw: dict, params, work: Path, start: float, c
         shutil.rmtree(out)
     (out / "figures").mkdir(parents=True)
     (out / "plots").mkdir()
-    for name in ["evaluator", *trained]:
+    for name in [*networks, *trained]:
         shutil.copy(metrics / f"{name}.json", out / f"{name}.json")
     recipe = args.recipe or OURS
     scores = json.loads((metrics / "evaluate.json").read_text())

@@ -129,13 +129,15 @@ def quickdraw_npz(path: Path, sizes: dict[str, list[int]], seed: int = 0) -> Pat
 
 def tiny_model(name: str, tiny_params, seed: int = 0, **changes) -> nn.Module:
     """Registry model `name` at the tiny profile's params (`changes` replace some), ready to train: a fresh tiny
-    evaluator stands in for the trained one, and a semi-supervised model gets a few labelled images."""
+    frozen network stands in for the trained one its losses look through, and a semi-supervised model gets a few
+    labelled images."""
     from genzoo.models.registry import build_model
 
     config = dataclasses.replace(tiny_params.model(name), **changes)
     model = build_model(name, config, SHAPE, CLASSES, seed)
-    if model.needs_evaluator:
-        model.attach_evaluator(build_model("evaluator", tiny_params.model("evaluator"), SHAPE, CLASSES).eval())
+    if model.perceptual_network is not None:
+        network = model.perceptual_network
+        model.attach_perceptual(build_model(network, tiny_params.model(network), SHAPE, CLASSES).eval())
     if model.few_labels:
         labelled = images(20, seed=99)
         model.attach_labelled(labelled["x"], labelled["y"])
@@ -148,6 +150,14 @@ def tiny_evaluator(seed: int = 0, **changes) -> nn.Module:
 
     torch.manual_seed(seed)
     return evaluator.Model(evaluator.Config(**{"width": 4, "features": 8, **changes})).eval()
+
+
+def tiny_perceptual(seed: int = 0, **changes) -> nn.Module:
+    """An untrained perceptual network (genzoo.models.perceptual) of a few channels, in eval mode."""
+    from genzoo.models import perceptual
+
+    torch.manual_seed(seed)
+    return perceptual.Model(perceptual.Config(**{"width": 4, "features": 8, **changes})).eval()
 
 
 # The autoregressive models at a test's size: PixelCNN and PixelRNN's two cells (registry names: pixelcnn,

@@ -1,6 +1,6 @@
 """EnhanceNet (×4 super-resolution): bicubic plus a learned residual, the Gram matrix, the perceptual and texture
-losses through the frozen evaluator, the pixel (ENet-E) and PAT modes, pictures, scores against bicubic, and the
-comparison figure. (D first, then G through a frozen D: tests/test_adversarial.py.)"""
+losses through the frozen perceptual network (never the evaluator), the pixel (ENet-E) and PAT modes, pictures,
+scores against bicubic, and the comparison figure. (D first, then G through a frozen D: tests/test_adversarial.py.)"""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import same, superres_batch, tiny_evaluator, weights
+from helpers import same, superres_batch, tiny_evaluator, tiny_perceptual, weights
 from torch import nn
 
 from genzoo.models import enhancenet
@@ -42,7 +42,7 @@ def test_gram_matrix_of_a_known_map():
 
 def test_perceptual_and_texture_losses_vanish_only_for_identical_images():
     model = tiny_enhancenet()
-    model.attach_evaluator(tiny_evaluator())
+    model.attach_perceptual(tiny_perceptual())
     x = superres_batch(4)["b"].float() / 255
     zero = model.perceptual_losses(x, x.clone())
     assert float(zero["loss_perceptual"]) == 0 and float(zero["loss_texture"]) == 0
@@ -50,21 +50,21 @@ def test_perceptual_and_texture_losses_vanish_only_for_identical_images():
     assert float(other["loss_perceptual"]) > 0 and float(other["loss_texture"]) > 0
 
 
-def test_pixel_mode_needs_no_evaluator_and_perceptual_mode_does():
+def test_pixel_mode_needs_no_perceptual_network_and_perceptual_mode_does():
     pixel, batch = tiny_enhancenet(loss="pixel"), superres_batch()
     assert pixel.disc is None
     before = weights(pixel.gen)
     losses = pixel.train_step(batch, pixel.configure_optimizers())
     assert not same(before, weights(pixel.gen)) and math.isfinite(float(losses["loss_g"]))
     perceptual = tiny_enhancenet()
-    with pytest.raises(RuntimeError, match="attach_evaluator"):
+    with pytest.raises(RuntimeError, match="attach_perceptual"):
         perceptual.train_step(batch, perceptual.configure_optimizers())
 
 
-def test_enhancenet_evaluator_stays_frozen_and_out_of_the_state_dict():
-    model, ev = tiny_enhancenet(), tiny_evaluator()
+def test_enhancenet_perceptual_network_stays_frozen_and_out_of_the_state_dict():
+    model, ev = tiny_enhancenet(), tiny_perceptual()
     ev_before = weights(ev)
-    model.attach_evaluator(ev)
+    model.attach_perceptual(ev)
     model.train()
     assert not ev.training and not any(p.requires_grad for p in ev.parameters())
     assert not any("perceptual" in k for k in model.state_dict())
@@ -76,7 +76,7 @@ def test_enhancenet_evaluator_stays_frozen_and_out_of_the_state_dict():
 
 def test_enhancenet_pat_loss_g_is_the_weighted_adversarial_term_plus_perceptual_and_texture():
     model = tiny_enhancenet()
-    model.attach_evaluator(tiny_evaluator())
+    model.attach_perceptual(tiny_perceptual())
     losses = model.train_step(superres_batch(), model.configure_optimizers())
     assert {"loss_d", "loss_g_adv", "loss_perceptual", "loss_texture", "loss_g", "mse"} <= set(losses)
     expected = model.config.w_adv * losses["loss_g_adv"] + losses["loss_perceptual"] + losses["loss_texture"]

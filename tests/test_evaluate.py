@@ -84,3 +84,12 @@ def test_a_partial_bound_scores_a_seeded_random_subset_and_its_elbo_the_same_ima
     torch.manual_seed(tiny_params.run.seed)
     assert scores["test_elbo"] == test_elbo(vae, subset["xb"], tiny_params.evaluate.batch_size)
     assert scores["test_images"] == n
+    assert score_likelihood(build_model("gan", tiny_params.model("gan"), SHAPE, CLASSES, seed=0), test,
+                            tiny_params) == {}  # a model without a likelihood: nothing scored, no subset drawn
+
+
+def test_a_protocol_names_a_partial_count_as_a_seeded_subset_and_a_whole_split_as_all():
+    from genzoo.data.loading import subset_words
+
+    assert subset_words(1000, 10000) == "1000 (a seeded random subset)"
+    assert subset_words(0, 10000) == subset_words(10000, 10000) == subset_words(20000, 10000) == "all"

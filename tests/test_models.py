@@ -13,7 +13,7 @@ from helpers import CLASSES, ROOT, SHAPE, images, model_batch, tiny_model
 from genzoo.data.derived import BESIDE, SETS
 from genzoo.engine.training import seed_everything
 from genzoo.models.base import ZooModel
-from genzoo.models.registry import EVALUATOR, GENERATIVE, TRAINABLE, load_model, save_model
+from genzoo.models.registry import EVALUATOR, FROZEN, GENERATIVE, TRAINABLE, load_model, save_model
 
 
 def overrides(cls, method: str) -> bool:
@@ -36,7 +36,8 @@ def test_declarations_match_what_the_model_implements(name):
     assert (cls.likelihood is not None) == overrides(cls, "log_likelihood")
     assert (cls.likelihood == "bound") == overrides(cls, "elbo")
     assert cls.few_labels == overrides(cls, "attach_labelled")
-    assert cls.needs_evaluator == overrides(cls, "attach_evaluator")
+    assert (cls.perceptual_network is not None) == overrides(cls, "attach_perceptual")
+    assert cls.perceptual_network in (None, *FROZEN) and cls.perceptual_network != EVALUATOR  # never its own judge
     assert cls.dataset is None or cls.dataset in (*SETS, *BESIDE)
     assert cls.samples or overrides(cls, "output")  # output's default is samples
     assert bool(cls.comparison) == overrides(cls, "comparison_pictures")
@@ -53,7 +54,7 @@ def test_output_is_one_finite_tensor_and_steps_take_whole_batches(name, tiny_par
     model = tiny_model(name, tiny_params).eval()
     out = model.output(model_batch(model, n=4, split="test"))
     assert isinstance(out, torch.Tensor) and len(out) >= 1 and torch.isfinite(out).all()
-    if name == EVALUATOR:
+    if name in FROZEN:  # classifiers
         assert out.shape == (4, CLASSES)
     else:
         assert out.ndim == 4 and out.shape[1] in (1, 3) and out.min() >= 0 and out.max() <= 1
@@ -160,7 +161,7 @@ PAPERS = {"autoencoder": ("Hinton", 2006), "vae": ("Kingma", 2014), "cvae": ("So
 CITATION = re.compile(r'(?P<model>[^\n—]+) — (?P<authors>[^"\n]+?) (?P<year>(?:19|20)\d\d), "(?P<title>[^"]{10,})"')
 
 
-@pytest.mark.parametrize("name", [n for n in TRAINABLE if n != EVALUATOR])
+@pytest.mark.parametrize("name", [n for n in TRAINABLE if n not in FROZEN])
 def test_each_model_file_names_its_paper(name):
     """The docstring opens with `Model — First, Second & Last YEAR, "Title"` (the paper it reproduces)."""
     module = TRAINABLE[name].__module__

@@ -31,8 +31,9 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent  # the venv running pytest: its dvc and genzoo run the stages
-STAGES = ("download", "preprocess", "derive", "strokes", "train_evaluator", *(stage_name(name) for name in GENERATIVE),
-          "gan_saturation", "gan_toy", "anogan", "triplegan", "compare", "evaluate", "report")
+STAGES = ("download", "preprocess", "derive", "strokes", "train_evaluator", "train_perceptual",
+          *(stage_name(name) for name in GENERATIVE), "gan_saturation", "gan_toy", "anogan", "triplegan", "compare",
+          "evaluate", "report")
 START, END = "<!-- genzoo:results:start -->", "<!-- genzoo:results:end -->"
 UP_TO_DATE = "Data and pipelines are up to date."
 
@@ -168,7 +169,8 @@ def test_repro_produces_every_output(pipeline):
     repo = pipeline.repo
     out = pipeline.repro.stdout
     assert sorted(ran_stages(out)) == sorted(STAGES), f"stages run: {ran_stages(out)}\n{_tail(out)}"
-    for path in ("models/evaluator/model.pt", "models/vae/model.pt", "metrics/evaluator.json", "metrics/vae.json",
+    for path in ("models/evaluator/model.pt", "models/perceptual/model.pt", "models/vae/model.pt",
+                 "metrics/evaluator.json", "metrics/perceptual.json", "metrics/vae.json",
                  "metrics/evaluate.json", "metrics/plots/vae_train.csv", "metrics/figures/vae/samples.png",
                  "docs/results.md", "metrics/report.html"):
         assert (repo / path).is_file() and (repo / path).stat().st_size > 0, f"{path} missing or empty"

@@ -53,6 +53,16 @@ def test_render_reads_every_number_from_metrics(tmp_path):
     assert "GPU profile" in text and "Pending" in text  # no snapshot yet: said, not invented
 
 
+def test_render_names_enhancenets_perceptual_network_apart_from_the_evaluator_when_trained(tmp_path):
+    metrics = write_metrics(tmp_path / "metrics")
+    assert "perceptual network" not in render(metrics, tmp_path)  # a snapshot that never trained EnhanceNet
+    (metrics / "perceptual.json").write_text(json.dumps({"test": {"accuracy": 0.9806}, "epochs": 2,
+                                                         "train_seconds": 39.2}))
+    text = render(metrics, tmp_path)
+    assert "EnhanceNet's perceptual network" in text and "apart from the evaluator" in text
+    assert "test accuracy 98.06 % after 2 epochs (39 s)" in text and "99.12 %" in text
+
+
 def test_render_adds_the_gpu_snapshot_when_present(tmp_path):
     metrics = write_metrics(tmp_path / "metrics")
     write_metrics(metrics / "gpu", nll=85.5)

@@ -84,11 +84,12 @@ def strokes(params: Path = PARAMS, data: Path = DATA, out: Path = typer.Option(P
 
 @app.command("train")
 @expected_errors
-def train(model: str = typer.Argument(..., help="A registered model, or `evaluator`."), params: Path = PARAMS,
+def train(model: str = typer.Argument(..., help="A registered model, `evaluator` or `perceptual`."),
+          params: Path = PARAMS,
           data: Path = DATA, models: Path = MODELS, metrics: Path = METRICS, derived: Path = DERIVED):
     """Train one model with the shared engine (resumes from its checkpoint when one fits)."""
-    from genzoo.models.registry import EVALUATOR, GENERATIVE
-    trainable = [EVALUATOR, *GENERATIVE]
+    from genzoo.models.registry import FROZEN, GENERATIVE
+    trainable = [*FROZEN, *GENERATIVE]
     if model not in trainable:
         raise GenzooError(f"unknown model {model!r}; `genzoo train` fits: {', '.join(trainable)} "
                           "(Triple-GAN has its own command: `genzoo triplegan`)")
@@ -174,7 +175,8 @@ def report(params: Path = PARAMS, metrics: Path = METRICS, readme: Path = typer.
 def bench(model: str = typer.Option("vae", help="A registered model, or `all` (every trainable model)."),
           params: Path = PARAMS, data: Path = DATA,
           derived: Path = typer.Option(Path("data/derived"), help="The derived sets (translation models)."),
-          models: Path = typer.Option(Path("models"), help="Where the frozen evaluator is (models that need it)."),
+          models: Path = typer.Option(Path("models"), help="Where the frozen networks are (for a model that "
+                                      "trains through one)."),
           steps: int = typer.Option(300, help="Timed steps (after warm-up)."),
           batch_size: list[int] = typer.Option([], "--batch-size", help="Batch sizes to time (default: params)."),
           precision: str = typer.Option(None, help="fp32 or bf16 on whichever device runs, for every model "

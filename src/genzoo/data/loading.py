@@ -91,6 +91,11 @@ def seeded_subset(split: dict[str, torch.Tensor], n: int, seed: int) -> dict[str
     return {k: v[keep] for k, v in split.items()}
 
 
+def subset_words(n: int, total: int) -> str:
+    """How many of `total` rows `seeded_subset(split, n, seed)` keeps, in a protocol line's words."""
+    return f"{n} (a seeded random subset)" if 0 < n < total else "all"
+
+
 def labelled_subset(y: torch.Tensor, per_class: int, seed: int) -> torch.Tensor:
     """Indices of `per_class` training images of each class, drawn with `seed`: the few labels that the
     semi-supervised models (autoencoder codes, Triple-GAN) may use. Sorted; the same for every model."""

@@ -2,7 +2,7 @@
 
 A model *declares* what it is in class attributes, and the stages read those declarations instead of sniffing
 for methods or naming models: `samples` (the evaluate stage scores its samples), `likelihood` (scores its test
-NLL), `dataset` (which data it learns from), `needs_evaluator` / `few_labels` (what the train and triplegan
+NLL), `dataset` (which data it learns from), `perceptual_network` / `few_labels` (what the train and triplegan
 stages hand it before training), `comparison` (a figure beside other registry models). tests/test_models.py
 checks that every registered model's declarations match the methods it overrides, so a declaration cannot lie.
 
@@ -41,8 +41,9 @@ class ZooModel(nn.Module):
     strokes, captions); None = the base images. Decides its DVC stage (train_translation@ vs train@) and data."""
     few_labels: ClassVar[bool] = False
     """A semi-supervised classifier: it is handed the shared few labelled images by `attach_labelled(x, y)`."""
-    needs_evaluator: ClassVar[bool] = False
-    """Its losses look through the frozen evaluator, handed over by `attach_evaluator(evaluator)` before training."""
+    perceptual_network: ClassVar[str | None] = None
+    """The registry name of a frozen network its losses look through (EnhanceNet's: "perceptual"), trained by its
+    own stage and handed over by `attach_perceptual(network)` before training; never the evaluator that scores it."""
     comparison: ClassVar[tuple[str, ...]] = ()
     """Registry names whose trained models one figure shows side by side (metrics/figures/comparisons/), drawn
     by `comparison_pictures` once the evaluate stage has scored every one of them; () = none."""
@@ -113,9 +114,9 @@ class ZooModel(nn.Module):
         """`few_labels`: the labelled images (N, C, H, W) uint8 and their labels (N,)."""
         raise NotImplementedError(f"{type(self).__module__}.Model takes no labelled set")
 
-    def attach_evaluator(self, evaluator: nn.Module) -> None:
-        """`needs_evaluator`: the frozen evaluator its losses look through (not saved with the model)."""
-        raise NotImplementedError(f"{type(self).__module__}.Model needs no evaluator")
+    def attach_perceptual(self, network: nn.Module) -> None:
+        """`perceptual_network`: the frozen network its losses look through (not saved with the model)."""
+        raise NotImplementedError(f"{type(self).__module__}.Model needs no perceptual network")
 
     @classmethod
     def comparison_pictures(cls, models: dict[str, ZooModel], test: dict[str, torch.Tensor]) -> Grids:

@@ -8,8 +8,9 @@ has to learn what bicubic misses, which speeds up training and keeps low frequen
 Two training objectives (`loss`):
 - "pixel": MSE to the truth (the paper's ENet-E): best PSNR, blurry, since the mean of all plausible
   high-resolution digits is a blur.
-- "perceptual": the paper's ENet-PAT, L_P + L_T + L_A, no pixel loss. The perceptual network is our frozen
-  MNIST evaluator (VGG-19 ImageNet weights cannot be downloaded here), whose two conv blocks stand in for VGG's:
+- "perceptual": the paper's ENet-PAT, L_P + L_T + L_A, no pixel loss. The perceptual network is a frozen VGG-style
+  digit classifier (genzoo.models.perceptual: VGG-19 ImageNet weights cannot be downloaded here), trained by its
+  own stage and kept apart from the evaluator that scores the outputs; its two conv blocks stand in for VGG's:
     L_P  MSE of the maps after block 1 (14×14) and block 2 (7×7), the analogues of pool2 and pool5;
     L_T  MSE of Gram matrices of the first conv + ReLU of block 1 (28×28) and of block 2 (14×14), the
          analogues of conv1.1 and conv2.1, each computed on patches covering 14×14 image pixels (the paper's
@@ -18,8 +19,8 @@ Two training objectives (`loss`):
   As in the paper every feature map is divided by its mean activation before L_P and L_T, Gram matrices are
   sums over a patch's positions (not normalized), and the weights default to its appendix table (L_A 2,
   L_P 0.2 and 0.02, L_T 3e-7 and 1e-6), Adam 1e-4. D updates first, then G through a frozen D.
-The evaluator is attached by train_stage (attach_evaluator), kept out of the state_dict and never trained; it
-follows the model across devices. Pixel mode does not need it.
+The perceptual network is attached by train_stage (attach_perceptual), kept out of the state_dict and never
+trained; it follows the model across devices. Pixel mode does not need it.
 """
 
 from __future__ import annotations
@@ -94,18 +95,6 @@ def mean_normalized(maps: torch.Tensor) -> torch.Tensor:
     return maps / (maps.mean(dim=(1, 2, 3), keepdim=True) + 1e-6)
 
 
-def evaluator_maps(evaluator: nn.Module, x01: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The genzoo evaluator's intermediate maps: texture layers (first conv + BN + ReLU of each block) and
-    perceptual layers (each block's pooled output). x01 (B, 1, 28, 28) in [0, 1]."""
-    h = x01 * 2 - 1  # the evaluator's input scaling
-    maps = {}
-    for i, block in enumerate(evaluator.body[:2]):
-        maps[f"texture{i + 1}"] = block[:3](h)  # (B, w, 28, 28), then (B, 2w, 14, 14)
-        h = block[3:](maps[f"texture{i + 1}"])
-        maps[f"perceptual{i + 1}"] = h  # (B, w, 14, 14), then (B, 2w, 7, 7)
-    return maps
-
-
 @dataclass
 class Config(TrainConfig):
     lr: float = param(1e-4, gt=0)
@@ -122,7 +111,7 @@ class Config(TrainConfig):
 class Model(ZooModel):
     Config = Config
     dataset = "superres"
-    needs_evaluator = True  # perceptual mode's L_P and L_T (pixel mode ignores it)
+    perceptual_network = "perceptual"  # perceptual mode's L_P and L_T (pixel mode ignores it)
     comparison = ("enhancenet_mse", "enhancenet")  # the paper's figure: ENet-E beside ENet-PAT on the same inputs
 
     def __init__(self, config: Config, image_shape: tuple[int, ...] = (1, 28, 28), num_classes: int = 10):
@@ -136,14 +125,14 @@ class Model(ZooModel):
         self.disc = discriminator(c, config.disc_width) if config.loss == "perceptual" else None
         object.__setattr__(self, "_perceptual", None)
 
-    def attach_evaluator(self, evaluator: nn.Module) -> None:
+    def attach_perceptual(self, network: nn.Module) -> None:
         """The frozen perceptual network (not a submodule: not saved, not trained, not switched to train mode)."""
-        evaluator.eval()
-        for p in evaluator.parameters():
+        network.eval()
+        for p in network.parameters():
             p.requires_grad_(False)
-        object.__setattr__(self, "_perceptual", evaluator.to(next(self.parameters()).device))
+        object.__setattr__(self, "_perceptual", network.to(next(self.parameters()).device))
 
-    def _apply(self, fn, *args, **kwargs):  # .to(device) moves the attached evaluator along
+    def _apply(self, fn, *args, **kwargs):  # .to(device) moves the attached network along
         super()._apply(fn, *args, **kwargs)
         if self._perceptual is not None:
             self._perceptual._apply(fn, *args, **kwargs)
@@ -152,8 +141,9 @@ class Model(ZooModel):
     def perceptual_losses(self, fake_b: torch.Tensor, real_b: torch.Tensor) -> dict[str, torch.Tensor]:
         """{"loss_perceptual", "loss_texture"}: weighted L_P and L_T between outputs and truth, in [0, 1]."""
         if self._perceptual is None:
-            raise RuntimeError("enhancenet loss 'perceptual' needs the evaluator: call attach_evaluator first")
-        fake, real = evaluator_maps(self._perceptual, fake_b), evaluator_maps(self._perceptual, real_b)
+            raise RuntimeError("enhancenet loss 'perceptual' needs its perceptual network: call attach_perceptual "
+                               "first")
+        fake, real = self._perceptual.feature_maps(fake_b), self._perceptual.feature_maps(real_b)
         loss_p = loss_t = 0
         for i, (w_p, w_t) in enumerate(zip(self.config.w_perceptual, self.config.w_texture)):
             name = f"{i + 1}"

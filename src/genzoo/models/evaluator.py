@@ -8,6 +8,7 @@ practice), and its predictions give mode coverage and the label accuracy of tran
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -27,10 +28,15 @@ class Config(TrainConfig):
     weight_decay: float = param(5e-4, ge=0)
 
 
-def conv_block(c_in: int, c_out: int) -> nn.Sequential:
+def conv_block(c_in: int, c_out: int, batchnorm: bool = True) -> nn.Sequential:
+    """conv + BN + ReLU twice, then 2x2 max-pooling. Without batchnorm (VGG's plain conv + ReLU) the BN slots
+    hold Identity, so the layers keep their places and `feature_maps` reads either kind alike."""
+    def norm(c: int) -> nn.Module:
+        return nn.BatchNorm2d(c) if batchnorm else nn.Identity()
+
     return nn.Sequential(
-        nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(),
-        nn.Conv2d(c_out, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(),
+        nn.Conv2d(c_in, c_out, 3, padding=1, bias=not batchnorm), norm(c_out), nn.ReLU(),
+        nn.Conv2d(c_out, c_out, 3, padding=1, bias=not batchnorm), norm(c_out), nn.ReLU(),
         nn.MaxPool2d(2),
     )
 
@@ -49,16 +55,17 @@ def random_shift(x: torch.Tensor, pixels: float) -> torch.Tensor:
 
 class Model(ZooModel):
     Config = Config
+    batchnorm: ClassVar[bool] = True  # False: VGG's plain layers (genzoo.models.perceptual)
 
     def __init__(self, config: Config, image_shape: tuple[int, ...] = (1, 28, 28), num_classes: int = 10):
         super().__init__()
         self.config, self.image_shape, self.num_classes = config, image_shape, num_classes
         c, h, w = image_shape
-        width = config.width
-        self.body = nn.Sequential(conv_block(c, width), conv_block(width, 2 * width), nn.Flatten())
+        width, bn = config.width, self.batchnorm
+        self.body = nn.Sequential(conv_block(c, width, bn), conv_block(width, 2 * width, bn), nn.Flatten())
         flat = 2 * width * (h // 4) * (w // 4)
-        self.head = nn.Sequential(
-            nn.Linear(flat, config.features, bias=False), nn.BatchNorm1d(config.features), nn.ReLU())
+        self.head = nn.Sequential(nn.Linear(flat, config.features, bias=not bn),
+                                  nn.BatchNorm1d(config.features) if bn else nn.Identity(), nn.ReLU())
         self.dropout = nn.Dropout(config.dropout)
         self.classify = nn.Linear(config.features, num_classes)
 
@@ -68,6 +75,16 @@ class Model(ZooModel):
 
     def forward(self, x01: torch.Tensor) -> torch.Tensor:
         return self.classify(self.dropout(self.features(x01)))  # (B, num_classes) logits
+
+    def feature_maps(self, x01: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The maps a perceptual loss compares (EnhanceNet's L_P and L_T): "texture1", "texture2", the first
+        conv + (BN +) ReLU of each block, (B, w, 28, 28) and (B, 2w, 14, 14); "perceptual1", "perceptual2", each
+        block's pooled output, (B, w, 14, 14) and (B, 2w, 7, 7). x01 (B, C, 28, 28) in [0, 1]."""
+        h, maps = x01 * 2 - 1, {}
+        for i, block in enumerate(self.body[:2], start=1):
+            maps[f"texture{i}"] = block[:3](h)
+            h = maps[f"perceptual{i}"] = block[3:](maps[f"texture{i}"])
+        return maps
 
     @torch.no_grad()
     def predict(self, x01: torch.Tensor) -> torch.Tensor:

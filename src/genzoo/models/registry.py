@@ -17,7 +17,9 @@ from genzoo.engine.errors import GenzooError
 from genzoo.engine.io import load_torch, save_torch
 from genzoo.params import PARAMS_FILE, Params, parse_sections, read_params_file
 
-EVALUATOR = "evaluator"  # the frozen classifier that measures the others (its own train@evaluator stage)
+EVALUATOR = "evaluator"  # the frozen classifier that measures the others (its own train_evaluator stage)
+PERCEPTUAL = "perceptual"  # the frozen network EnhanceNet's losses look through (train_perceptual), never a judge
+FROZEN = (EVALUATOR, PERCEPTUAL)  # trained once by a stage of their own, then only read
 
 # The zoo: each gets a train@<name> stage. A second name of the same file is the same model with other params
 # (the paper's ablation, or its second table row).
@@ -49,7 +51,7 @@ GENERATIVE_MODULES = {
 # Models fitted by a stage of their own (DESIGN.md §2): Triple-GAN over several seeds, by `triplegan`.
 APPLICATION_MODULES = {"triplegan": "triplegan"}
 
-MODULES = {EVALUATOR: "evaluator", **GENERATIVE_MODULES, **APPLICATION_MODULES}
+MODULES = {EVALUATOR: "evaluator", PERCEPTUAL: "perceptual", **GENERATIVE_MODULES, **APPLICATION_MODULES}
 
 
 class _Registry(Mapping):

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import torch
 
-from genzoo.data.loading import load_meta, load_split
+from genzoo.data.loading import load_meta, load_split, subset_words
 from genzoo.data.naming import naming
 from genzoo.engine.copies import Copies, copy_of, for_each_copy
 from genzoo.engine.errors import GenzooError
@@ -45,7 +45,7 @@ from genzoo.models.blocks import to_unit
 from genzoo.models.registry import GENERATIVE, build_model, load_model, save_model
 from genzoo.params import Params
 from genzoo.stages.evaluate import Reference, draw_samples, sample_scores, scoring_key
-from genzoo.stages.train import attach_evaluator, checkpoint_dir, fingerprint, mode_monitor
+from genzoo.stages.train import attach_perceptual, checkpoint_dir, fingerprint, mode_monitor
 
 CHUNK = 2048  # rows per side of one distance block: 2048 x 2048 floats = 16 MiB
 GREY = (0.1, 0.9)  # a pixel strictly between these is "mid-grey"
@@ -251,7 +251,7 @@ def _train(name, config, seeds, params, models, checkpoints, train, val, image_s
         return {}
     built = [build_model(name, config, image_shape, num_classes, seed) for seed in seeds]
     for model in built:
-        attach_evaluator(model, models, device)
+        attach_perceptual(model, models, device)
     copies = Copies(built, seeds)
     monitors = [mode_monitor(model, params, models, device, num_classes) for model in built]
     seeded = dataclasses.replace(params, run=dataclasses.replace(params.run, seed=seeds[0]))
@@ -344,9 +344,9 @@ def _protocol(params: Params, m: int, n_test: int, n_train: int, noun: str = "di
         "blur": f"grey_share: share of sample pixels in ({GREY[0]}, {GREY[1]}); real_test.grey_share is the test "
                 f"{noun}' share; grey_ratio = samples / real (1 = as crisp as real {noun}, > 1 = blurrier)",
         "likelihood": f"parzen_ll: Gaussian window on {ecfg.parzen_samples} samples, sigma chosen on "
-                      f"{ecfg.parzen_val_points} validation {noun}, {ecfg.parzen_test_points or 'all'} test {noun} "
-                      f"(a seeded subset, as in evaluate.json) (nats); test_nll: IWAE bound k={ecfg.iwae_k} where "
-                      "the model has a likelihood",
+                      f"{ecfg.parzen_val_points} validation {noun}, "
+                      f"{subset_words(ecfg.parzen_test_points, n_test)} test {noun} (as in evaluate.json) (nats); "
+                      f"test_nll: IWAE bound k={ecfg.iwae_k} where the model has a likelihood",
         "modes": "classes_hit: evaluator classes with >= 1% of the samples; kl_to_uniform in nats; "
                  f"precision/recall: k-NN manifolds, k={ecfg.pr_k}",
         "stability": "aggregates: mean, std (ddof=1 over seeds), min, max of each number; seeds_missing_a_class "

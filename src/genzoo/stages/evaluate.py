@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from genzoo.data.derived import not_applicable
-from genzoo.data.loading import labelled_subset, load_meta, load_split, seeded_subset
+from genzoo.data.loading import labelled_subset, load_meta, load_split, seeded_subset, subset_words
 from genzoo.data.naming import naming
 from genzoo.engine.errors import GenzooError
 from genzoo.engine.io import read_json, write_text
@@ -101,23 +101,23 @@ class Reference:
 
 def score_likelihood(model, test: dict[str, torch.Tensor], params: Params) -> dict:
     """The test ELBO and NLL of a model that declares a `likelihood` ({} for the others)."""
-    cfg = params.evaluate
-    scores = {}
+    if model.likelihood is None:
+        return {}
+    cfg, scores = params.evaluate, {}
     torch.manual_seed(params.run.seed)
     # a bound is costly (k passes per image): a partial run scores a seeded random subset, its ELBO the same one
     bounded = seeded_subset(test, cfg.iwae_images, params.run.seed)["xb"]
     if model.likelihood == "bound":
         scores["test_elbo"] = test_elbo(model, bounded, cfg.batch_size)
-    if model.likelihood is not None:
-        exact = model.likelihood == "exact"  # autoregressive models: exact and cheap, all images
-        images = test["xb"] if exact else bounded
-        scores["nll_kind"] = "exact" if exact else "iwae"
-        # the protocol a paper's number assumes (targets.yaml's coverage): one fixed draw of the training digits
-        # (`binarization: static`) or a fresh one each step
-        static = getattr(model.config, "binarization", "dynamic") == "static"
-        scores["train_binarization"] = "fixed" if static else "dynamic"
-        nll = test_nll(model, images, cfg.iwae_k, min(cfg.batch_size, 100))
-        scores.update({f"test_{k}": v for k, v in nll.items()})
+    exact = model.likelihood == "exact"  # autoregressive models: exact and cheap, all images
+    images = test["xb"] if exact else bounded
+    scores["nll_kind"] = "exact" if exact else "iwae"
+    # the protocol a paper's number assumes (targets.yaml's coverage): one fixed draw of the training digits
+    # (`binarization: static`) or a fresh one each step
+    static = getattr(model.config, "binarization", "dynamic") == "static"
+    scores["train_binarization"] = "fixed" if static else "dynamic"
+    nll = test_nll(model, images, cfg.iwae_k, min(cfg.batch_size, 100))
+    scores.update({f"test_{k}": v for k, v in nll.items()})
     return scores
 
 
@@ -231,12 +231,9 @@ def evaluate_stage(params: Params, data: Path, models: Path, metrics: Path, deri
             "precision_recall": f"k-NN manifolds, k={cfg.pr_k} (Kynkäänniemi et al. 2019)",
             "parzen": f"Gaussian window on {cfg.parzen_samples} samples, sigma chosen on {cfg.parzen_val_points} "
                       f"validation {noun}, mean log-likelihood of "
-                      + (f"{cfg.parzen_test_points} (a seeded random subset)"
-                         if 0 < cfg.parzen_test_points < len(test["x"]) else "all") + f" test {noun} (nats)",
+                      + f"{subset_words(cfg.parzen_test_points, len(test['x']))} test {noun} (nats)",
             "mode_coverage": "evaluator classes of the samples; a class is hit by at least 1%",
-            "nll": f"IWAE bound, k={cfg.iwae_k}, and the ELBO on "
-                   + (f"{cfg.iwae_images} (a seeded random subset)" if 0 < cfg.iwae_images < len(test["x"])
-                      else "all")
+            "nll": f"IWAE bound, k={cfg.iwae_k}, and the ELBO on {subset_words(cfg.iwae_images, len(test['x']))}"
                    + f" test images of the fixed binarization (seed {params.data.binarize_seed})",
         }
         for group, model_cls in figures.items():

@@ -770,6 +770,11 @@ def profile_section(run: Run, title: str, base: Path, t: Targets) -> list[str]:
         line += f"; target {target.text()} ({target.paper})" + (
             "" if value is None else f": {run.judge(target).text()}")
     lines += ["", line + ".", ""]
+    if (folder / "perceptual.json").exists():  # the gpu snapshots have it only when they trained EnhanceNet
+        perceptual = read_json(folder / "perceptual.json")
+        lines += [f"EnhanceNet's perceptual network (frozen VGG-style CNN its losses look through, trained apart "
+                  f"from the evaluator): test accuracy {perceptual['test']['accuracy'] * 100:.2f} % after "
+                  f"{perceptual['epochs']} epochs ({perceptual['train_seconds']:.0f} s).", ""]
     lines += _compare(folder, t, names.noun) + _saturation(folder) + _toy(folder)
     bench_file = folder / "bench.json"
     if bench_file.exists():

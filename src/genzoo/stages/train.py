@@ -24,16 +24,18 @@ from genzoo.engine.tracking import StageRun, provenance, write_metrics, write_pl
 from genzoo.engine.training import checkpoint_run_id, describe_device, fit, resolve_device, validate
 from genzoo.metrics.modes import sample_modes
 from genzoo.models.blocks import to_unit
-from genzoo.models.registry import EVALUATOR, TRAINABLE, build_model, load_model, save_model
+from genzoo.models.registry import EVALUATOR, FROZEN, TRAINABLE, build_model, load_model, save_model
 from genzoo.params import Params
 
 
 def models_used(raw: dict, target: str | None = None) -> list[str]:
-    """The registry models `genzoo train <target>` runs: the model, and the frozen evaluator it is watched (or,
-    when it declares `needs_evaluator`, trained) through."""
+    """The registry models `genzoo train <target>` runs: the model, the frozen evaluator it is watched through,
+    and the frozen network its losses look through when it declares one (`perceptual_network`)."""
     if target is None:
         raise ValueError("train: which model?")
-    return [target] if target == EVALUATOR else [target, EVALUATOR]
+    if target in FROZEN:
+        return [target]
+    return [target, EVALUATOR, *filter(None, [TRAINABLE[target].perceptual_network])]
 
 PICTURE_ROWS = 2000  # test digits handed to a model's pictures()
 
@@ -84,16 +86,16 @@ def model_splits(model_cls, data: Path, derived: Path, device="cpu") -> dict[str
     return {split: load_set(derived, name, split, device) for split in ("train", "val", "test")}
 
 
-def attach_evaluator(model, models: Path, device) -> None:
-    """Models whose losses look through the frozen evaluator (they declare `needs_evaluator`) get it here."""
-    if model.needs_evaluator:
-        model.attach_evaluator(load_model(models / "evaluator" / "model.pt", device))
+def attach_perceptual(model, models: Path, device) -> None:
+    """Models whose losses look through a frozen network (they declare `perceptual_network`) get it here."""
+    if model.perceptual_network is not None:
+        model.attach_perceptual(load_model(models / model.perceptual_network / "model.pt", device))
 
 
 def stage_name(name: str) -> str:
     """The DVC stage that trains `name` (dvc.yaml: train_evaluator, train@<model>, train_translation@<model>)."""
-    if name == "evaluator":
-        return "train_evaluator"
+    if name in FROZEN:
+        return f"train_{name}"
     return f"train_translation@{name}" if TRAINABLE[name].dataset else f"train@{name}"
 
 
@@ -121,7 +123,7 @@ def _train_stage(name: str, params: Params, data: Path, models: Path, metrics: P
     splits = model_splits(model_cls, data, derived)
     train, val, test = splits["train"], splits["val"], splits["test"]
     model = build_model(name, config, tuple(meta["image_shape"]), len(meta["classes"]), params.run.seed)
-    attach_evaluator(model, models, device)
+    attach_perceptual(model, models, device)
     stage = stage_name(name)
     checkpoint = checkpoint_dir(models, checkpoints) / f"{name}.pt"
     key = fingerprint(name, config, params, meta["data_hash"], world.size)

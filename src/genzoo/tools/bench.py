@@ -20,14 +20,15 @@ from genzoo.engine.tracking import record_provenance
 from genzoo.engine.training import describe_device, eager_reason, fit, resolve_device
 from genzoo.models.registry import TRAINABLE, build_model
 from genzoo.params import Params
-from genzoo.stages.train import attach_evaluator, model_splits
+from genzoo.stages.train import attach_perceptual, model_splits, stage_name
 
 WARMUP_STEPS = 30
 
 
 def time_training(name: str, params: Params, train: dict, meta: dict, batch_size: int, steps: int,
                   cuda_graphs: bool, models: Path | None = None, distributed_path: bool = False) -> dict:
-    """`models`: where the frozen evaluator is, for a model whose losses look through it (needs_evaluator).
+    """`models`: where the trained models are, for one whose losses look through a frozen network
+    (`perceptual_network`: EnhanceNet's).
     `distributed_path`: train in a process group of one rank, so the data-parallel path's own cost shows."""
     device = resolve_device(params.engine.device)
     config = dataclasses.replace(params.model(name), batch_size=batch_size, epochs=1,
@@ -35,10 +36,12 @@ def time_training(name: str, params: Params, train: dict, meta: dict, batch_size
     engine = dataclasses.replace(params.engine, log_every=10**9, eval_every=10**9, checkpoint_every=10**9,
                                  cuda_graphs=cuda_graphs)
     model = build_model(name, config, tuple(meta["image_shape"]), len(meta["classes"]), params.run.seed)
-    if model.needs_evaluator:
-        if models is None or not (models / "evaluator" / "model.pt").exists():
-            raise GenzooError(f"{name} trains through the frozen evaluator: run `dvc repro train_evaluator` first")
-        attach_evaluator(model, models, device)
+    network = model.perceptual_network
+    if network is not None:
+        if models is None or not (models / network / "model.pt").exists():
+            raise GenzooError(f"{name} trains through the frozen {network} network: run `dvc repro "
+                              f"{stage_name(network)}` first")
+        attach_perceptual(model, models, device)
     if model.few_labels:  # a semi-supervised model trains with the shared few labels, as its stage hands them over
         labelled = labelled_subset(train["y"], params.data.labelled_per_class, params.data.labelled_seed)
         model.attach_labelled(train["x"][labelled].to(device), train["y"][labelled].to(device))

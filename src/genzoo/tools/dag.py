@@ -5,7 +5,8 @@ dvc.yaml is written by hand (commands, outputs, params, data deps, comments) exc
   module level, the registry, the stage module `genzoo.stages.<command>`, and the registry models the stage
   module's `models_used` names), and nothing else;
 - the model lists that follow from the registry: the items of the `train` and `train_translation` foreach (a
-  model that declares a derived data set learns in train_translation), the `models/<name>` deps of
+  model that declares a derived data set learns in train_translation; each item's `network` is the frozen network
+  its losses look through, or the evaluator again), the `models/<name>` deps of
   `evaluate` and the `metrics/<name>.json` and `metrics/figures/<name>` deps of `report`.
 
 A foreach cannot interpolate a list (DVC checks the schema before it resolves), so the files every item shares
@@ -25,7 +26,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from genzoo.engine.errors import GenzooError
-from genzoo.models.registry import EVALUATOR, GENERATIVE, MODULES
+from genzoo.models.registry import EVALUATOR, FROZEN, GENERATIVE, MODULES
 from genzoo.params import read_params_file
 from genzoo.tools.imports import closure, files
 
@@ -97,6 +98,7 @@ def _fill_foreach(name: str, stage: CommentedMap, raw: dict) -> None:
         item = CommentedMap()
         if derived:
             item["data"] = data_folder(key)
+        item["network"] = f"models/{GENERATIVE[key].perceptual_network or EVALUATOR}"
         own = extras[key] or shared[:1]
         for i in range(slots):
             item[f"{SLOT}{i + 1}"] = own[min(i, len(own) - 1)]
@@ -120,7 +122,7 @@ def _fill_stage(name: str, stage: CommentedMap, raw: dict) -> None:
         made = {p for n in MODULES for p in (f"metrics/{n}.json", f"metrics/figures/{n}")}
         _without_managed(deps, lambda d: d in made)
         position = next((i for i, d in enumerate(deps) if str(d).startswith(CODE_PREFIX)), len(deps))
-        for offset, path in enumerate([f"metrics/{n}.json" for n in (EVALUATOR, *GENERATIVE)]
+        for offset, path in enumerate([f"metrics/{n}.json" for n in (*FROZEN, *GENERATIVE)]
                                       + [f"metrics/figures/{n}" for n in GENERATIVE]):
             deps.insert(position + offset, path)
     _without_managed(deps, _is_code)
