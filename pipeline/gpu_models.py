@@ -90,14 +90,17 @@ def plan_epochs(profile_epochs: int, steps_per_s: float, steps_per_epoch: int, s
 
 
 def train_within(name: str, seconds: float, raw: dict, work: Path, data: Path, models: Path, metrics: Path,
-                 meta: dict, train: dict, bench_steps: int, checkpoints: Path) -> dict:
-    """Time `name`'s training steps, cap its epochs to `seconds`, train it; what was planned and spent."""
-    from genzoo.models.registry import load_params, parse_params
-    from genzoo.stages.train import train_stage
+                 meta: dict, train: dict, bench_steps: int, checkpoints: Path, derived: Path) -> dict:
+    """Time `name`'s training steps, cap its epochs to `seconds`, train it; what was planned and spent. `train` is
+    the base training split; a model that learns from a derived set is timed on that set's."""
+    from genzoo.models.registry import TRAINABLE, load_params, parse_params
+    from genzoo.stages.train import model_splits, train_stage
     from genzoo.tools.bench import time_training
 
     params = parse_params(raw)
     config = params.model(name)
+    if TRAINABLE[name].dataset is not None:
+        train = model_splits(TRAINABLE[name], data, derived)["train"]
     bench = time_training(name, params, train, meta, config.batch_size, bench_steps, params.engine.cuda_graphs,
                           models)
     epochs = plan_epochs(config.epochs, bench["steps_per_s"], bench["steps_per_epoch"], seconds)
@@ -106,10 +109,27 @@ def train_within(name: str, seconds: float, raw: dict, work: Path, data: Path, m
     print(f"{name}: {bench['steps_per_s']} steps/s, {bench['seconds_per_epoch']} s/epoch; share {seconds:.0f} s "
           f"-> {epochs} of the profile's {config.epochs} epochs", flush=True)
     tic = time.time()
-    result = train_stage(name, load_params(work / "params.yaml"), data, models, metrics, checkpoints=checkpoints)
+    result = train_stage(name, load_params(work / "params.yaml"), data, models, metrics, derived,
+                         checkpoints=checkpoints)
     return {"profile_epochs": config.epochs, "epochs": epochs, "steps_per_s": bench["steps_per_s"],
             "share_s": round(seconds, 1), "stage_seconds": round(time.time() - tic, 1),
             "train_seconds": result["train_seconds"], "cuda_graphs": bench["cuda_graphs"]}
+
+
+def derive_sets(params, work: Path, data: Path, datasets: list[str | None]) -> Path:
+    """The derived sets the named models learn from (`datasets`: their `dataset` declarations), made once in
+    `work` as the derive and strokes stages make them in data/ (the translation sets and StackGAN's captions;
+    Sketch-RNN's strokes beside them); the folder to hand the stages as `derived`."""
+    from genzoo.stages.derive import derive_stage
+    from genzoo.stages.strokes import strokes_stage
+
+    derived, wanted = work / "derived", set(datasets) - {None}
+    if wanted - {"strokes"} and not (derived / "meta.json").exists():
+        derive_stage(params, data, derived, work / "previews" / "derived")
+    if "strokes" in wanted and not (work / "strokes" / "meta.json").exists():
+        strokes_stage(params, data, work / "strokes", work / "raw" / "quickdraw", Path("data/quickdraw.sha256.json"),
+                      work / "previews" / "strokes")  # QuickDraw's record: the checkout's, as `genzoo strokes`
+    return derived
 
 
 def _checkpoint_step(path: Path) -> int:
@@ -123,7 +143,7 @@ def _checkpoint_step(path: Path) -> int:
 
 
 def train_until(name: str, seconds: float, raw: dict, data: Path, models: Path, metrics: Path,
-                made: dict, checkpoints: Path) -> dict:
+                made: dict, checkpoints: Path, derived: Path) -> dict:
     """Train `name` for the profile's epochs, or pause at its checkpoint when `seconds` run out.
 
     Beside the checkpoint a ledger (`<name>.runs.json`) keeps each run's hardware, commit, command, steps and
@@ -153,7 +173,7 @@ def train_until(name: str, seconds: float, raw: dict, data: Path, models: Path, 
         if name in STAGE_PARTS:
             result = train_stage_part(name, params, data, models, metrics, time.monotonic() + seconds, checkpoints)
         else:
-            result = train_stage(name, params, data, models, metrics, stop_at=time.monotonic() + seconds,
+            result = train_stage(name, params, data, models, metrics, derived, stop_at=time.monotonic() + seconds,
                                  checkpoints=checkpoints)
     except Interrupted as paused:
         print(f"{name}: paused at step {paused.step} of {paused.total} after its {seconds:.0f} s", flush=True)
@@ -244,7 +264,7 @@ def run(args: argparse.Namespace, raw: dict, params, work: Path, start: float, c
     from genzoo.stages.download import download_stage
     from genzoo.stages.evaluate import evaluate_stage
     from genzoo.stages.preprocess import preprocess_stage
-    from genzoo.stages.train import train_stage
+    from genzoo.stages.train import model_splits, train_stage
     from genzoo.targets import OURS
     from genzoo.tools.bench import time_training
 
@@ -261,8 +281,10 @@ def run(args: argparse.Namespace, raw: dict, params, work: Path, start: float, c
     if not (data / "meta.json").exists():
         download_stage(params, work / "raw", offline=True)
         preprocess_stage(params, work / "raw", data)
+    named = [n for n in (*args.models, *args.bench_only) if n in TRAINABLE]  # not the stages of STAGE_PARTS
+    derived = derive_sets(params, work, data, [TRAINABLE[n].dataset for n in named])
     # the evaluator, and the frozen network a model's losses look through (EnhanceNet's perceptual), once each
-    frozen = ["evaluator", *(TRAINABLE[name].perceptual_network for name in args.models if name in TRAINABLE)]
+    frozen = ["evaluator", *(TRAINABLE[name].perceptual_network for name in named)]
     networks = list(dict.fromkeys(n for n in frozen if n is not None))
     for name in networks:
         if not (models / name / "model.pt").exists():
@@ -277,10 +299,10 @@ def run(args: argparse.Namespace, raw: dict, params, work: Path, start: float, c
             raw["engine"]["cuda_graphs"] = graphs
             try:
                 if args.checkpoints:
-                    plan[name] = train_until(name, share, raw, data, models, metrics, made, checkpoints)
+                    plan[name] = train_until(name, share, raw, data, models, metrics, made, checkpoints, derived)
                 else:
                     plan[name] = train_within(name, share, raw, work, data, models, metrics, meta, train,
-                                              args.bench_steps, checkpoints)
+                                              args.bench_steps, checkpoints, derived)
                 break
             except Exception as err:  # one model's failure spares the rest
                 failed[name if graphs == params.engine.cuda_graphs else f"{name} (eager)"] = \
@@ -291,7 +313,8 @@ def run(args: argparse.Namespace, raw: dict, params, work: Path, start: float, c
     timed = {}
     for name in args.bench_only:  # steps/s of models left for a later lease, to plan it
         try:
-            timed[name] = time_training(name, params, train, meta, params.model(name).batch_size, args.bench_steps,
+            own = train if TRAINABLE[name].dataset is None else model_splits(TRAINABLE[name], data, derived)["train"]
+            timed[name] = time_training(name, params, own, meta, params.model(name).batch_size, args.bench_steps,
                                         params.engine.cuda_graphs, models)
         except Exception as err:
             failed[name] = f"{type(err).__name__}: {err}"
@@ -299,7 +322,7 @@ def run(args: argparse.Namespace, raw: dict, params, work: Path, start: float, c
     trained = [name for name in args.models if name in plan and "paused_at" not in plan[name]]
     scored = [name for name in trained if name not in STAGE_PARTS]  # a stage's numbers are in its own file
     tic = time.time()
-    evaluate_stage(load_params(work / "params.yaml"), data, models, metrics, only=scored)
+    evaluate_stage(load_params(work / "params.yaml"), data, models, metrics, derived, only=scored)
     evaluate_seconds = time.time() - tic
 
     out = args.out

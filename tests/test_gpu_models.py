@@ -49,6 +49,23 @@ def test_a_budgeted_run_trains_scores_and_snapshots_on_tiny_data(tmp_path, tiny_
     assert (out / "plots" / "cvae_train.csv").is_file() and (out / "evaluator.json").is_file()
 
 
+def test_a_translation_part_gets_its_derived_set_and_enhancenet_its_own_perceptual_network(tmp_path,
+                                                                                            tiny_params_file):
+    """The derive stage's sets, made in the work folder (not read from the checkout's data/derived), and the frozen
+    networks a part trains through, trained before it, for the parts and the bench-only timings alike."""
+    from gpu_models import main
+
+    out, work = tmp_path / "snap", tmp_path / "work"
+    assert main(["enhancenet", "--params", str(tiny_params_file), "--budget", "0.01", "--out", str(out),
+                 "--work", str(work), "--bench-steps", "2", "--bench-only", "pix2pix"]) == 0
+    run = json.loads((out / "run.json").read_text())
+    assert not run["failed"] and run["models"]["enhancenet"]["epochs"] == 1 and run["bench_only"]["pix2pix"]
+    assert (work / "derived" / "meta.json").is_file() and (work / "models" / "perceptual" / "model.pt").is_file()
+    assert (out / "perceptual.json").is_file() and (out / "evaluator.json").is_file()
+    scores = json.loads((out / "evaluate.json").read_text())["models"]["enhancenet"]
+    assert {"fd", "psnr", "bicubic_psnr"} <= set(scores)
+
+
 def test_with_checkpoints_a_model_pauses_at_its_share_and_the_next_run_finishes_it(tmp_path, tiny_params_file):
     """--checkpoints: the profile's epochs over two runs (two leases), the second resuming the first's checkpoint."""
     from gpu_models import main
