@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import shutil
 import sys
 import time
@@ -89,6 +90,12 @@ def plan_epochs(profile_epochs: int, steps_per_s: float, steps_per_epoch: int, s
     return max(1, min(profile_epochs, fit))
 
 
+def part_share(left: float, parts_left: int, checkpoints: bool) -> float:
+    """Seconds for the next of `parts_left` parts. With checkpoints a part may pause, so each takes all that is left
+    in turn (the plan puts first those that fit whole); without, each is capped to an even share of it."""
+    return max(0.0, left if checkpoints else left / parts_left)
+
+
 def train_within(name: str, seconds: float, raw: dict, work: Path, data: Path, models: Path, metrics: Path,
                  meta: dict, train: dict, bench_steps: int, checkpoints: Path, derived: Path) -> dict:
     """Time `name`'s training steps, cap its epochs to `seconds`, train it; what was planned and spent. `train` is
@@ -124,7 +131,10 @@ def derive_sets(params, work: Path, data: Path, datasets: list[str | None]) -> P
     from genzoo.stages.strokes import strokes_stage
 
     derived, wanted = work / "derived", set(datasets) - {None}
-    if wanted - {"strokes"} and not (derived / "meta.json").exists():
+    # derive writes its meta.json before StackGAN's captions: a window that stopped between them made no captions
+    unfinished = not (derived / "meta.json").exists() or ("captions" in wanted and
+                                                          not (work / "captions" / "meta.json").exists())
+    if wanted - {"strokes"} and unfinished:
         derive_stage(params, data, derived, work / "previews" / "derived")
     if "strokes" in wanted and not (work / "strokes" / "meta.json").exists():
         strokes_stage(params, data, work / "strokes", work / "raw" / "quickdraw", Path("data/quickdraw.sha256.json"),
@@ -224,6 +234,9 @@ def main(argv: list[str] | None = None) -> int:
                         "checkpoints here, and resume from the ones found here")
     parser.add_argument("--recipe", help=f"a recipe of {RECIPES.name} (paper: the paper's) instead of the profile's")
     args = parser.parse_args(argv)
+    # a window's record is its snapshot (run.json, ledgers); MLflow, absent from a lent machine's image, only when
+    # asked for (GENZOO_MLFLOW=on and mlflow installed)
+    os.environ.setdefault("GENZOO_MLFLOW", "off")
 
     from genzoo.models.registry import GENERATIVE, parse_params
 
@@ -238,7 +251,11 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     args.given_params = args.params  # recorded in run.json's command; the default is the composition below
     if args.params is None:  # needs dvc (its Hydra composition); a machine without it takes --params
-        from compose import compose
+        try:
+            from compose import compose
+        except ImportError as err:
+            sys.exit(f"composing the gpu params needs dvc ({err}); on a machine without it pass --params, a file "
+                     "made beforehand by `python pipeline/compose.py --out .gpu/gpu.yaml profile=gpu`")
         args.params = work / "gpu.yaml"
         compose(args.params, ["profile=gpu"])
     raw = yaml.safe_load(args.params.read_text())
@@ -291,9 +308,10 @@ def run(args: argparse.Namespace, raw: dict, params, work: Path, start: float, c
             train_stage(name, params, data, models, metrics, checkpoints=checkpoints)
 
     meta, train = load_meta(data), load_split(data, "train")
-    plan, failed, left = {}, {}, args.budget
+    plan, failed = {}, {}
+    left = args.budget - (time.time() - start)  # the data, derived sets and frozen networks came out of it too
     for i, name in enumerate(args.models):
-        share = left / (len(args.models) - i)
+        share = part_share(left, len(args.models) - i, bool(args.checkpoints))
         tic = time.time()
         for graphs in dict.fromkeys([params.engine.cuda_graphs, False]):  # once more eager if a graph fails
             raw["engine"]["cuda_graphs"] = graphs
@@ -362,4 +380,5 @@ def run(args: argparse.Namespace, raw: dict, params, work: Path, start: float, c
 
 
 if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # a lent machine's copy: genzoo not installed
     raise SystemExit(main())

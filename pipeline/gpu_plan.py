@@ -48,6 +48,9 @@ STAGES = {"anogan": ("the one-vs-rest protocol: 10 one-class DCGANs, VAEs and au
 STAGE_COMMAND = "dvc exp run -S profile=gpu {}"  # a stage of the gpu DAG alone (and what it needs upstream)
 TRAIN_IMAGES = 55000  # the base training split (60,000 less the 5,000 kept for validation)
 ALL_TRAINING_IMAGES = 60000  # Triple-GAN's `unlabelled: train+val` (the authors' script): the split and validation
+# A paused part's checkpoint rides to the next window in the 64 MiB a device call carries, beside the tree (~12 MB)
+# and the data mirror (~12 MB): pipeline/gpu_window.sh
+CARRY_MB = 40
 
 
 @dataclass
@@ -62,6 +65,7 @@ class Part:
     steps_done: int = 0
     epochs_capped: int = 0  # a budgeted run that trained fewer epochs than the profile's
     snapshot: str = ""
+    checkpoint_mb: float | None = None  # its weights and Adam's two moments in fp32 (the engine's checkpoint, about)
 
     @property
     def minutes(self) -> float | None:
@@ -107,9 +111,8 @@ def _measure(part: Part, steps_per_s: float, steps_per_epoch: int | None, where:
             part.steps_per_epoch = steps_per_epoch
 
 
-def _batches_per_step(name: str, params: dict) -> int:
-    """Minibatches one of the model's steps consumes, as the model declares it (`batches_per_step`, set from its
-    config: a GAN's k, SimGAN's k_d + k_g), read from a build on the meta device (no weights are made)."""
+def _meta_build(name: str, params: dict):
+    """The model built on the meta device (no weights are made): what it declares and how many weights it has."""
     import torch
 
     from genzoo.models.registry import TRAINABLE
@@ -117,7 +120,18 @@ def _batches_per_step(name: str, params: dict) -> int:
 
     model = TRAINABLE[name]
     with torch.device("meta"):
-        return model(build(model.Config, params[name], name, require_all=False)).batches_per_step
+        return model(build(model.Config, params[name], name, require_all=False))
+
+
+def _batches_per_step(name: str, params: dict) -> int:
+    """Minibatches one of the model's steps consumes, as the model declares it (`batches_per_step`, set from its
+    config: a GAN's k, SimGAN's k_d + k_g)."""
+    return _meta_build(name, params).batches_per_step
+
+
+def _checkpoint_mb(name: str, params: dict) -> float:
+    """About the size of the model's checkpoint: each fp32 weight and Adam's two moments of it."""
+    return sum(p.numel() for p in _meta_build(name, params).parameters()) * 4 * 3 / 2**20
 
 
 def plan(params: dict, metrics: Path, targets: Path, models: list[str], recipes: dict | None = None) -> list[Part]:
@@ -141,7 +155,8 @@ def plan(params: dict, metrics: Path, targets: Path, models: list[str], recipes:
         batches = _batches_per_step(name, params)
         base = section.get("batch_size")
         parts[name] = Part(name, int(section["epochs"]), counts.get(name, 0),
-                           steps_per_epoch=_images(section) // (base * batches) if base and _base_data(name) else None)
+                           steps_per_epoch=_images(section) // (base * batches) if base and _base_data(name) else None,
+                           checkpoint_mb=_checkpoint_mb(name, params))
     for recipe, overlays in (load_recipes() if recipes is None else recipes).items():
         for name, overlay in overlays.items():
             # a part of its own, a stage's too (triplegan@paper), with its own targets: the paper's numbers for
@@ -153,7 +168,7 @@ def plan(params: dict, metrics: Path, targets: Path, models: list[str], recipes:
                     f"{name}@{recipe}", int(section["epochs"]),
                     paper_counts.get(name, 0) if recipe == PAPER_RECIPE else counts.get(name, 0) - paper_counts.get(name, 0),
                     steps_per_epoch=_images(section) // (batch * _batches_per_step(name, {name: section}))
-                    if batch and _base_data(name) else None)
+                    if batch and _base_data(name) else None, checkpoint_mb=_checkpoint_mb(name, {name: section}))
     bench = metrics / "gpu" / "bench.json"
     if bench.exists():
         for row in json.loads(bench.read_text()).get("results", []):
@@ -231,14 +246,17 @@ def table(parts: list[Part], compact: bool = False) -> list[str]:
     return lines
 
 
-def next_parts(parts: list[Part], budget_s: float) -> list[str]:
+def next_parts(parts: list[Part], budget_s: float, carry_mb: float = CARRY_MB) -> list[str]:
     """The unfinished parts for one window, in the plan's order: those that fit the budget whole, and after them
-    the first that does not (it trains as far as the window goes and pauses at a checkpoint). An unmeasured part
-    goes alone with the window's whole budget: its run measures it."""
+    the first that does not (it trains as far as the window goes and pauses at a checkpoint). A part that would
+    pause with a checkpoint too large to carry to the next window is passed over: it needs a window it fits. An
+    unmeasured part goes alone with the window's whole budget: its run measures it."""
     chosen, left = [], budget_s / 60
     for p in (p for p in parts if p.state != "done"):
         if p.minutes is None:
             return chosen or [p.name]
+        if p.minutes > left and (p.checkpoint_mb or 0) > carry_mb:
+            continue
         chosen.append(p.name)
         left -= p.minutes
         if left <= 0:
@@ -260,7 +278,11 @@ def write_readme(readme: Path, lines: list[str]) -> bool:
 def _params(path: Path | None) -> dict:
     if path is not None:
         return yaml.safe_load(path.read_text())
-    from compose import compose  # pipeline/compose.py: DVC's Hydra composition
+    try:
+        from compose import compose  # pipeline/compose.py: DVC's Hydra composition
+    except ImportError as err:
+        sys.exit(f"composing the gpu params needs dvc ({err}); on a machine without it pass --params, a file made "
+                 "beforehand by `python pipeline/compose.py --out .gpu/gpu.yaml profile=gpu`")
 
     out = ROOT / ".gpu" / "gpu.yaml"
     out.parent.mkdir(exist_ok=True)
@@ -287,12 +309,11 @@ def bench(raw: dict, targets: Path, out: Path, steps: int, data: Path | None, co
         if not (data / "meta.json").exists():
             download_stage(params, data.parent / "raw", offline=True)
             preprocess_stage(params, data.parent / "raw", data)
-    rows = []
-    for peer in peers:
+    rows, provenance = [], record_provenance(resolve_device(params.engine.device), command)
+    for peer in peers:  # written after each peer: a failure late in the loop keeps the rows before it
         rows += run_bench([peer.model], params, data, steps, [peer.batch], None, compare_eager=True,
                           distributed_path=peer.model == "dcgan")
-    write_json(out, {"results": rows,
-                     "provenance": record_provenance(resolve_device(params.engine.device), command)})
+        write_json(out, {"results": rows, "provenance": provenance})
     print(f"wrote {out}")
     return rows
 
@@ -349,4 +370,5 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).parent))
+    sys.path.insert(1, str(ROOT / "src"))  # a lent machine's copy of the tree: genzoo is not installed there
     raise SystemExit(main())

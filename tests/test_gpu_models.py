@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from gpu_models import SAFETY, apply_recipe, load_recipes, plan_epochs  # pipeline/ is on sys.path (helpers)
+from gpu_models import SAFETY, apply_recipe, load_recipes, part_share, plan_epochs  # pipeline/ is on sys.path
 from helpers import ROOT
 
 from genzoo.models.registry import load_params
@@ -24,6 +24,11 @@ def test_plan_caps_the_epochs_to_the_share_of_the_budget():
     # 100 s at 1000 steps/s, 430 steps an epoch: 232 epochs of time, SAFETY of it planned
     assert plan_epochs(1000, 1000.0, 430, 100.0) == int(SAFETY * 100 * 1000 / 430)
     assert plan_epochs(1000, 1.0, 430, 10.0) == 1  # never zero epochs
+
+
+def test_with_checkpoints_each_part_takes_what_is_left_in_turn_and_without_an_even_share():
+    assert part_share(300.0, 2, checkpoints=True) == 300.0  # the first finishes if it fits; the next gets the rest
+    assert part_share(300.0, 2, checkpoints=False) == 150.0 and part_share(-4.0, 1, checkpoints=True) == 0.0
 
 
 def test_a_budgeted_run_trains_scores_and_snapshots_on_tiny_data(tmp_path, tiny_params_file):
@@ -64,6 +69,44 @@ def test_a_translation_part_gets_its_derived_set_and_enhancenet_its_own_perceptu
     assert (out / "perceptual.json").is_file() and (out / "evaluator.json").is_file()
     scores = json.loads((out / "evaluate.json").read_text())["models"]["enhancenet"]
     assert {"fd", "psnr", "bicubic_psnr"} <= set(scores)
+
+
+BLOCKER = """import sys
+from importlib.abc import MetaPathFinder
+
+
+class Block(MetaPathFinder):  # the lent GPU machine's image has none of these
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {"dvc", "mlflow", "ruamel", "hydra", "omegaconf", "markdown_it"}:
+            raise ImportError(f"No module named {name!r}")
+
+
+sys.meta_path.insert(0, Block())
+"""
+
+
+@pytest.mark.slow
+def test_a_part_runs_where_dvc_and_mlflow_are_not_installed(tmp_path, tiny_params_file):
+    """As on a lent GPU: given composed params it trains, scores and snapshots with MLflow off by default; without
+    them it says in one line that composing needs dvc."""
+    import os
+    import subprocess
+
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "sitecustomize.py").write_text(BLOCKER)
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "site")}
+    env.pop("GENZOO_MLFLOW", None)
+    script = [sys.executable, str(ROOT / "pipeline" / "gpu_models.py"), "cvae", "--budget", "0.01",
+              "--work", str(tmp_path / "work")]
+    done = subprocess.run([*script, "--params", str(tiny_params_file), "--out", str(tmp_path / "snap")], env=env,
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads((tmp_path / "snap" / "run.json").read_text())["models"]["cvae"]["epochs"] == 1
+    assert not (tmp_path / "mlruns").exists() and not (tmp_path / "mlflow.db").exists()
+    refused = subprocess.run([*script, "--out", str(tmp_path / "other")], env=env, capture_output=True, text=True,
+                             cwd=tmp_path)
+    assert refused.returncode != 0 and "composing the gpu params needs dvc" in refused.stderr
+    assert "pass --params" in refused.stderr.strip().splitlines()[-1]
 
 
 def test_with_checkpoints_a_model_pauses_at_its_share_and_the_next_run_finishes_it(tmp_path, tiny_params_file):

@@ -8,11 +8,21 @@ from pathlib import Path
 
 import pytest
 import yaml
-from gpu_plan import END, START, main, next_parts, plan, table, write_readme  # pipeline/ is on sys.path (conftest)
+from gpu_plan import (  # pipeline/ is on sys.path (conftest)
+    CARRY_MB,
+    END,
+    START,
+    main,
+    next_parts,
+    plan,
+    table,
+    write_readme,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = {"run": {"profile": "gpu"},
-          "vae": {"epochs": 100, "batch_size": 100}, "gan": {"epochs": 10, "batch_size": 100, "d_steps": 1},
+          "vae": {"epochs": 100, "batch_size": 100},
+          "gan": {"epochs": 10, "batch_size": 100, "d_steps": 1, "gen_hidden": [600, 600]},  # a 13 MB checkpoint
           "cvae": {"epochs": 50, "batch_size": 550}, "pixelcnn": {"epochs": 4, "batch_size": 55},
           "stargan": {"epochs": 3, "batch_size": 16}}
 MODELS = list(PARAMS)[1:]
@@ -75,6 +85,10 @@ def test_a_window_takes_the_parts_that_fit_and_one_that_pauses(tmp_path, committ
     assert next_parts(parts, budget_s=10**6) == ["gan", "vae"]  # an unmeasured part waits for a window of its own
     assert next_parts([p for p in parts if p.name not in ("gan", "vae")], budget_s=600) == ["pixelcnn"]
     assert next_parts([p for p in parts if p.name == "cvae"], budget_s=600) == []  # done
+    gan = next(p for p in parts if p.name == "gan")
+    assert gan.checkpoint_mb and gan.checkpoint_mb < CARRY_MB  # the MLP GAN's weights and Adam's moments
+    gan.checkpoint_mb = CARRY_MB + 1  # a checkpoint the next window could not be handed: never paused at
+    assert next_parts(parts, budget_s=1) == ["vae"] and next_parts(parts, budget_s=gan_minutes * 60 + 30)[0] == "gan"
 
 
 def test_the_readme_section_is_the_table_and_the_table_lists_the_stage_parts(tmp_path, committed):
