@@ -13,7 +13,8 @@ genzoo bench --model evaluator --batch-size 128 --steps 1000 --compare-eager --o
 genzoo bench --model gan --batch-size 64 --batch-size 100 --steps 3000 --compare-eager --out metrics/bench_gpu_gan.json
 genzoo bench --model dcgan --batch-size 64 --batch-size 128 --steps 2000 --compare-eager --out metrics/bench_gpu_dcgan.json
 snap=metrics/gpu
-rm -rf "$snap" && mkdir -p "$snap"
+# replace the previous full snapshot (its files, figures/ and plots/), keeping the parts' snapshots in its subfolders
+mkdir -p "$snap" && find "$snap" -maxdepth 1 -type f -delete && rm -rf "$snap/figures" "$snap/plots"
 cp metrics/*.json "$snap"/
 cp -r metrics/figures metrics/plots "$snap"/
 cp params.yaml dvc.lock "$snap"/
