@@ -90,6 +90,17 @@ def plan_epochs(profile_epochs: int, steps_per_s: float, steps_per_epoch: int, s
     return max(1, min(profile_epochs, fit))
 
 
+def compose_gpu_params(out: Path) -> None:
+    """The gpu profile's params into `out`, through DVC's Hydra composition (pipeline/compose.py); one line where
+    dvc is missing (a lent GPU): such a machine is handed a file made beforehand, with --params."""
+    try:
+        from compose import compose
+    except ImportError as err:
+        sys.exit(f"composing the gpu params needs dvc ({err}); on a machine without it pass --params, a file made "
+                 "beforehand by `python pipeline/compose.py --out .gpu/gpu.yaml profile=gpu`")
+    compose(out, ["profile=gpu"])
+
+
 def part_share(left: float, parts_left: int, checkpoints: bool) -> float:
     """Seconds for the next of `parts_left` parts. With checkpoints a part may pause, so each takes all that is left
     in turn (the plan puts first those that fit whole); without, each is capped to an even share of it."""
@@ -98,16 +109,14 @@ def part_share(left: float, parts_left: int, checkpoints: bool) -> float:
 
 def train_within(name: str, seconds: float, raw: dict, work: Path, data: Path, models: Path, metrics: Path,
                  meta: dict, train: dict, bench_steps: int, checkpoints: Path, derived: Path) -> dict:
-    """Time `name`'s training steps, cap its epochs to `seconds`, train it; what was planned and spent. `train` is
-    the base training split; a model that learns from a derived set is timed on that set's."""
-    from genzoo.models.registry import TRAINABLE, load_params, parse_params
-    from genzoo.stages.train import model_splits, train_stage
+    """Time `name`'s training steps on `train` (its training split), cap its epochs to `seconds`, train it; what
+    was planned and spent."""
+    from genzoo.models.registry import load_params, parse_params
+    from genzoo.stages.train import train_stage
     from genzoo.tools.bench import time_training
 
     params = parse_params(raw)
     config = params.model(name)
-    if TRAINABLE[name].dataset is not None:
-        train = model_splits(TRAINABLE[name], data, derived)["train"]
     bench = time_training(name, params, train, meta, config.batch_size, bench_steps, params.engine.cuda_graphs,
                           models)
     epochs = plan_epochs(config.epochs, bench["steps_per_s"], bench["steps_per_epoch"], seconds)
@@ -250,14 +259,9 @@ def main(argv: list[str] | None = None) -> int:
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
     args.given_params = args.params  # recorded in run.json's command; the default is the composition below
-    if args.params is None:  # needs dvc (its Hydra composition); a machine without it takes --params
-        try:
-            from compose import compose
-        except ImportError as err:
-            sys.exit(f"composing the gpu params needs dvc ({err}); on a machine without it pass --params, a file "
-                     "made beforehand by `python pipeline/compose.py --out .gpu/gpu.yaml profile=gpu`")
+    if args.params is None:
         args.params = work / "gpu.yaml"
-        compose(args.params, ["profile=gpu"])
+        compose_gpu_params(args.params)
     raw = yaml.safe_load(args.params.read_text())
     if args.recipe:
         raw = apply_recipe(raw, args.recipe, args.models, load_recipes())
@@ -308,6 +312,10 @@ def run(args: argparse.Namespace, raw: dict, params, work: Path, start: float, c
             train_stage(name, params, data, models, metrics, checkpoints=checkpoints)
 
     meta, train = load_meta(data), load_split(data, "train")
+
+    def training_split(name: str) -> dict:  # the base digits, loaded once, or the derived set the model learns from
+        return train if TRAINABLE[name].dataset is None else model_splits(TRAINABLE[name], data, derived)["train"]
+
     plan, failed = {}, {}
     left = args.budget - (time.time() - start)  # the data, derived sets and frozen networks came out of it too
     for i, name in enumerate(args.models):
@@ -319,8 +327,8 @@ def run(args: argparse.Namespace, raw: dict, params, work: Path, start: float, c
                 if args.checkpoints:
                     plan[name] = train_until(name, share, raw, data, models, metrics, made, checkpoints, derived)
                 else:
-                    plan[name] = train_within(name, share, raw, work, data, models, metrics, meta, train,
-                                              args.bench_steps, checkpoints, derived)
+                    plan[name] = train_within(name, share, raw, work, data, models, metrics, meta,
+                                              training_split(name), args.bench_steps, checkpoints, derived)
                 break
             except Exception as err:  # one model's failure spares the rest
                 failed[name if graphs == params.engine.cuda_graphs else f"{name} (eager)"] = \
@@ -331,9 +339,8 @@ def run(args: argparse.Namespace, raw: dict, params, work: Path, start: float, c
     timed = {}
     for name in args.bench_only:  # steps/s of models left for a later lease, to plan it
         try:
-            own = train if TRAINABLE[name].dataset is None else model_splits(TRAINABLE[name], data, derived)["train"]
-            timed[name] = time_training(name, params, own, meta, params.model(name).batch_size, args.bench_steps,
-                                        params.engine.cuda_graphs, models)
+            timed[name] = time_training(name, params, training_split(name), meta, params.model(name).batch_size,
+                                        args.bench_steps, params.engine.cuda_graphs, models)
         except Exception as err:
             failed[name] = f"{type(err).__name__}: {err}"
 

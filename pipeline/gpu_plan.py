@@ -112,7 +112,8 @@ def _measure(part: Part, steps_per_s: float, steps_per_epoch: int | None, where:
 
 
 def _meta_build(name: str, params: dict):
-    """The model built on the meta device (no weights are made): what it declares and how many weights it has."""
+    """The model built on the meta device (no weights are made): what it declares (`batches_per_step`, the
+    minibatches one step consumes, set from its config: a GAN's k, SimGAN's k_d + k_g) and how many weights it has."""
     import torch
 
     from genzoo.models.registry import TRAINABLE
@@ -123,15 +124,9 @@ def _meta_build(name: str, params: dict):
         return model(build(model.Config, params[name], name, require_all=False))
 
 
-def _batches_per_step(name: str, params: dict) -> int:
-    """Minibatches one of the model's steps consumes, as the model declares it (`batches_per_step`, set from its
-    config: a GAN's k, SimGAN's k_d + k_g)."""
-    return _meta_build(name, params).batches_per_step
-
-
-def _checkpoint_mb(name: str, params: dict) -> float:
-    """About the size of the model's checkpoint: each fp32 weight and Adam's two moments of it."""
-    return sum(p.numel() for p in _meta_build(name, params).parameters()) * 4 * 3 / 2**20
+def _checkpoint_mb(model) -> float:
+    """About the size of a model's checkpoint: each fp32 weight and Adam's two moments of it."""
+    return sum(p.numel() for p in model.parameters()) * 4 * 3 / 2**20
 
 
 def plan(params: dict, metrics: Path, targets: Path, models: list[str], recipes: dict | None = None) -> list[Part]:
@@ -151,24 +146,23 @@ def plan(params: dict, metrics: Path, targets: Path, models: list[str], recipes:
 
     parts = {}
     for name in models:
-        section = params[name]
-        batches = _batches_per_step(name, params)
+        section, model = params[name], _meta_build(name, params)
         base = section.get("batch_size")
         parts[name] = Part(name, int(section["epochs"]), counts.get(name, 0),
-                           steps_per_epoch=_images(section) // (base * batches) if base and _base_data(name) else None,
-                           checkpoint_mb=_checkpoint_mb(name, params))
+                           steps_per_epoch=_images(section) // (base * model.batches_per_step)
+                           if base and _base_data(name) else None, checkpoint_mb=_checkpoint_mb(model))
     for recipe, overlays in (load_recipes() if recipes is None else recipes).items():
         for name, overlay in overlays.items():
             # a part of its own, a stage's too (triplegan@paper), with its own targets: the paper's numbers for
             # `paper`, our thresholds for another recipe
             if name in parts or (name in STAGES and name in params):
                 section = {**params[name], **overlay}
-                batch = section.get("batch_size")
+                model, batch = _meta_build(name, {name: section}), section.get("batch_size")
                 parts[f"{name}@{recipe}"] = Part(
                     f"{name}@{recipe}", int(section["epochs"]),
                     paper_counts.get(name, 0) if recipe == PAPER_RECIPE else counts.get(name, 0) - paper_counts.get(name, 0),
-                    steps_per_epoch=_images(section) // (batch * _batches_per_step(name, {name: section}))
-                    if batch and _base_data(name) else None, checkpoint_mb=_checkpoint_mb(name, {name: section}))
+                    steps_per_epoch=_images(section) // (batch * model.batches_per_step)
+                    if batch and _base_data(name) else None, checkpoint_mb=_checkpoint_mb(model))
     bench = metrics / "gpu" / "bench.json"
     if bench.exists():
         for row in json.loads(bench.read_text()).get("results", []):
@@ -278,15 +272,11 @@ def write_readme(readme: Path, lines: list[str]) -> bool:
 def _params(path: Path | None) -> dict:
     if path is not None:
         return yaml.safe_load(path.read_text())
-    try:
-        from compose import compose  # pipeline/compose.py: DVC's Hydra composition
-    except ImportError as err:
-        sys.exit(f"composing the gpu params needs dvc ({err}); on a machine without it pass --params, a file made "
-                 "beforehand by `python pipeline/compose.py --out .gpu/gpu.yaml profile=gpu`")
+    from gpu_models import compose_gpu_params
 
     out = ROOT / ".gpu" / "gpu.yaml"
     out.parent.mkdir(exist_ok=True)
-    compose(out, ["profile=gpu"])
+    compose_gpu_params(out)
     return yaml.safe_load(out.read_text())
 
 
