@@ -305,7 +305,7 @@ def run(args: argparse.Namespace, raw: dict, params, work: Path, start: float, c
     named = [n for n in (*args.models, *args.bench_only) if n in TRAINABLE]  # not the stages of STAGE_PARTS
     derived = derive_sets(params, work, data, [TRAINABLE[n].dataset for n in named])
     # the evaluator, and the frozen network a model's losses look through (EnhanceNet's perceptual), once each
-    frozen = ["evaluator", *(TRAINABLE[name].perceptual_network for name in named)]
+    frozen = ["evaluator", *(TRAINABLE[name].perceptual_network_for(vars(params.model(name))) for name in named)]
     networks = list(dict.fromkeys(n for n in frozen if n is not None))
     for name in networks:
         if not (models / name / "model.pt").exists():

@@ -135,8 +135,8 @@ def tiny_model(name: str, tiny_params, seed: int = 0, **changes) -> nn.Module:
 
     config = dataclasses.replace(tiny_params.model(name), **changes)
     model = build_model(name, config, SHAPE, CLASSES, seed)
-    if model.perceptual_network is not None:
-        network = model.perceptual_network
+    network = model.perceptual_network_for(vars(config))
+    if network is not None:
         model.attach_perceptual(build_model(network, tiny_params.model(network), SHAPE, CLASSES).eval())
     if model.few_labels:
         labelled = images(20, seed=99)

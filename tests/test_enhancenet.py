@@ -9,7 +9,8 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import same, superres_batch, tiny_evaluator, tiny_perceptual, weights
+import yaml
+from helpers import ROOT, same, superres_batch, tiny_evaluator, tiny_perceptual, weights
 from torch import nn
 
 from genzoo.models import enhancenet
@@ -59,6 +60,19 @@ def test_pixel_mode_needs_no_perceptual_network_and_perceptual_mode_does():
     perceptual = tiny_enhancenet()
     with pytest.raises(RuntimeError, match="attach_perceptual"):
         perceptual.train_step(batch, perceptual.configure_optimizers())
+
+
+def test_only_the_perceptual_loss_makes_a_stage_depend_on_the_perceptual_network():
+    from genzoo.stages.train import models_used
+    from genzoo.tools.dag import render
+
+    assert models_used({"enhancenet_mse": {"loss": "pixel"}}, "enhancenet_mse") == ["enhancenet_mse", "evaluator"]
+    assert models_used({"enhancenet_mse": {"loss": "perceptual"}}, "enhancenet_mse")[-1] == "perceptual"
+    assert models_used({"enhancenet": {}}, "enhancenet")[-1] == "perceptual"  # the Config's default loss
+    items = yaml.safe_load(render(ROOT / "dvc.yaml", ROOT / "params.yaml"))["stages"]["train_translation"]["foreach"]
+    assert items["enhancenet"]["network"] == "models/perceptual"  # ENet-PAT waits for and reruns on it
+    assert items["enhancenet_mse"]["network"] == "models/evaluator"  # ENet-E (pixel loss) does not
+    assert "src/genzoo/models/perceptual.py" not in items["enhancenet_mse"].values()
 
 
 def test_enhancenet_perceptual_network_stays_frozen_and_out_of_the_state_dict():

@@ -16,7 +16,8 @@ papers' static binarized MNIST); on a derived set, that set's keys (genzoo.data.
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from collections.abc import Mapping
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import nn
@@ -43,13 +44,21 @@ class ZooModel(nn.Module):
     """A semi-supervised classifier: it is handed the shared few labelled images by `attach_labelled(x, y)`."""
     perceptual_network: ClassVar[str | None] = None
     """The registry name of a frozen network its losses look through (EnhanceNet's: "perceptual"), trained by its
-    own stage and handed over by `attach_perceptual(network)` before training; never the evaluator that scores it."""
+    own stage and handed over by `attach_perceptual(network)` before training; never the evaluator that scores it.
+    Read through `perceptual_network_for`, which may name none for a params section whose losses need none."""
     comparison: ClassVar[tuple[str, ...]] = ()
     """Registry names whose trained models one figure shows side by side (metrics/figures/comparisons/), drawn
     by `comparison_pictures` once the evaluate stage has scored every one of them; () = none."""
     batches_per_step: int = 1
     """Minibatches one train_step consumes: the engine hands it one batch of batches_per_step * batch_size rows
     (a GAN's k discriminator updates, each on its own real minibatch). A model may set it from its config."""
+
+    @classmethod
+    def perceptual_network_for(cls, section: Mapping[str, Any]) -> str | None:
+        """The frozen network a model of this class trains through with this params section (the section as
+        written, or `vars(config)`): `perceptual_network`, or None when the section's chosen losses look through
+        none (EnhanceNet's pixel loss), so that model's stage neither waits for nor reruns on that network."""
+        return cls.perceptual_network
 
     @property
     def binary_samples(self) -> bool:

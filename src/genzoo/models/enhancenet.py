@@ -111,8 +111,13 @@ class Config(TrainConfig):
 class Model(ZooModel):
     Config = Config
     dataset = "superres"
-    perceptual_network = "perceptual"  # perceptual mode's L_P and L_T (pixel mode ignores it)
+    perceptual_network = "perceptual"  # perceptual mode's L_P and L_T
     comparison = ("enhancenet_mse", "enhancenet")  # the paper's figure: ENet-E beside ENet-PAT on the same inputs
+
+    @classmethod
+    def perceptual_network_for(cls, section):
+        """ENet-E's pixel loss looks through no network: its stage does not depend on the perceptual one."""
+        return cls.perceptual_network if section.get("loss", Config.loss) == "perceptual" else None
 
     def __init__(self, config: Config, image_shape: tuple[int, ...] = (1, 28, 28), num_classes: int = 10):
         super().__init__()

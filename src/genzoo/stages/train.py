@@ -35,7 +35,7 @@ def models_used(raw: dict, target: str | None = None) -> list[str]:
         raise ValueError("train: which model?")
     if target in FROZEN:
         return [target]
-    return [target, EVALUATOR, *filter(None, [TRAINABLE[target].perceptual_network])]
+    return [target, EVALUATOR, *filter(None, [TRAINABLE[target].perceptual_network_for(raw.get(target) or {})])]
 
 PICTURE_ROWS = 2000  # test digits handed to a model's pictures()
 
@@ -88,8 +88,9 @@ def model_splits(model_cls, data: Path, derived: Path, device="cpu") -> dict[str
 
 def attach_perceptual(model, models: Path, device) -> None:
     """Models whose losses look through a frozen network (they declare `perceptual_network`) get it here."""
-    if model.perceptual_network is not None:
-        model.attach_perceptual(load_model(models / model.perceptual_network / "model.pt", device))
+    network = model.perceptual_network_for(vars(model.config))
+    if network is not None:
+        model.attach_perceptual(load_model(models / network / "model.pt", device))
 
 
 def stage_name(name: str) -> str:

@@ -36,7 +36,7 @@ def time_training(name: str, params: Params, train: dict, meta: dict, batch_size
     engine = dataclasses.replace(params.engine, log_every=10**9, eval_every=10**9, checkpoint_every=10**9,
                                  cuda_graphs=cuda_graphs)
     model = build_model(name, config, tuple(meta["image_shape"]), len(meta["classes"]), params.run.seed)
-    network = model.perceptual_network
+    network = model.perceptual_network_for(vars(config))
     if network is not None:
         if models is None or not (models / network / "model.pt").exists():
             raise GenzooError(f"{name} trains through the frozen {network} network: run `dvc repro "

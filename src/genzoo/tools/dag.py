@@ -98,7 +98,7 @@ def _fill_foreach(name: str, stage: CommentedMap, raw: dict) -> None:
         item = CommentedMap()
         if derived:
             item["data"] = data_folder(key)
-        item["network"] = f"models/{GENERATIVE[key].perceptual_network or EVALUATOR}"
+        item["network"] = f"models/{GENERATIVE[key].perceptual_network_for(raw.get(key) or {}) or EVALUATOR}"
         own = extras[key] or shared[:1]
         for i in range(slots):
             item[f"{SLOT}{i + 1}"] = own[min(i, len(own) - 1)]
