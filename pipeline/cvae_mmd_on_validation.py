@@ -14,10 +14,6 @@ weight on 2 cores.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -41,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--weights", default="0,100,200,300")
     args = parser.parse_args(argv)
-    from compose import compose
+    from compose import side_run
 
     from genzoo.engine.io import write_json
     from genzoo.engine.tracking import command_line, record_provenance
@@ -49,16 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = {}
     for weight in [float(w) for w in args.weights.split(",")]:
         run = args.out / f"mmd_{weight:g}"
-        params = run / "params.yaml"
-        run.mkdir(parents=True, exist_ok=True)
-        compose(params, [f"cvae.label_mmd_weight={weight}", "engine.checkpoint_every=1000000"])
+        summary = side_run("cvae", run, [f"cvae.label_mmd_weight={weight}"], args.data, args.models / "evaluator")
         models = run / "models"
-        shutil.copytree(args.models / "evaluator", models / "evaluator", dirs_exist_ok=True)
-        env = {**os.environ, "GENZOO_MLFLOW": "off"}
-        subprocess.run([sys.executable, "-m", "genzoo", "train", "cvae", "--params", str(params), "--data",
-                        str(args.data), "--models", str(models), "--metrics", str(run / "metrics")],
-                       check=True, env=env)
-        summary = json.loads((run / "metrics" / "cvae.json").read_text())
         rows[f"{weight:g}"] = {"val": {k: v for k, v in summary["final"].items() if k.startswith("val/")},
                                "label_agreement": agreement(models / "cvae" / "model.pt",
                                                             models / "evaluator" / "model.pt")}

@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -71,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.rank:
         return rank(args.out)
-    from compose import compose
+    from compose import side_run
 
     from genzoo.engine.io import write_json
     from genzoo.engine.tracking import command_line, record_provenance
@@ -79,18 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = {}
     for name, overrides in map(parse_recipe, args.recipe or RECIPES):
         run = args.out / f"seed_{args.seed}" / name
-        params = run / "params.yaml"
-        run.mkdir(parents=True, exist_ok=True)
-        compose(params, [*overrides, f"run.seed={args.seed}", "engine.threads=1",
-                         "engine.checkpoint_every=1000000"])
+        summary = side_run("simgan", run, [*overrides, f"run.seed={args.seed}", "engine.threads=1"], args.data,
+                           args.models / "evaluator", derived=args.derived, log=run / "train.log")
         models = run / "models"
-        shutil.copytree(args.models / "evaluator", models / "evaluator", dirs_exist_ok=True)
-        env = {**os.environ, "GENZOO_MLFLOW": "off"}
-        with (run / "train.log").open("w") as log:
-            subprocess.run([sys.executable, "-m", "genzoo", "train", "simgan", "--params", str(params), "--data",
-                            str(args.data), "--derived", str(args.derived), "--models", str(models), "--metrics",
-                            str(run / "metrics")], check=True, env=env, stdout=log, stderr=subprocess.STDOUT)
-        summary = json.loads((run / "metrics" / "simgan.json").read_text())
         scores = validation_scores(models / "simgan" / "model.pt", models / "evaluator" / "model.pt",
                                    args.derived, seed=args.seed)
         rows[name] = {"overrides": overrides, "train_seconds": summary["train_seconds"],
