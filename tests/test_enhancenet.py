@@ -62,6 +62,23 @@ def test_pixel_mode_needs_no_perceptual_network_and_perceptual_mode_does():
         perceptual.train_step(batch, perceptual.configure_optimizers())
 
 
+def test_a_missing_perceptual_network_names_the_stage_that_trains_it(tmp_path):
+    from genzoo.engine.errors import GenzooError
+    from genzoo.models.registry import save_model
+    from genzoo.stages.train import attach_perceptual
+
+    model, pixel = tiny_enhancenet(), tiny_enhancenet(loss="pixel")
+    for models in (None, tmp_path):
+        with pytest.raises(GenzooError, match=r"enhancenet trains through the frozen perceptual network: run "
+                                              r"`dvc repro train_perceptual` first"):
+            attach_perceptual("enhancenet", model, models, "cpu")
+    attach_perceptual("enhancenet_mse", pixel, None, "cpu")  # the pixel loss looks through no network
+    network = tiny_perceptual()
+    save_model(network, "perceptual", tmp_path / "perceptual" / "model.pt")
+    attach_perceptual("enhancenet", model, tmp_path, "cpu")
+    assert math.isfinite(float(model.train_step(superres_batch(), model.configure_optimizers())["loss_g"]))
+
+
 def test_only_the_perceptual_loss_makes_a_stage_depend_on_the_perceptual_network():
     from genzoo.stages.train import models_used
     from genzoo.tools.dag import render

@@ -251,7 +251,7 @@ def _train(name, config, seeds, params, models, checkpoints, train, val, image_s
         return {}
     built = [build_model(name, config, image_shape, num_classes, seed) for seed in seeds]
     for model in built:
-        attach_perceptual(model, models, device)
+        attach_perceptual(name, model, models, device)
     copies = Copies(built, seeds)
     monitors = [mode_monitor(model, params, models, device, num_classes) for model in built]
     seeded = dataclasses.replace(params, run=dataclasses.replace(params.run, seed=seeds[0]))

@@ -18,6 +18,7 @@ from genzoo.data.derived import not_applicable
 from genzoo.data.loading import load_meta, load_split
 from genzoo.data.naming import naming
 from genzoo.engine.distributed import World, process_group
+from genzoo.engine.errors import GenzooError
 from genzoo.engine.io import write_text
 from genzoo.engine.pictures import save_pictures
 from genzoo.engine.tracking import StageRun, provenance, write_metrics, write_plot
@@ -86,11 +87,16 @@ def model_splits(model_cls, data: Path, derived: Path, device="cpu") -> dict[str
     return {split: load_set(derived, name, split, device) for split in ("train", "val", "test")}
 
 
-def attach_perceptual(model, models: Path, device) -> None:
-    """Models whose losses look through a frozen network (they declare `perceptual_network`) get it here."""
+def attach_perceptual(name: str, model, models: Path | None, device) -> None:
+    """Models whose losses look through a frozen network (they declare `perceptual_network`) get it here; a
+    missing network names the stage that trains it (`models` None: no trained models at hand)."""
     network = model.perceptual_network_for(vars(model.config))
-    if network is not None:
-        model.attach_perceptual(load_model(models / network / "model.pt", device))
+    if network is None:
+        return
+    if models is None or not (models / network / "model.pt").exists():
+        raise GenzooError(f"{name} trains through the frozen {network} network: run `dvc repro "
+                          f"{stage_name(network)}` first")
+    model.attach_perceptual(load_model(models / network / "model.pt", device))
 
 
 def stage_name(name: str) -> str:
@@ -124,7 +130,7 @@ def _train_stage(name: str, params: Params, data: Path, models: Path, metrics: P
     splits = model_splits(model_cls, data, derived)
     train, val, test = splits["train"], splits["val"], splits["test"]
     model = build_model(name, config, tuple(meta["image_shape"]), len(meta["classes"]), params.run.seed)
-    attach_perceptual(model, models, device)
+    attach_perceptual(name, model, models, device)
     stage = stage_name(name)
     checkpoint = checkpoint_dir(models, checkpoints) / f"{name}.pt"
     key = fingerprint(name, config, params, meta["data_hash"], world.size)

@@ -14,13 +14,12 @@ import torch
 
 from genzoo.data.loading import labelled_subset, load_meta
 from genzoo.engine.distributed import single_rank_group
-from genzoo.engine.errors import GenzooError
 from genzoo.engine.io import write_json
 from genzoo.engine.tracking import record_provenance
 from genzoo.engine.training import describe_device, eager_reason, fit, resolve_device
 from genzoo.models.registry import TRAINABLE, build_model
 from genzoo.params import Params
-from genzoo.stages.train import attach_perceptual, model_splits, stage_name
+from genzoo.stages.train import attach_perceptual, model_splits
 
 WARMUP_STEPS = 30
 
@@ -36,12 +35,7 @@ def time_training(name: str, params: Params, train: dict, meta: dict, batch_size
     engine = dataclasses.replace(params.engine, log_every=10**9, eval_every=10**9, checkpoint_every=10**9,
                                  cuda_graphs=cuda_graphs)
     model = build_model(name, config, tuple(meta["image_shape"]), len(meta["classes"]), params.run.seed)
-    network = model.perceptual_network_for(vars(config))
-    if network is not None:
-        if models is None or not (models / network / "model.pt").exists():
-            raise GenzooError(f"{name} trains through the frozen {network} network: run `dvc repro "
-                              f"{stage_name(network)}` first")
-        attach_perceptual(model, models, device)
+    attach_perceptual(name, model, models, device)
     if model.few_labels:  # a semi-supervised model trains with the shared few labels, as its stage hands them over
         labelled = labelled_subset(train["y"], params.data.labelled_per_class, params.data.labelled_seed)
         model.attach_labelled(train["x"][labelled].to(device), train["y"][labelled].to(device))
