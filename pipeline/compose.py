@@ -40,6 +40,45 @@ def side_run(model: str, run: Path, overrides: list[str], data: Path, evaluator:
     return json.loads((run / "metrics" / f"{model}.json").read_text())
 
 
+def parse_recipe(model: str, text: str) -> tuple[str, list[str]]:
+    """"name:key=value,key=value" -> (name, overrides of the `model` section); "name:" is the profile as it is."""
+    name, _, overrides = text.partition(":")
+    return name, [f"{model}.{kv}" for kv in overrides.split(",") if kv]
+
+
+def probe_recipes(model: str, recipes: list[str], seed: int, out: Path, data: Path, derived: Path,
+                  evaluator: Path, score) -> dict:
+    """A recipe probe's runs on one seed, one process thread (as a stage of the two-at-a-time DAG): each recipe
+    trained by side_run, then `score(model_file, evaluator_file)` -> its validation scores. Rows accumulate in
+    out/seed_<seed>/rows.json after each recipe (a stopped probe keeps what it finished); weights are dropped."""
+    from genzoo.engine.io import write_json
+    from genzoo.engine.tracking import command_line, record_provenance
+
+    rows = {}
+    for name, overrides in (parse_recipe(model, text) for text in recipes):
+        run = out / f"seed_{seed}" / name
+        summary = side_run(model, run, [*overrides, f"run.seed={seed}", "engine.threads=1"], data, evaluator,
+                           derived=derived, log=run / "train.log")
+        models = run / "models"
+        scores = score(models / model / "model.pt", models / "evaluator" / "model.pt")
+        rows[name] = {"overrides": overrides, "train_seconds": summary["train_seconds"],
+                      "val": {k: v for k, v in summary["final"].items() if k.startswith("val/")},
+                      "validation_scores": scores}
+        shutil.rmtree(models)  # the params and scores say what was run
+        print(f"{name}: {json.dumps(scores)}", flush=True)
+        write_json(out / f"seed_{seed}" / "rows.json",
+                   {"rows": rows, "provenance": record_provenance("cpu", command_line())})
+    return rows
+
+
+def seed_rows(out: Path) -> tuple[dict[str, dict], list[str]]:
+    """Every seed's rows under `out` ({seed folder: rows}) and the recipes that every seed ran, in run order."""
+    seeds = {p.parent.name: json.loads(p.read_text())["rows"] for p in sorted(out.glob("seed_*/rows.json"))}
+    if not seeds:
+        raise SystemExit(f"{out}: no seed_*/rows.json to rank")
+    return seeds, [n for n in next(iter(seeds.values())) if all(n in rows for rows in seeds.values())]
+
+
 if __name__ == "__main__":
     args, output = sys.argv[1:], ROOT / "params.yaml"
     if args[:1] == ["--out"]:

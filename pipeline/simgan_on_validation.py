@@ -19,8 +19,6 @@ two-at-a-time DAG runs, side by side): ~2 min a recipe. `--rank OUT` applies the
 from __future__ import annotations
 
 import argparse
-import json
-import shutil
 import sys
 from pathlib import Path
 
@@ -39,11 +37,6 @@ RECIPES = [  # the cpu profile's, then one change at a time, then two together
     "sgd_lr_1e-2:optimizer=sgd,lr=0.01",
 ]
 LABEL_KEPT = 0.95  # the evaluator's accuracy on refined validation synthetic digits a recipe must keep
-
-
-def parse_recipe(text: str) -> tuple[str, list[str]]:
-    name, _, overrides = text.partition(":")
-    return name, [f"simgan.{kv}" for kv in overrides.split(",") if kv]
 
 
 def validation_scores(model_file: Path, evaluator_file: Path, derived: Path, seed: int) -> dict[str, float]:
@@ -69,36 +62,22 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.rank:
         return rank(args.out)
-    from compose import side_run
+    from compose import probe_recipes
 
-    from genzoo.engine.io import write_json
-    from genzoo.engine.tracking import command_line, record_provenance
-
-    rows = {}
-    for name, overrides in map(parse_recipe, args.recipe or RECIPES):
-        run = args.out / f"seed_{args.seed}" / name
-        summary = side_run("simgan", run, [*overrides, f"run.seed={args.seed}", "engine.threads=1"], args.data,
-                           args.models / "evaluator", derived=args.derived, log=run / "train.log")
-        models = run / "models"
-        scores = validation_scores(models / "simgan" / "model.pt", models / "evaluator" / "model.pt",
-                                   args.derived, seed=args.seed)
-        rows[name] = {"overrides": overrides, "train_seconds": summary["train_seconds"],
-                      "val": {k: v for k, v in summary["final"].items() if k.startswith("val/")},
-                      "validation_scores": scores}
-        shutil.rmtree(models)  # the weights are not kept: the params and scores say what was run
-        print(f"{name}: {json.dumps(scores)}", flush=True)
-        write_json(args.out / f"seed_{args.seed}" / "rows.json",
-                   {"rows": rows, "provenance": record_provenance("cpu", command_line())})
+    probe_recipes("simgan", args.recipe or RECIPES, args.seed, args.out, args.data, args.derived,
+                  args.models / "evaluator", lambda model, evaluator: validation_scores(
+                      model, evaluator, args.derived, seed=args.seed))
     return 0
 
 
 def rank(out: Path) -> int:
     """The rule on every seed's rows: a recipe must keep the label on each seed; ranked by its mean error."""
+    from compose import seed_rows
+
     from genzoo.engine.io import write_json
     from genzoo.engine.tracking import command_line, record_provenance
 
-    seeds = {p.parent.name: json.loads(p.read_text())["rows"] for p in sorted(out.glob("seed_*/rows.json"))}
-    names = [n for n in next(iter(seeds.values())) if all(n in rows for rows in seeds.values())]
+    seeds, names = seed_rows(out)
     table = {}
     for name in names:
         scores = [rows[name]["validation_scores"] for rows in seeds.values()]

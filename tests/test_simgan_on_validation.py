@@ -6,8 +6,9 @@ import json
 
 import pytest
 import torch
+from compose import parse_recipe  # pipeline/ is on sys.path (conftest)
 from helpers import tiny_evaluator, tiny_model
-from simgan_on_validation import main, parse_recipe, validation_scores  # pipeline/ is on sys.path (conftest)
+from simgan_on_validation import main, validation_scores
 
 from genzoo.models.registry import save_model
 
@@ -32,8 +33,8 @@ def test_the_rule_keeps_the_label_on_every_seed_then_takes_the_lowest_mean_error
 
 
 def test_a_recipe_is_a_name_and_overrides_of_the_simgan_section():
-    assert parse_recipe("cpu:") == ("cpu", [])
-    assert parse_recipe("sgd:optimizer=sgd,lr=0.01") == ("sgd", ["simgan.optimizer=sgd", "simgan.lr=0.01"])
+    assert parse_recipe("simgan", "cpu:") == ("cpu", [])
+    assert parse_recipe("simgan", "sgd:optimizer=sgd,lr=0.01") == ("sgd", ["simgan.optimizer=sgd", "simgan.lr=0.01"])
 
 
 def test_validation_scores_read_the_validation_split_and_never_test(tmp_path, tiny_params, monkeypatch):
