@@ -46,6 +46,19 @@ def parse_recipe(model: str, text: str) -> tuple[str, list[str]]:
     return name, [f"{model}.{kv}" for kv in overrides.split(",") if kv]
 
 
+def probe_parser(doc: str):
+    """The arguments every recipe probe takes (a probe adds its own)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    for name in ("--data", "--derived", "--models", "--out"):
+        parser.add_argument(name, type=Path, required=True)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--recipe", action="append", default=[], help="name:key=value,... (repeatable)")
+    parser.add_argument("--rank", action="store_true", help="only rank the seeds' rows already under --out")
+    return parser
+
+
 def probe_recipes(model: str, recipes: list[str], seed: int, out: Path, data: Path, derived: Path,
                   evaluator: Path, score) -> dict:
     """A recipe probe's runs on one seed, one process thread (as a stage of the two-at-a-time DAG): each recipe
@@ -77,6 +90,17 @@ def seed_rows(out: Path) -> tuple[dict[str, dict], list[str]]:
     if not seeds:
         raise SystemExit(f"{out}: no seed_*/rows.json to rank")
     return seeds, [n for n in next(iter(seeds.values())) if all(n in rows for rows in seeds.values())]
+
+
+def write_ranking(out: Path, seeds: dict, table: dict, chosen: str | None, rule: str, note: str) -> int:
+    """out/ranking.json: the rule's table over the seeds and its choice, with the command that ranked them."""
+    from genzoo.engine.io import write_json
+    from genzoo.engine.tracking import command_line, record_provenance
+
+    write_json(out / "ranking.json", {"seeds": sorted(seeds), "table": table, "chosen": chosen, "rule": rule,
+                                      "note": note, "provenance": record_provenance("cpu", command_line())})
+    print(f"chosen: {chosen}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ two-at-a-time DAG runs, side by side): ~2 min a recipe. `--rank OUT` applies the
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -51,14 +50,9 @@ def validation_scores(model_file: Path, evaluator_file: Path, derived: Path, see
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, required=True)
-    parser.add_argument("--derived", type=Path, required=True)
-    parser.add_argument("--models", type=Path, required=True)
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--recipe", action="append", default=[], help="name:key=value,... (repeatable)")
-    parser.add_argument("--rank", action="store_true", help="only rank the seeds' rows already under --out")
+    from compose import probe_parser
+
+    parser = probe_parser(__doc__)
     args = parser.parse_args(argv)
     if args.rank:
         return rank(args.out)
@@ -72,10 +66,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def rank(out: Path) -> int:
     """The rule on every seed's rows: a recipe must keep the label on each seed; ranked by its mean error."""
-    from compose import seed_rows
-
-    from genzoo.engine.io import write_json
-    from genzoo.engine.tracking import command_line, record_provenance
+    from compose import seed_rows, write_ranking
 
     seeds, names = seed_rows(out)
     table = {}
@@ -91,16 +82,13 @@ def rank(out: Path) -> int:
     for name in names:
         t = table[name]
         print(f"| {name} | {t['label_kept']:.1%} | {t['error_refined']:.1%} | {t['error_raw']:.1%} |")
-    write_json(out / "ranking.json", {
-        "seeds": sorted(seeds), "table": table, "chosen": chosen,
-        "rule": f"lowest mean real-validation error of the classifier trained on refined digits, among recipes "
-                f"whose refined validation digits the evaluator reads as their label at >= {LABEL_KEPT:.0%} on "
-                f"every seed",
-        "note": "validation_scores are extra_scores with the validation split as its 'test': real_test_error_* "
-                "is the error on real validation digits",
-        "provenance": record_provenance("cpu", command_line())})
-    print(f"chosen: {chosen}")
-    return 0
+    return write_ranking(
+        out, seeds, table, chosen,
+        rule=f"lowest mean real-validation error of the classifier trained on refined digits, among recipes "
+             f"whose refined validation digits the evaluator reads as their label at >= {LABEL_KEPT:.0%} on "
+             f"every seed",
+        note="validation_scores are extra_scores with the validation split as its 'test': real_test_error_* "
+             "is the error on real validation digits")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ is read on two seeds, one process each (`--seed 0` and `--seed 1`, each `OMP_NUM
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -57,15 +56,10 @@ def validation_scores(model_file: Path, evaluator_file: Path, derived: Path, ima
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, required=True)
-    parser.add_argument("--derived", type=Path, required=True)
-    parser.add_argument("--models", type=Path, required=True)
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--seed", type=int, default=0)
+    from compose import probe_parser
+
+    parser = probe_parser(__doc__)
     parser.add_argument("--images", type=int, default=1000, help="second-half validation digits translated")
-    parser.add_argument("--recipe", action="append", default=[], help="name:key=value,... (repeatable)")
-    parser.add_argument("--rank", action="store_true", help="only rank the seeds' rows already under --out")
     args = parser.parse_args(argv)
     if args.rank:
         return rank(args.out)
@@ -79,10 +73,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def rank(out: Path) -> int:
     """The rule on every seed's rows: the highest mean worst single target, within the time budget."""
-    from compose import seed_rows
-
-    from genzoo.engine.io import write_json
-    from genzoo.engine.tracking import command_line, record_provenance
+    from compose import seed_rows, write_ranking
 
     seeds, names = seed_rows(out)
     if "cpu" not in names:
@@ -109,15 +100,12 @@ def rank(out: Path) -> int:
         t = table[name]
         print(f"| {name} | {t['worst_single']:.1%} | {t['reached']:.1%} | {t['digit']:.1%} | "
               f"{t['combo_reached']:.1%} | {t['train_seconds']:.0f} |")
-    write_json(out / "ranking.json", {
-        "seeds": sorted(seeds), "table": table, "chosen": chosen,
-        "rule": f"highest mean over seeds of min(single_reached_min, single_digit_min), among recipes whose mean "
-                f"training time is at most {TIME_BUDGET} x the cpu recipe's",
-        "note": "validation_scores are score_translations with the validation split cut in two: the attribute "
-                "classifier fitted on its first half, the second half's digits translated and scored",
-        "provenance": record_provenance("cpu", command_line())})
-    print(f"chosen: {chosen}")
-    return 0
+    return write_ranking(
+        out, seeds, table, chosen,
+        rule=f"highest mean over seeds of min(single_reached_min, single_digit_min), among recipes whose mean "
+             f"training time is at most {TIME_BUDGET} x the cpu recipe's",
+        note="validation_scores are score_translations with the validation split cut in two: the attribute "
+             "classifier fitted on its first half, the second half's digits translated and scored")
 
 
 if __name__ == "__main__":
