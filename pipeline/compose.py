@@ -63,11 +63,17 @@ def probe_recipes(model: str, recipes: list[str], seed: int, out: Path, data: Pa
                   evaluator: Path, score) -> dict:
     """A recipe probe's runs on one seed, one process thread (as a stage of the two-at-a-time DAG): each recipe
     trained by side_run, then `score(model_file, evaluator_file)` -> its validation scores. Rows accumulate in
-    out/seed_<seed>/rows.json after each recipe (a stopped probe keeps what it finished); weights are dropped."""
+    out/seed_<seed>/rows.json after each recipe (a stopped probe keeps what it finished, and a later call adds its
+    recipes to the rows there: a recipe run again replaces its row; each row records its own commit and command);
+    weights are dropped."""
     from genzoo.engine.io import write_json
     from genzoo.engine.tracking import command_line, record_provenance
 
+    done = out / f"seed_{seed}" / "rows.json"
     rows = {}
+    if done.exists():  # rows written before rows kept their own provenance carry the file's
+        before = json.loads(done.read_text())
+        rows = {name: {"provenance": before.get("provenance"), **row} for name, row in before["rows"].items()}
     for name, overrides in (parse_recipe(model, text) for text in recipes):
         run = out / f"seed_{seed}" / name
         summary = side_run(model, run, [*overrides, f"run.seed={seed}", "engine.threads=1"], data, evaluator,
@@ -76,11 +82,10 @@ def probe_recipes(model: str, recipes: list[str], seed: int, out: Path, data: Pa
         scores = score(models / model / "model.pt", models / "evaluator" / "model.pt")
         rows[name] = {"overrides": overrides, "train_seconds": summary["train_seconds"],
                       "val": {k: v for k, v in summary["final"].items() if k.startswith("val/")},
-                      "validation_scores": scores}
+                      "validation_scores": scores, "provenance": record_provenance("cpu", command_line())}
         shutil.rmtree(models)  # the params and scores say what was run
         print(f"{name}: {json.dumps(scores)}", flush=True)
-        write_json(out / f"seed_{seed}" / "rows.json",
-                   {"rows": rows, "provenance": record_provenance("cpu", command_line())})
+        write_json(done, {"rows": rows, "provenance": rows[name]["provenance"]})
     return rows
 
 

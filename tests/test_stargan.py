@@ -221,3 +221,27 @@ def test_residual_output_generator_adds_a_change_to_its_input():
     plain = tiny_stargan(residual_output=False)
     assert isinstance(plain.gen.net[-1], nn.Tanh)  # the paper's G by default
     assert stargan.Config().residual_output is False and stargan.Config().max_steps == 0
+
+
+def test_skips_join_the_way_downs_maps_to_the_way_up_and_leave_the_papers_generator_as_it_was():
+    plain, skipped = tiny_stargan(residual_output=True), tiny_stargan(residual_output=True, skips=True)
+    assert stargan.Config().skips is False  # the paper's G by default
+    assert plain.gen.state_dict().keys() == skipped.gen.state_dict().keys()  # the same layers, wider up inputs
+    up2, last = (skipped.gen.net[i] for i in skipped.gen.up_starts)
+    assert (up2.in_channels, last.in_channels) == (2 * 2 * 4, 2 * 4)  # its own maps and the skip's, g_width 4
+    assert (plain.gen.net[plain.gen.up_starts[0]].in_channels, plain.gen.net[-1].in_channels) == (2 * 4, 4)
+    batch = multidomain_batch(4)
+    real_a = batch["x"].float() / 255 * 2 - 1
+    c = stargan.target_vector(4, 0, None)
+    out = skipped.gen(real_a, c)
+    assert out.shape == real_a.shape
+    stem = skipped.gen.net[0]
+    out.abs().sum().backward()  # the stem reaches the output past the bottleneck too
+    with torch.no_grad():
+        for layer in skipped.gen.net[3:skipped.gen.up_starts[1]]:  # cut every path but the 28×28 skip
+            if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d)):
+                layer.weight.zero_()
+    stem.weight.grad = None
+    skipped.gen(real_a, c).abs().sum().backward()
+    assert stem.weight.grad.abs().sum() > 0
+    skipped.train_step(multidomain_batch(8), skipped.configure_optimizers())  # trains (d_steps 2: 2 × 4 rows)

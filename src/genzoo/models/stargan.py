@@ -24,7 +24,10 @@ Adam 1e-4, β = (0.5, 0.999), batch 16.
 starts as the identity and only learns the change. Why: in short CPU runs the paper's G never learns to carry
 the digit through its 7×7 bottleneck and collapses to one blank-ish stroke per target; with the residual output
 the digit survives from the first step (the probes: docs/notes/model-history.md). The cpu profile turns it on;
-the paper's 200k-iteration runs need it not. `max_steps` caps a run (the cpu profile's budget).
+the paper's 200k-iteration runs need it not. `skips` (off = the paper's G) joins the 28×28 and 14×14 maps of
+the way down to the way up (U-Net style, as Pix2Pix's G): with the residual output alone, a colour change must
+redraw the digit in another channel through the 7×7 bottleneck, and after 600 steps the evaluator read only ~40 %
+of the recoloured digits (`metrics/probes/stargan_cpu_recipe/`). `max_steps` caps a run (the cpu profile's budget).
 
 At test time a combination that no training set labels (a colour *and* a stroke) is reached either
 sequentially, G(G(x, colour vector), stroke vector) (each step a vector the model trained on), or with one
@@ -116,19 +119,33 @@ class Residual(nn.Module):
 
 
 class Generator(nn.Module):
-    def __init__(self, width: int, res_blocks: int, channels: int, residual_output: bool = False):
+    def __init__(self, width: int, res_blocks: int, channels: int, residual_output: bool = False,
+                 skips: bool = False):
         super().__init__()
-        w, self.residual_output = width, residual_output
+        w, self.residual_output, self.skips = width, residual_output, skips
+        k = 2 if skips else 1  # an up layer's input: its own maps, with skips also the down path's of its size
         self.net = nn.Sequential(
             nn.Conv2d(channels + LABEL_DIM, w, 7, 1, 3, bias=False), nn.InstanceNorm2d(w, affine=True), nn.ReLU(),
             *down(w, 2 * w), *down(2 * w, 4 * w),  # (B, 4w, 7, 7)
             *[Residual(4 * w) for _ in range(res_blocks)],
-            *up(4 * w, 2 * w), *up(2 * w, w),  # (B, w, 28, 28)
-            nn.Conv2d(w, channels, 7, 1, 3), *([] if residual_output else [nn.Tanh()]))
+            *up(4 * w, 2 * w), *up(k * 2 * w, w),  # (B, w, 28, 28)
+            nn.Conv2d(k * w, channels, 7, 1, 3), *([] if residual_output else [nn.Tanh()]))
+        self.up_starts = (9 + res_blocks + 3, 9 + res_blocks + 6)  # where the 14×14 and the 28×28 inputs enter
 
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         tiled = c[:, :, None, None].expand(-1, -1, *x.shape[2:])  # (B, 8, H, W)
-        out = self.net(torch.cat([x, tiled], 1))  # (B, C, H, W)
+        h = torch.cat([x, tiled], 1)
+        if not self.skips:
+            out = self.net(h)  # (B, C, H, W)
+        else:  # U-Net style: the 28×28 and 14×14 maps of the way down join the way up at their size
+            kept = []
+            for i, layer in enumerate(self.net):
+                if i in self.up_starts:
+                    h = torch.cat([h, kept.pop()], 1)
+                h = layer(h)
+                if i in (2, 5):  # after the stem (w, 28, 28) and the first down (2w, 14, 14)
+                    kept.append(h)
+            out = h
         if self.residual_output:  # a change added to the input: identity is the starting point
             return (x + out).clamp(-1, 1)
         return out  # in [-1, 1] (tanh)
@@ -165,6 +182,7 @@ class Config(TrainConfig):
     beta1: float = param(0.5, ge=0, le=1)
     beta2: float = param(0.999, ge=0, le=1)
     residual_output: bool = param(False)  # G outputs input + change (off = the paper's G; see the docstring)
+    skips: bool = param(False)  # U-Net skips around G's bottleneck (off = the paper's G; see the docstring)
     score_images: int = param(0, ge=0)  # test rows extra_scores translates to every target; 0 = all
     attribute_steps: int = param(1000, ge=1)  # the scoring attribute classifier's training steps (a tiny run: fewer)
 
@@ -180,7 +198,7 @@ class Model(ZooModel):
             raise ValueError(f"stargan is sized for 28×28 images, got {image_shape}")
         channels = 3  # the multidomain set is coloured whatever the base images are
         self.batches_per_step = config.d_steps
-        self.gen = Generator(config.g_width, config.res_blocks, channels, config.residual_output)
+        self.gen = Generator(config.g_width, config.res_blocks, channels, config.residual_output, config.skips)
         self.disc = Discriminator(config.d_width, channels)
 
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
