@@ -3,10 +3,11 @@
 For each recipe (overrides of the cpu profile's `simgan` section), `genzoo train simgan` at the cpu profile, then
 the model's own scores (`extra_scores`, the code `evaluate` runs) with the validation split in the place of the
 test split: the error on real validation digits of the fixed classifier trained on raw and on refined synthetic
-training digits, and the frozen evaluator's accuracy on refined validation synthetic digits. No test image is
-read. The rule, fixed before the runs: among the recipes whose refined validation digits the evaluator still reads
-as their label at >= 95 % (the refiner keeps what the simulator knows), the lowest real-validation error of the
-classifier trained on refined digits.
+training digits, and the frozen evaluator's accuracy on refined validation synthetic digits. The rule reads no
+test number (`genzoo train` still writes its own end-of-run test pass and pictures into each run's folder,
+unread). The rule, fixed before the runs: among the recipes whose refined validation digits the evaluator still
+reads as their label at >= 95 % (the refiner keeps what the simulator knows), the lowest real-validation error of
+the classifier trained on refined digits.
 
     python pipeline/simgan_on_validation.py --data data/processed --derived data/derived --models models \
         --out OUT [--seed 0] [--recipe name:key=value,key=value ...]

@@ -4,10 +4,11 @@ For each recipe (overrides of the cpu profile's `stargan` section, the same 600 
 stargan` at the cpu profile, then the scores `evaluate` runs (`score_translations`) with the validation split
 cut in two in the place of its two splits: the attribute classifier that judges colour and stroke is fitted on
 the first half of the validation digits (where `evaluate` uses all of them), and the translations of the first
-`--images` digits of the second half to every target are scored (where `evaluate` uses test digits). No test image
-is read. The rule, fixed before the runs: the highest mean over the seeds of the worst single target, the lower of
-"target reached" and "digit kept" over the six single-attribute targets (both are gpu targets at >= 95 %), among
-recipes whose training took at most 1.25 times the cpu profile's (the DAG's budget).
+`--images` digits of the second half to every target are scored (where `evaluate` uses test digits). The rule
+reads no test number (`genzoo train` still writes its own end-of-run test pass and pictures into each run's
+folder, unread). The rule, fixed before the first runs: the highest mean over the seeds of the worst single target,
+the lower of "target reached" and "digit kept" over the six single-attribute targets (both are gpu targets at
+>= 95 %), among recipes whose training took at most 1.25 times the cpu profile's (the DAG's budget).
 
     python pipeline/stargan_on_validation.py --data data/processed --derived data/derived --models models \
         --out OUT [--seed 0] [--images 1000] [--recipe name:key=value,key=value ...]
