@@ -25,9 +25,10 @@ starts as the identity and only learns the change. Why: in short CPU runs the pa
 the digit through its 7×7 bottleneck and collapses to one blank-ish stroke per target; with the residual output
 the digit survives from the first step (the probes: docs/notes/model-history.md). The cpu profile turns it on;
 the paper's 200k-iteration runs need it not. `skips` (off = the paper's G) joins the 28×28 and 14×14 maps of
-the way down to the way up (U-Net style, as Pix2Pix's G): with the residual output alone, a colour change must
-redraw the digit in another channel through the 7×7 bottleneck, and after 600 steps the evaluator read only ~40 %
-of the recoloured digits (`metrics/probes/stargan_cpu_recipe/`). `max_steps` caps a run (the cpu profile's budget).
+the way down to the way up (U-Net style, as Pix2Pix's G), so a colour change need not redraw the digit in another
+channel through the 7×7 bottleneck. In 600 steps at lr 2e-4, with or without skips, G instead painted a patch of
+the target colour over the digit (the evaluator read ~40 % of the recoloured digits); skips with lr 2e-3 recolour
+the strokes (91-96 %; `metrics/probes/stargan_cpu_recipe/`). `max_steps` caps a run (the cpu profile's budget).
 
 At test time a combination that no training set labels (a colour *and* a stroke) is reached either
 sequentially, G(G(x, colour vector), stroke vector) (each step a vector the model trained on), or with one
