@@ -81,17 +81,15 @@ def rank(out: Path) -> int:
         raise SystemExit(f"{out}: every seed needs the `cpu` recipe, the time budget's reference")
 
     def mean(name: str, value) -> float:
-        return sum(value(rows[name]) for rows in seeds.values()) / len(seeds)
+        """The mean over the seeds of `value(validation scores, row)` of recipe `name`."""
+        return sum(value(rows[name]["validation_scores"], rows[name]) for rows in seeds.values()) / len(seeds)
 
-    budget = TIME_BUDGET * mean("cpu", lambda row: row["train_seconds"])
-    table = {}
-    for name in names:
-        scores = [rows[name]["validation_scores"] for rows in seeds.values()]
-        table[name] = {"worst_single": sum(min(s[k] for k in SINGLES) for s in scores) / len(scores),
-                       "reached": sum(s["single_reached_min"] for s in scores) / len(scores),
-                       "digit": sum(s["single_digit_min"] for s in scores) / len(scores),
-                       "combo_reached": sum(s["combo_reached_min"] for s in scores) / len(scores),
-                       "train_seconds": mean(name, lambda row: row["train_seconds"])}
+    table = {name: {"worst_single": mean(name, lambda s, _: min(s[k] for k in SINGLES)),
+                    "reached": mean(name, lambda s, _: s["single_reached_min"]),
+                    "digit": mean(name, lambda s, _: s["single_digit_min"]),
+                    "combo_reached": mean(name, lambda s, _: s["combo_reached_min"]),
+                    "train_seconds": mean(name, lambda _, row: row["train_seconds"])} for name in names}
+    budget = TIME_BUDGET * table["cpu"]["train_seconds"]
     eligible = [n for n in names if table[n]["train_seconds"] <= budget]
     chosen = max(eligible, key=lambda n: table[n]["worst_single"]) if eligible else None
     print("| recipe | worst single target (mean) | reached, worst single (mean) | digit kept, worst single (mean) "
