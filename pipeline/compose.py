@@ -97,6 +97,20 @@ def seed_rows(out: Path) -> tuple[dict[str, dict], list[str]]:
     return seeds, [n for n in next(iter(seeds.values())) if all(n in rows for rows in seeds.values())]
 
 
+def timed_seed_rows(out: Path, reference: str = "cpu"):
+    """seed_rows for a rule with a time budget: every seed must have run the `reference` recipe (the budget's
+    unit). Returns (seeds, names, mean), mean(name, value) being the mean over the seeds of
+    value(validation scores, row) for recipe `name`."""
+    seeds, names = seed_rows(out)
+    if reference not in names:
+        raise SystemExit(f"{out}: every seed needs the `{reference}` recipe, the time budget's reference")
+
+    def mean(name: str, value) -> float:
+        return sum(value(rows[name]["validation_scores"], rows[name]) for rows in seeds.values()) / len(seeds)
+
+    return seeds, names, mean
+
+
 def write_ranking(out: Path, seeds: dict, table: dict, chosen: str | None, rule: str, note: str) -> int:
     """out/ranking.json: the rule's table over the seeds and its choice, with the command that ranked them."""
     from genzoo.engine.io import write_json

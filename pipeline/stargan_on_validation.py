@@ -74,16 +74,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def rank(out: Path) -> int:
     """The rule on every seed's rows: the highest mean worst single target, within the time budget."""
-    from compose import seed_rows, write_ranking
+    from compose import timed_seed_rows, write_ranking
 
-    seeds, names = seed_rows(out)
-    if "cpu" not in names:
-        raise SystemExit(f"{out}: every seed needs the `cpu` recipe, the time budget's reference")
-
-    def mean(name: str, value) -> float:
-        """The mean over the seeds of `value(validation scores, row)` of recipe `name`."""
-        return sum(value(rows[name]["validation_scores"], rows[name]) for rows in seeds.values()) / len(seeds)
-
+    seeds, names, mean = timed_seed_rows(out)
     table = {name: {"worst_single": mean(name, lambda s, _: min(s[k] for k in SINGLES)),
                     "reached": mean(name, lambda s, _: s["single_reached_min"]),
                     "digit": mean(name, lambda s, _: s["single_digit_min"]),
