@@ -89,6 +89,16 @@ def probe_recipes(model: str, recipes: list[str], seed: int, out: Path, data: Pa
     return rows
 
 
+def validation_halves(derived: Path, name: str) -> dict[str, dict]:
+    """The validation split of derived set `name` cut in two, as {"val": first half, "test": second half}: a probe
+    hands it to a model's scoring in the place of its val and test splits, so its rule reads no test image."""
+    from genzoo.data.derived import load_set
+
+    val = load_set(derived, name, "val")
+    half = len(next(iter(val.values()))) // 2
+    return {"val": {k: v[:half] for k, v in val.items()}, "test": {k: v[half:] for k, v in val.items()}}
+
+
 def seed_rows(out: Path) -> tuple[dict[str, dict], list[str]]:
     """Every seed's rows under `out` ({seed folder: rows}) and the recipes that every seed ran, in run order."""
     seeds = {p.parent.name: json.loads(p.read_text())["rows"] for p in sorted(out.glob("seed_*/rows.json"))}

@@ -43,14 +43,13 @@ SINGLES = ("single_reached_min", "single_digit_min")
 def validation_scores(model_file: Path, evaluator_file: Path, derived: Path, images: int,
                       seed: int) -> dict[str, float]:
     """`score_translations` on validation alone: its classifier fitted on the first half, the second half scored."""
-    from genzoo.data.derived import load_set
+    from compose import validation_halves
+
     from genzoo.metrics.attributes import score_translations
     from genzoo.models.registry import load_model
 
     model, evaluator = load_model(model_file), load_model(evaluator_file)
-    val = load_set(derived, "multidomain", "val")
-    half = len(val["x"]) // 2
-    split = {"val": {k: v[:half] for k, v in val.items()}, "test": {k: v[half:] for k, v in val.items()}}
+    split = validation_halves(derived, "multidomain")
     torch.manual_seed(seed)
     return score_translations(model, split, evaluator, images, seed=seed,
                               classifier_steps=model.config.attribute_steps)

@@ -230,3 +230,28 @@ def record_steps(opts: dict[str, torch.optim.Optimizer], before=None, after=None
             return result
         opt.step = step
     return order
+
+
+def validation_only(monkeypatch, make_val) -> tuple[list, dict]:
+    """A recipe probe's data, watched: `derived.load_set` answers a val split with make_val() and fails on any
+    test split; the attribute classifier's fitting (2 steps) records how many images it saw. Returns (the
+    (set, split) pairs read, {"fitted_on": n})."""
+    from genzoo.data import derived
+    from genzoo.metrics import attributes
+
+    read, seen = [], {}
+    fit_attribute_classifier = attributes.fit_attribute_classifier
+
+    def load_set(root, name, split, device="cpu"):
+        read.append((name, split))
+        if split == "test":
+            raise AssertionError("a recipe probe read the test split")
+        return make_val()
+
+    def fit(x, colour, stroke, seed, steps):
+        seen["fitted_on"] = len(x)
+        return fit_attribute_classifier(x, colour, stroke, seed, 2)
+
+    monkeypatch.setattr(derived, "load_set", load_set)
+    monkeypatch.setattr(attributes, "fit_attribute_classifier", fit)
+    return read, seen

@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from helpers import tiny_evaluator, tiny_model
+from helpers import tiny_evaluator, tiny_model, validation_only
 from stargan_on_validation import main, validation_scores  # pipeline/ is on sys.path (conftest)
 
 from genzoo.models.registry import save_model
@@ -43,27 +43,13 @@ def test_the_rule_needs_the_cpu_recipe_as_its_time_reference(tmp_path):
 
 
 def test_validation_scores_split_validation_in_two_and_never_read_test(tmp_path, tiny_params, monkeypatch):
-    from genzoo.data import derived
-    from genzoo.metrics import attributes
-
-    read, seen = [], {}
-
-    def load_set(root, name, split, device="cpu"):
-        read.append((name, split))
-        if split == "test":
-            raise AssertionError("a recipe probe read the test split")
+    def multidomain():
         gen = torch.Generator().manual_seed(0)
         return {"x": torch.randint(0, 256, (40, 3, 28, 28), generator=gen, dtype=torch.uint8),
                 "y": torch.arange(40) % 10, "colour": torch.arange(40) % 3, "stroke": torch.arange(40) // 3 % 3,
                 "row": torch.arange(40)}
 
-    def fit(x, colour, stroke, seed, steps):
-        seen["fitted_on"] = len(x)
-        return fit_attribute_classifier(x, colour, stroke, seed, 2)
-
-    fit_attribute_classifier = attributes.fit_attribute_classifier
-    monkeypatch.setattr(derived, "load_set", load_set)
-    monkeypatch.setattr(attributes, "fit_attribute_classifier", fit)
+    read, seen = validation_only(monkeypatch, multidomain)
     model = save_model(tiny_model("stargan", tiny_params), "stargan", tmp_path / "stargan.pt")
     evaluator = save_model(tiny_evaluator(), "evaluator", tmp_path / "evaluator.pt")
     scores = validation_scores(model, evaluator, tmp_path, images=12, seed=0)
