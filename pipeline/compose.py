@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from dvc.utils.hydra import compose_and_dump
@@ -76,11 +77,12 @@ def probe_recipes(model: str, recipes: list[str], seed: int, out: Path, data: Pa
         rows = {name: {"provenance": before.get("provenance"), **row} for name, row in before["rows"].items()}
     for name, overrides in (parse_recipe(model, text) for text in recipes):
         run = out / f"seed_{seed}" / name
+        started = time.time()
         summary = side_run(model, run, [*overrides, f"run.seed={seed}", "engine.threads=1"], data, evaluator,
                            derived=derived, log=run / "train.log")
         models = run / "models"
         scores = score(models / model / "model.pt", models / "evaluator" / "model.pt")
-        rows[name] = {"overrides": overrides, "train_seconds": summary["train_seconds"],
+        rows[name] = {"overrides": overrides, "train_seconds": summary["train_seconds"], "started": started,
                       "val": {k: v for k, v in summary["final"].items() if k.startswith("val/")},
                       "validation_scores": scores, "provenance": record_provenance("cpu", command_line())}
         shutil.rmtree(models)  # the params and scores say what was run
@@ -119,6 +121,23 @@ def timed_seed_rows(out: Path, reference: str = "cpu"):
         return sum(value(rows[name]["validation_scores"], rows[name]) for rows in seeds.values()) / len(seeds)
 
     return seeds, names, mean
+
+
+def time_ratios(rows: dict[str, dict], reference: str = "cpu") -> dict[str, float]:
+    """One seed's training time of each recipe over the `reference` recipe's. Where the seed also ran the reference
+    last (`<reference>_again`), each recipe's reference time is interpolated between the two runs by its start
+    time: a host that slows while a probe runs (the same run took 142 s, then 191 s) inflates late rows, and a
+    budget read off the first run alone would be strict on them. Rows without start times read the first run."""
+    first, again = rows[reference], rows.get(f"{reference}_again")
+    timed = again is not None and all("started" in r for r in rows.values()) and again["started"] > first["started"]
+
+    def reference_seconds(row: dict) -> float:
+        if not timed:
+            return first["train_seconds"]
+        w = min(max((row["started"] - first["started"]) / (again["started"] - first["started"]), 0.0), 1.0)
+        return (1 - w) * first["train_seconds"] + w * again["train_seconds"]
+
+    return {name: row["train_seconds"] / reference_seconds(row) for name, row in rows.items()}
 
 
 def write_ranking(out: Path, seeds: dict, table: dict, chosen: str | None, rule: str, note: str) -> int:
