@@ -102,7 +102,8 @@ def validation_halves(derived: Path, name: str) -> dict[str, dict]:
 
 
 def seed_rows(out: Path) -> tuple[dict[str, dict], list[str]]:
-    """Every seed's rows under `out` ({seed folder: rows}) and the recipes that every seed ran, in run order."""
+    """Every seed's rows under `out` ({seed folder: rows}) and the recipes that every seed ran, in name order (the
+    files sort their keys; a row's `started` says when it ran)."""
     seeds = {p.parent.name: json.loads(p.read_text())["rows"] for p in sorted(out.glob("seed_*/rows.json"))}
     if not seeds:
         raise SystemExit(f"{out}: no seed_*/rows.json to rank")

@@ -85,3 +85,25 @@ def test_validation_scores_read_every_validation_sketch_and_never_test(tmp_path,
     assert read == [("strokes", "val")]
     assert read_by_evaluator == [7, 7]  # all 7 reconstructions and all 7 originals, not the profile's 3
     assert 0 <= scores["reconstruction_accuracy"] <= 1 and scores["test_l_r"] == scores["test_l_r"]
+
+
+def test_probe_rows_record_when_each_recipe_started_and_drop_its_weights(tmp_path, monkeypatch):
+    import compose
+
+    trained = []
+
+    def side_run(model, run, overrides, data, evaluator, derived=None, log=None):
+        trained.append(overrides)
+        (run / "models" / model).mkdir(parents=True)
+        return {"train_seconds": 10.0 * len(trained), "final": {"val/l_r": 0.1, "train/loss": 0.2}}
+
+    monkeypatch.setattr(compose, "side_run", side_run)
+    score = lambda model, evaluator: {"reconstruction_accuracy": 0.5}  # noqa: E731
+    compose.probe_recipes("sketchrnn", ["cpu:", "lr:lr=0.002"], 1, tmp_path, tmp_path, tmp_path, tmp_path, score)
+    compose.probe_recipes("sketchrnn", ["cpu_again:"], 1, tmp_path, tmp_path, tmp_path, tmp_path, score)
+    rows = json.loads((tmp_path / "seed_1" / "rows.json").read_text())["rows"]
+    assert sorted(rows) == ["cpu", "cpu_again", "lr"]  # a later call adds to the seed's rows (json sorts them)
+    assert rows["cpu"]["started"] <= rows["lr"]["started"] <= rows["cpu_again"]["started"]
+    assert rows["lr"]["overrides"] == ["sketchrnn.lr=0.002"] and rows["lr"]["val"] == {"val/l_r": 0.1}
+    assert trained[1] == ["sketchrnn.lr=0.002", "run.seed=1", "engine.threads=1"]
+    assert not any((tmp_path / "seed_1" / name / "models").exists() for name in rows)
