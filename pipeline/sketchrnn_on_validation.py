@@ -17,7 +17,7 @@ reads reconstructions alone would weaken them, so no recipe here changes them.
 
 `--models` must hold the trained evaluator and `data/strokes` the stroke set (dvc repro strokes train_evaluator).
 The rule is read on two seeds, one process each (`--seed 0` and `--seed 1`, each `OMP_NUM_THREADS=1`, side by
-side): ~3.5 min a recipe. `--rank OUT` applies the rule to every seed's rows.
+side): 3 min a recipe as measured (3 to 4.3 on a slower hour). `--rank OUT` applies the rule to every seed's rows.
 """
 
 from __future__ import annotations
